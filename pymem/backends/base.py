@@ -1,0 +1,189 @@
+"""The backend contract: what every storage backend does, sync and async."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from ..models import AppendResult, ContextWindow, NewMessage, SessionInfo, StoredMessage, TenantStats
+
+
+@runtime_checkable
+class MemoryBackend(Protocol):
+    """Stores conversations; every method mirrors one ``memory.*`` SQL function."""
+
+    def append(
+        self,
+        tenant: str,
+        session: str,
+        role: str,
+        content: str,
+        *,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+        user_id: str | None = None,
+    ) -> AppendResult: ...
+
+    def append_many(
+        self,
+        tenant: str,
+        session: str,
+        messages: Sequence[NewMessage],
+        *,
+        user_id: str | None = None,
+    ) -> list[AppendResult]: ...
+
+    def history(
+        self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
+    ) -> list[StoredMessage]: ...
+
+    def last_messages(self, tenant: str, session: str, count: int = 50) -> list[StoredMessage]: ...
+
+    def context(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow: ...
+
+    def session_info(self, tenant: str, session: str) -> SessionInfo: ...
+
+    def list_sessions(
+        self,
+        tenant: str,
+        *,
+        owner: str | None = None,
+        include_deleted: bool = False,
+        after_session: str | None = None,
+        page_size: int = 100,
+    ) -> list[SessionInfo]: ...
+
+    def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime: ...
+
+    def configure_session(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    def configure_tenant(
+        self,
+        tenant: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None: ...
+
+    def delete_session(self, tenant: str, session: str) -> datetime: ...
+
+    def restore_session(self, tenant: str, session: str) -> None: ...
+
+    def purge_session(self, tenant: str, session: str) -> int: ...
+
+    def stats(self, tenant: str | None = None) -> list[TenantStats]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncMemoryBackend(Protocol):
+    """The async twin of :class:`MemoryBackend`: same names, same arguments."""
+
+    async def append(
+        self,
+        tenant: str,
+        session: str,
+        role: str,
+        content: str,
+        *,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+        user_id: str | None = None,
+    ) -> AppendResult: ...
+
+    async def append_many(
+        self,
+        tenant: str,
+        session: str,
+        messages: Sequence[NewMessage],
+        *,
+        user_id: str | None = None,
+    ) -> list[AppendResult]: ...
+
+    async def history(
+        self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
+    ) -> list[StoredMessage]: ...
+
+    async def last_messages(
+        self, tenant: str, session: str, count: int = 50
+    ) -> list[StoredMessage]: ...
+
+    async def context(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow: ...
+
+    async def session_info(self, tenant: str, session: str) -> SessionInfo: ...
+
+    async def list_sessions(
+        self,
+        tenant: str,
+        *,
+        owner: str | None = None,
+        include_deleted: bool = False,
+        after_session: str | None = None,
+        page_size: int = 100,
+    ) -> list[SessionInfo]: ...
+
+    async def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime: ...
+
+    async def configure_session(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+    async def configure_tenant(
+        self,
+        tenant: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None: ...
+
+    async def delete_session(self, tenant: str, session: str) -> datetime: ...
+
+    async def restore_session(self, tenant: str, session: str) -> None: ...
+
+    async def purge_session(self, tenant: str, session: str) -> int: ...
+
+    async def stats(self, tenant: str | None = None) -> list[TenantStats]: ...
+
+    async def close(self) -> None: ...

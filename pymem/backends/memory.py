@@ -1,0 +1,461 @@
+"""A backend that keeps everything in process memory: tests, notebooks, demos.
+
+It follows the same rules as the SQL functions, check for check, and passes
+the same contract suite as the PostgreSQL backend.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..errors import (
+    IdempotencyKeyReused,
+    InvalidArgument,
+    MessageTooLarge,
+    SessionDeleted,
+    SessionNotFound,
+    SessionOwnedByAnotherUser,
+)
+from ..models import (
+    AppendResult,
+    ContextItem,
+    ContextWindow,
+    NewMessage,
+    SessionInfo,
+    StoredMessage,
+    TenantStats,
+)
+from ..validation import (
+    DEFAULT_EMBEDDING_DIM,
+    check_budget,
+    check_content,
+    check_embedding,
+    check_ident,
+    check_range,
+    check_role,
+    check_strategy,
+    check_tokens,
+    estimate_tokens,
+    metadata_json,
+)
+
+
+@dataclass
+class _Tenant:
+    max_messages: int | None = None
+    max_tokens: int | None = None
+    default_ttl: timedelta | None = None
+
+
+@dataclass
+class _Session:
+    info: SessionInfo
+    messages: list[StoredMessage] = field(default_factory=list)
+    keys: dict[str, tuple[int, str, datetime]] = field(default_factory=dict)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _request_hash(role: str, content: str) -> str:
+    return hashlib.md5(f"{role}:{content}".encode()).hexdigest()
+
+
+class InMemoryBackend:
+    """Thread-safe, process-local storage with the semantics of the SQL API."""
+
+    def __init__(self, *, embedding_dim: int = DEFAULT_EMBEDDING_DIM) -> None:
+        self._lock = threading.RLock()
+        self._tenants: dict[str, _Tenant] = {}
+        self._sessions: dict[tuple[str, str], _Session] = {}
+        self._embedding_dim = embedding_dim
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _live(self, tenant: str, session: str) -> _Session:
+        check_ident("tenant", tenant)
+        check_ident("session", session)
+        found = self._sessions.get((tenant, session))
+        if found is None:
+            raise SessionNotFound(f"memory: session {tenant}/{session} not found")
+        if found.info.deleted_at is not None:
+            raise SessionDeleted(f"memory: session {tenant}/{session} is deleted")
+        return found
+
+    def _any(self, tenant: str, session: str) -> _Session:
+        check_ident("tenant", tenant)
+        check_ident("session", session)
+        found = self._sessions.get((tenant, session))
+        if found is None:
+            raise SessionNotFound(f"memory: session {tenant}/{session} not found")
+        return found
+
+    # -- writes ----------------------------------------------------------------
+
+    def append(
+        self,
+        tenant: str,
+        session: str,
+        role: str,
+        content: str,
+        *,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+        user_id: str | None = None,
+    ) -> AppendResult:
+        check_ident("tenant", tenant)
+        check_ident("session", session)
+        if user_id is not None:
+            check_ident("user_id", user_id)
+        if idempotency_key is not None:
+            check_ident("idempotency_key", idempotency_key)
+        check_role(role)
+        check_content(content)
+        check_tokens(tokens)
+        stored_metadata: dict[str, Any] = json.loads(metadata_json(metadata))
+        check_embedding(embedding, self._embedding_dim)
+        estimated = tokens is None
+        n_tokens = estimate_tokens(content) if tokens is None else tokens
+
+        with self._lock:
+            state = self._sessions.get((tenant, session))
+            request = _request_hash(role, content)
+            if state is not None and idempotency_key is not None:
+                known = state.keys.get(idempotency_key)
+                if known is not None and known[1] == request:
+                    return AppendResult(seq=known[0], created_at=known[2], duplicate=True)
+            if state is not None and state.info.deleted_at is not None:
+                raise SessionDeleted(f"memory: session {tenant}/{session} is deleted")
+            owner = state.info.user_id if state is not None else None
+            if user_id is not None and (owner or user_id) != user_id:
+                raise SessionOwnedByAnotherUser(
+                    f"memory: session {tenant}/{session} belongs to another user",
+                    hint="use a new session id for this user",
+                )
+            if state is not None and idempotency_key in state.keys:
+                raise IdempotencyKeyReused(
+                    f"memory: idempotency key {idempotency_key!r} was already used for "
+                    "another message"
+                )
+            now = _now()
+            tenant_state = self._tenants.setdefault(tenant, _Tenant())
+            if state is None:
+                expires = now + tenant_state.default_ttl if tenant_state.default_ttl else None
+                info = SessionInfo(
+                    tenant_id=tenant, session_id=session, user_id=user_id, last_seq=0,
+                    first_seq=1, message_count=0, token_count=0, summarized_upto=0,
+                    max_messages=None, max_tokens=None, metadata={}, created_at=now,
+                    updated_at=now, expires_at=expires, deleted_at=None,
+                )
+                state = _Session(info=info)
+            info = state.info
+            seq = info.last_seq + 1
+            max_messages = info.max_messages or tenant_state.max_messages
+            max_tokens = info.max_tokens or tenant_state.max_tokens
+            if max_tokens is not None and n_tokens > max_tokens:
+                raise MessageTooLarge(
+                    f"memory: message has {n_tokens} tokens, the session cap is {max_tokens}",
+                    hint="raise max_tokens or split the message",
+                )
+            message = StoredMessage(
+                seq=seq, role=role, content=content, tokens=n_tokens,
+                tokens_estimated=estimated, metadata=stored_metadata, created_at=now,
+            )
+            messages = [*state.messages, message]
+            if max_messages is not None and len(messages) > max_messages:
+                messages = messages[len(messages) - max_messages :]
+            if max_tokens is not None:
+                total = 0
+                keep = 0
+                for kept in reversed(messages):
+                    if total + kept.tokens > max_tokens:
+                        break
+                    total += kept.tokens
+                    keep += 1
+                messages = messages[len(messages) - keep :]
+            state.messages = messages
+            state.info = replace(
+                info,
+                user_id=info.user_id or user_id,
+                last_seq=seq,
+                first_seq=messages[0].seq,
+                message_count=len(messages),
+                token_count=sum(m.tokens for m in messages),
+                updated_at=now,
+            )
+            if idempotency_key is not None:
+                state.keys[idempotency_key] = (seq, request, now)
+            self._sessions[(tenant, session)] = state
+            return AppendResult(seq=seq, created_at=now, duplicate=False)
+
+    def append_many(
+        self,
+        tenant: str,
+        session: str,
+        messages: Sequence[NewMessage],
+        *,
+        user_id: str | None = None,
+    ) -> list[AppendResult]:
+        if not messages:
+            raise InvalidArgument(
+                "memory: messages must be a non-empty array",
+                hint="pass at least one message",
+            )
+        if len(messages) > 10000:
+            raise InvalidArgument(
+                f"memory: a batch holds at most 10000 messages, got {len(messages)}",
+                hint="split the batch",
+            )
+        with self._lock:
+            # All or nothing: work on a copy and swap it in at the end.
+            saved_sessions = copy.deepcopy(self._sessions)
+            saved_tenants = copy.deepcopy(self._tenants)
+            try:
+                return [
+                    self.append(
+                        tenant, session, m.role, m.content, tokens=m.tokens,
+                        metadata=m.metadata, embedding=m.embedding,
+                        idempotency_key=m.idempotency_key, user_id=user_id,
+                    )
+                    for m in messages
+                ]
+            except BaseException:
+                self._sessions = saved_sessions
+                self._tenants = saved_tenants
+                raise
+
+    # -- reads -----------------------------------------------------------------
+
+    def history(
+        self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
+    ) -> list[StoredMessage]:
+        check_range("after_seq", after_seq, 0, 2**63 - 1,
+                    "pass 0 for the first page, then the last seq you saw")
+        check_range("page_size", page_size, 1, 10000, "page through long sessions with after_seq")
+        with self._lock:
+            state = self._live(tenant, session)
+            return [m for m in state.messages if m.seq > after_seq][:page_size]
+
+    def last_messages(self, tenant: str, session: str, count: int = 50) -> list[StoredMessage]:
+        check_range("count", count, 1, 10000, "use history to page through more")
+        with self._lock:
+            state = self._live(tenant, session)
+            return state.messages[-count:]
+
+    def context(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow:
+        check_budget(budget)
+        check_range("message_overhead", message_overhead, 0, 1000,
+                    "chat formats add about 3 to 4 tokens per message")
+        check_strategy(strategy)
+        with self._lock:
+            state = self._live(tenant, session)
+            picked: list[StoredMessage] = []
+            used = 0
+            for message in reversed(state.messages):
+                cost = message.tokens + message_overhead
+                if used + cost > budget:
+                    break
+                used += cost
+                picked.append(message)
+        items = tuple(
+            ContextItem(part="recent", seq=m.seq, role=m.role, content=m.content,
+                        tokens=m.tokens, score=None)
+            for m in reversed(picked)
+        )
+        return ContextWindow(items=items, budget=budget, strategy=strategy,
+                             message_overhead=message_overhead)
+
+    def session_info(self, tenant: str, session: str) -> SessionInfo:
+        with self._lock:
+            return self._any(tenant, session).info
+
+    def list_sessions(
+        self,
+        tenant: str,
+        *,
+        owner: str | None = None,
+        include_deleted: bool = False,
+        after_session: str | None = None,
+        page_size: int = 100,
+    ) -> list[SessionInfo]:
+        check_ident("tenant", tenant)
+        if owner is not None:
+            check_ident("owner", owner)
+        check_range("page_size", page_size, 1, 10000, "page with after_session")
+        with self._lock:
+            rows = [
+                s.info
+                for (t, _), s in self._sessions.items()
+                if t == tenant
+                and (owner is None or s.info.user_id == owner)
+                and (include_deleted or s.info.deleted_at is None)
+                and (after_session is None
+                     or s.info.session_id.encode() > after_session.encode())
+            ]
+        rows.sort(key=lambda info: info.session_id.encode())
+        return rows[:page_size]
+
+    def stats(self, tenant: str | None = None) -> list[TenantStats]:
+        with self._lock:
+            totals: dict[str, list[SessionInfo]] = {}
+            for (t, _), s in self._sessions.items():
+                if tenant is None or t == tenant:
+                    totals.setdefault(t, []).append(s.info)
+        return [
+            TenantStats(
+                tenant_id=t,
+                sessions=len(infos),
+                live_sessions=sum(1 for i in infos if i.deleted_at is None),
+                messages=sum(i.message_count for i in infos),
+                tokens=sum(i.token_count for i in infos),
+                last_activity=max(i.updated_at for i in infos),
+            )
+            for t, infos in sorted(totals.items(), key=lambda kv: kv[0].encode())
+        ]
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
+        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+            raise InvalidArgument(f"memory: ttl must be positive, got {ttl!r}",
+                                  hint="pass a timedelta such as timedelta(days=30)")
+        with self._lock:
+            state = self._live(tenant, session)
+            now = _now()
+            base = max(state.info.expires_at or now, now)
+            state.info = replace(state.info, expires_at=base + ttl)
+            return base + ttl
+
+    def configure_session(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        for name, cap in (("max_messages", max_messages), ("max_tokens", max_tokens)):
+            if cap is not None and cap < 1:
+                raise InvalidArgument(f"memory: {name} must be >= 1, got {cap}",
+                                      hint="pass None to keep the tenant default")
+        new_metadata = None if metadata is None else json.loads(metadata_json(metadata))
+        with self._lock:
+            state = self._live(tenant, session)
+            state.info = replace(
+                state.info,
+                max_messages=max_messages,
+                max_tokens=max_tokens,
+                metadata=state.info.metadata if new_metadata is None else new_metadata,
+                updated_at=_now(),
+            )
+
+    def configure_tenant(
+        self,
+        tenant: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None:
+        check_ident("tenant", tenant)
+        if (max_messages is not None and max_messages < 1
+                or max_tokens is not None and max_tokens < 1
+                or default_ttl is not None and default_ttl <= timedelta(0)):
+            raise InvalidArgument("memory: caps must be >= 1 and default_ttl positive",
+                                  hint="pass None for no cap or no expiry")
+        with self._lock:
+            self._tenants[tenant] = _Tenant(max_messages, max_tokens, default_ttl)
+
+    def delete_session(self, tenant: str, session: str) -> datetime:
+        with self._lock:
+            state = self._any(tenant, session)
+            deleted = state.info.deleted_at or _now()
+            state.info = replace(state.info, deleted_at=deleted)
+            return deleted
+
+    def restore_session(self, tenant: str, session: str) -> None:
+        with self._lock:
+            state = self._any(tenant, session)
+            state.info = replace(state.info, deleted_at=None)
+
+    def purge_session(self, tenant: str, session: str) -> int:
+        with self._lock:
+            state = self._any(tenant, session)
+            del self._sessions[(tenant, session)]
+            return len(state.messages)
+
+    def close(self) -> None:
+        """Nothing to release; present for the protocol."""
+
+
+class AsyncInMemoryBackend:
+    """The async face of :class:`InMemoryBackend` (no I/O, so no awaiting inside)."""
+
+    def __init__(self, backend: InMemoryBackend | None = None) -> None:
+        self.sync = backend or InMemoryBackend()
+
+    async def append(self, *args: Any, **kwargs: Any) -> AppendResult:
+        return self.sync.append(*args, **kwargs)
+
+    async def append_many(self, *args: Any, **kwargs: Any) -> list[AppendResult]:
+        return self.sync.append_many(*args, **kwargs)
+
+    async def history(self, *args: Any, **kwargs: Any) -> list[StoredMessage]:
+        return self.sync.history(*args, **kwargs)
+
+    async def last_messages(self, *args: Any, **kwargs: Any) -> list[StoredMessage]:
+        return self.sync.last_messages(*args, **kwargs)
+
+    async def context(self, *args: Any, **kwargs: Any) -> ContextWindow:
+        return self.sync.context(*args, **kwargs)
+
+    async def session_info(self, *args: Any, **kwargs: Any) -> SessionInfo:
+        return self.sync.session_info(*args, **kwargs)
+
+    async def list_sessions(self, *args: Any, **kwargs: Any) -> list[SessionInfo]:
+        return self.sync.list_sessions(*args, **kwargs)
+
+    async def extend_session(self, *args: Any, **kwargs: Any) -> datetime:
+        return self.sync.extend_session(*args, **kwargs)
+
+    async def configure_session(self, *args: Any, **kwargs: Any) -> None:
+        self.sync.configure_session(*args, **kwargs)
+
+    async def configure_tenant(self, *args: Any, **kwargs: Any) -> None:
+        self.sync.configure_tenant(*args, **kwargs)
+
+    async def delete_session(self, *args: Any, **kwargs: Any) -> datetime:
+        return self.sync.delete_session(*args, **kwargs)
+
+    async def restore_session(self, *args: Any, **kwargs: Any) -> None:
+        self.sync.restore_session(*args, **kwargs)
+
+    async def purge_session(self, *args: Any, **kwargs: Any) -> int:
+        return self.sync.purge_session(*args, **kwargs)
+
+    async def stats(self, *args: Any, **kwargs: Any) -> list[TenantStats]:
+        return self.sync.stats(*args, **kwargs)
+
+    async def close(self) -> None:
+        self.sync.close()

@@ -1,0 +1,372 @@
+"""The PostgreSQL backend: every method is one call of a ``memory.*`` function."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from .._queries import QUERIES
+from ..errors import DatabaseUnavailable, UNREACHABLE_HINT, translate_errors
+from ..models import (
+    AppendResult,
+    ContextItem,
+    ContextWindow,
+    NewMessage,
+    SessionInfo,
+    StoredMessage,
+    TenantStats,
+)
+from . import _calls
+
+T = TypeVar("T")
+
+_CONNECTION_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+
+
+def _window(items: list[ContextItem], params: Mapping[str, Any]) -> ContextWindow:
+    return ContextWindow(
+        items=tuple(items),
+        budget=params["budget"],
+        strategy=params["strategy"],
+        message_overhead=params["message_overhead"],
+    )
+
+
+def _open_failed(exc: Exception) -> DatabaseUnavailable:
+    return DatabaseUnavailable(f"memory: cannot connect to PostgreSQL: {exc}",
+                               hint=UNREACHABLE_HINT)
+
+
+class PostgresBackend:
+    """Synchronous backend over a psycopg 3 connection pool.
+
+    The constructor does no I/O; :meth:`open` (called by ``Memory.connect``)
+    opens the pool and waits for the first connection.
+    """
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
+                 timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self._pool = ConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, timeout=timeout,
+            kwargs=dict(_CONNECTION_KWARGS), open=False, name="pymem",
+        )
+
+    def open(self, *, wait: bool = True, timeout: float = 10.0) -> PostgresBackend:
+        try:
+            self._pool.open(wait=wait, timeout=timeout)
+        except PoolTimeout as exc:
+            raise _open_failed(exc) from exc
+        return self
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a pooled connection (autocommit; use ``conn.transaction()``)."""
+        with translate_errors(), self._pool.connection() as conn:
+            yield conn
+
+    def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
+        with self.connection() as conn, conn.cursor(row_factory=class_row(row)) as cur:
+            cur.execute(QUERIES[name], params, prepare=True)
+            return cur.fetchall()
+
+    def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
+        with self.connection() as conn:
+            found = conn.execute(QUERIES[name], params, prepare=True).fetchone()
+        assert found is not None  # each function returns one value or raises
+        return found[0]
+
+    # -- writes ----------------------------------------------------------------
+
+    def append(
+        self,
+        tenant: str,
+        session: str,
+        role: str,
+        content: str,
+        *,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+        user_id: str | None = None,
+    ) -> AppendResult:
+        params = _calls.append_params(
+            tenant, session, role, content, tokens=tokens, metadata=metadata,
+            embedding=embedding, idempotency_key=idempotency_key, user_id=user_id,
+        )
+        return self._rows("append", params, AppendResult)[0]
+
+    def append_many(
+        self,
+        tenant: str,
+        session: str,
+        messages: Sequence[NewMessage],
+        *,
+        user_id: str | None = None,
+    ) -> list[AppendResult]:
+        params = _calls.append_many_params(tenant, session, messages, user_id)
+        return self._rows("append_many", params, AppendResult)
+
+    def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
+        expires: datetime = self._scalar(
+            "extend_session", {**_calls.session_params(tenant, session), "ttl": ttl})
+        return expires
+
+    def configure_session(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._scalar("configure_session", _calls.configure_session_params(
+            tenant, session, max_messages=max_messages, max_tokens=max_tokens,
+            metadata=metadata))
+
+    def configure_tenant(
+        self,
+        tenant: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None:
+        self._scalar("configure_tenant", _calls.configure_tenant_params(
+            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl))
+
+    def delete_session(self, tenant: str, session: str) -> datetime:
+        deleted: datetime = self._scalar(
+            "delete_session", _calls.session_params(tenant, session))
+        return deleted
+
+    def restore_session(self, tenant: str, session: str) -> None:
+        self._scalar("restore_session", _calls.session_params(tenant, session))
+
+    def purge_session(self, tenant: str, session: str) -> int:
+        purged: int = self._scalar("purge_session", _calls.session_params(tenant, session))
+        return purged
+
+    # -- reads -----------------------------------------------------------------
+
+    def history(
+        self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
+    ) -> list[StoredMessage]:
+        params = {**_calls.session_params(tenant, session), "after_seq": after_seq,
+                  "page_size": page_size}
+        return self._rows("history", params, StoredMessage)
+
+    def last_messages(self, tenant: str, session: str, count: int = 50) -> list[StoredMessage]:
+        params = {**_calls.session_params(tenant, session), "count": count}
+        return self._rows("last_messages", params, StoredMessage)
+
+    def context(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow:
+        params = _calls.context_params(
+            tenant, session, budget=budget, query=query, query_embedding=query_embedding,
+            strategy=strategy, message_overhead=message_overhead,
+        )
+        return _window(self._rows("context", params, ContextItem), params)
+
+    def session_info(self, tenant: str, session: str) -> SessionInfo:
+        return self._rows("session_info", _calls.session_params(tenant, session), SessionInfo)[0]
+
+    def list_sessions(
+        self,
+        tenant: str,
+        *,
+        owner: str | None = None,
+        include_deleted: bool = False,
+        after_session: str | None = None,
+        page_size: int = 100,
+    ) -> list[SessionInfo]:
+        params = _calls.list_params(tenant, owner=owner, include_deleted=include_deleted,
+                                    after_session=after_session, page_size=page_size)
+        return self._rows("list_sessions", params, SessionInfo)
+
+    def stats(self, tenant: str | None = None) -> list[TenantStats]:
+        return self._rows("stats", {"tenant": tenant}, TenantStats)
+
+
+class AsyncPostgresBackend:
+    """The async twin of :class:`PostgresBackend` over an async connection pool."""
+
+    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
+                 timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self._pool = AsyncConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, timeout=timeout,
+            kwargs=dict(_CONNECTION_KWARGS), open=False, name="pymem-async",
+        )
+
+    async def open(self, *, wait: bool = True, timeout: float = 10.0) -> AsyncPostgresBackend:
+        try:
+            await self._pool.open(wait=wait, timeout=timeout)
+        except PoolTimeout as exc:
+            raise _open_failed(exc) from exc
+        return self
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Borrow a pooled connection (autocommit; use ``conn.transaction()``)."""
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                yield conn
+
+    async def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
+        async with self.connection() as conn, conn.cursor(row_factory=class_row(row)) as cur:
+            await cur.execute(QUERIES[name], params, prepare=True)
+            return await cur.fetchall()
+
+    async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
+        async with self.connection() as conn:
+            cur = await conn.execute(QUERIES[name], params, prepare=True)
+            found = await cur.fetchone()
+        assert found is not None  # each function returns one value or raises
+        return found[0]
+
+    async def append(
+        self,
+        tenant: str,
+        session: str,
+        role: str,
+        content: str,
+        *,
+        tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+        user_id: str | None = None,
+    ) -> AppendResult:
+        params = _calls.append_params(
+            tenant, session, role, content, tokens=tokens, metadata=metadata,
+            embedding=embedding, idempotency_key=idempotency_key, user_id=user_id,
+        )
+        return (await self._rows("append", params, AppendResult))[0]
+
+    async def append_many(
+        self,
+        tenant: str,
+        session: str,
+        messages: Sequence[NewMessage],
+        *,
+        user_id: str | None = None,
+    ) -> list[AppendResult]:
+        params = _calls.append_many_params(tenant, session, messages, user_id)
+        return await self._rows("append_many", params, AppendResult)
+
+    async def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
+        expires: datetime = await self._scalar(
+            "extend_session", {**_calls.session_params(tenant, session), "ttl": ttl})
+        return expires
+
+    async def configure_session(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self._scalar("configure_session", _calls.configure_session_params(
+            tenant, session, max_messages=max_messages, max_tokens=max_tokens,
+            metadata=metadata))
+
+    async def configure_tenant(
+        self,
+        tenant: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None:
+        await self._scalar("configure_tenant", _calls.configure_tenant_params(
+            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl))
+
+    async def delete_session(self, tenant: str, session: str) -> datetime:
+        deleted: datetime = await self._scalar(
+            "delete_session", _calls.session_params(tenant, session))
+        return deleted
+
+    async def restore_session(self, tenant: str, session: str) -> None:
+        await self._scalar("restore_session", _calls.session_params(tenant, session))
+
+    async def purge_session(self, tenant: str, session: str) -> int:
+        purged: int = await self._scalar(
+            "purge_session", _calls.session_params(tenant, session))
+        return purged
+
+    async def history(
+        self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
+    ) -> list[StoredMessage]:
+        params = {**_calls.session_params(tenant, session), "after_seq": after_seq,
+                  "page_size": page_size}
+        return await self._rows("history", params, StoredMessage)
+
+    async def last_messages(
+        self, tenant: str, session: str, count: int = 50
+    ) -> list[StoredMessage]:
+        params = {**_calls.session_params(tenant, session), "count": count}
+        return await self._rows("last_messages", params, StoredMessage)
+
+    async def context(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow:
+        params = _calls.context_params(
+            tenant, session, budget=budget, query=query, query_embedding=query_embedding,
+            strategy=strategy, message_overhead=message_overhead,
+        )
+        return _window(await self._rows("context", params, ContextItem), params)
+
+    async def session_info(self, tenant: str, session: str) -> SessionInfo:
+        rows = await self._rows("session_info", _calls.session_params(tenant, session),
+                                SessionInfo)
+        return rows[0]
+
+    async def list_sessions(
+        self,
+        tenant: str,
+        *,
+        owner: str | None = None,
+        include_deleted: bool = False,
+        after_session: str | None = None,
+        page_size: int = 100,
+    ) -> list[SessionInfo]:
+        params = _calls.list_params(tenant, owner=owner, include_deleted=include_deleted,
+                                    after_session=after_session, page_size=page_size)
+        return await self._rows("list_sessions", params, SessionInfo)
+
+    async def stats(self, tenant: str | None = None) -> list[TenantStats]:
+        return await self._rows("stats", {"tenant": tenant}, TenantStats)

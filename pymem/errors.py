@@ -1,0 +1,200 @@
+"""Typed exceptions, and the one place where SQL errors become them.
+
+Every error pymem raises derives from :class:`PymemError` and carries a
+``hint`` that says what to do about it. SQL functions raise with a pymem
+SQLSTATE (class ``ME``); this module maps the code, never the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Final
+
+import psycopg
+
+
+class PymemError(Exception):
+    """Base class of every pymem error."""
+
+    default_hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint or self.default_hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class InvalidArgument(PymemError, ValueError):
+    """The caller passed a value pymem cannot accept."""
+
+
+class InvalidIdentifier(InvalidArgument):
+    """A tenant, session, user or idempotency key is empty, too long or unprintable."""
+
+
+class InvalidRole(InvalidArgument):
+    """A message role outside system, developer, user, assistant, tool."""
+
+    default_hint = "role must be one of system, developer, user, assistant, tool"
+
+
+class InvalidMetadata(InvalidArgument):
+    """Metadata is not a JSON object, cannot be serialized, or is too large."""
+
+
+class InvalidBudget(InvalidArgument):
+    """A context budget that is missing or negative."""
+
+
+class UnknownStrategy(InvalidArgument):
+    """A context strategy this database does not provide."""
+
+
+class EmbeddingDimensionMismatch(InvalidArgument):
+    """An embedding whose dimension differs from the configured one."""
+
+
+class MessageTooLarge(InvalidArgument):
+    """Content over the size limit, or a message larger than the session's token cap."""
+
+
+class IdempotencyKeyReused(InvalidArgument):
+    """An idempotency key that was already used for a different message."""
+
+    default_hint = "use a fresh key for each distinct message"
+
+
+class SessionNotFound(PymemError, LookupError):
+    """The session does not exist (or was purged)."""
+
+    default_hint = "sessions are created by the first append"
+
+
+class SessionDeleted(PymemError):
+    """The session was soft-deleted."""
+
+    default_hint = "restore it or purge it"
+
+
+class SessionOwnedByAnotherUser(PymemError, PermissionError):
+    """A session id already used by another user of the same tenant."""
+
+
+class DatabaseUnavailable(PymemError, ConnectionError):
+    """PostgreSQL cannot be reached."""
+
+
+class SchemaNotInstalled(PymemError):
+    """The database has no (or an outdated) pymem schema."""
+
+    default_hint = "run `pymem migrate --dsn ...` to install it"
+
+
+class EmbeddedUnavailable(PymemError):
+    """The embedded PostgreSQL cluster cannot be created or started."""
+
+
+UNREACHABLE_HINT: Final = (
+    "check that PostgreSQL is running and the DSN (PYMEM_DSN) names the right host, "
+    "port, user and database; `pymem doctor` tells what is wrong"
+)
+
+_BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
+    "ME001": SessionNotFound,
+    "ME002": InvalidArgument,
+    "ME003": SessionDeleted,
+    "ME004": UnknownStrategy,
+    "ME005": InvalidBudget,
+    "ME006": InvalidIdentifier,
+    "ME007": EmbeddingDimensionMismatch,
+    "ME008": MessageTooLarge,
+    "ME009": InvalidMetadata,
+    "ME010": InvalidRole,
+    "ME011": IdempotencyKeyReused,
+    "ME012": SessionOwnedByAnotherUser,
+}
+
+# Standard SQLSTATEs that a caller's value can cause before a function runs.
+_BAD_VALUE_STATES: Final[Mapping[str, type[PymemError]]] = {
+    "22P02": InvalidArgument,  # invalid text representation (e.g. bad JSON, bad vector)
+    "22021": InvalidArgument,  # character not in repertoire (invalid UTF-8)
+    "22003": InvalidArgument,  # numeric value out of range
+    "22P05": InvalidArgument,  # untranslatable character
+    "22000": InvalidArgument,  # data exception (e.g. vector dimensions)
+    "22023": InvalidArgument,  # invalid parameter value
+}
+
+_SCHEMA_STATES: Final = frozenset({"3F000", "42883", "42P01", "42704"})
+
+
+def error_for_sqlstate(sqlstate: str) -> type[PymemError] | None:
+    """The pymem exception class for a pymem SQLSTATE, or None."""
+    return _BY_SQLSTATE.get(sqlstate)
+
+
+def sql_error_codes() -> frozenset[str]:
+    """Every pymem SQLSTATE the Python layer knows."""
+    return frozenset(_BY_SQLSTATE)
+
+
+def translate(exc: psycopg.Error) -> PymemError | None:
+    """The pymem error for a driver error, or None when it is not ours to map."""
+    state = exc.sqlstate or ""
+    diag_message = exc.diag.message_primary if exc.diag else None
+    message = diag_message or str(exc).strip()
+    hint = exc.diag.message_hint if exc.diag else None
+    mapped = _BY_SQLSTATE.get(state)
+    if mapped is not None:
+        return mapped(message, hint=hint)
+    bad_value = _BAD_VALUE_STATES.get(state)
+    if bad_value is not None:
+        return bad_value(f"memory: {message}", hint=hint or "check the value's type and format")
+    if state in _SCHEMA_STATES:
+        return SchemaNotInstalled(f"memory: {message}")
+    if isinstance(exc, psycopg.DataError) and not state:
+        # Raised by the driver before sending, e.g. a NUL character in text.
+        return InvalidArgument(
+            f"memory: {message}", hint="text must not contain NUL (\\x00) characters"
+        )
+    if isinstance(exc, psycopg.OperationalError) and state[:2] in ("", "08", "57"):
+        return DatabaseUnavailable(f"memory: {message}", hint=UNREACHABLE_HINT)
+    return None
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Re-raise driver errors as typed pymem errors where a mapping exists."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        mapped = translate(exc)
+        if mapped is not None:
+            raise mapped from exc
+        raise
+
+
+__all__ = [
+    "DatabaseUnavailable",
+    "EmbeddedUnavailable",
+    "EmbeddingDimensionMismatch",
+    "IdempotencyKeyReused",
+    "InvalidArgument",
+    "InvalidBudget",
+    "InvalidIdentifier",
+    "InvalidMetadata",
+    "InvalidRole",
+    "MessageTooLarge",
+    "PymemError",
+    "SchemaNotInstalled",
+    "SessionDeleted",
+    "SessionNotFound",
+    "SessionOwnedByAnotherUser",
+    "UnknownStrategy",
+    "translate_errors",
+]

@@ -1,0 +1,128 @@
+"""Install and upgrade the database: yoyo migrations, then every ``sql/`` file.
+
+``pymem migrate`` is the one installer: the CLI, the embedded cluster, the test
+fixtures and the benchmarks all call :func:`migrate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import LiteralString, cast
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from urllib.parse import quote, urlencode
+from yoyo import get_backend, read_migrations
+
+from ._paths import migrations_dir, sql_files
+from .errors import translate_errors
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationReport:
+    """What a migrate or rollback run did."""
+
+    applied: tuple[str, ...]
+    rolled_back: tuple[str, ...]
+    sql_files: tuple[str, ...]
+    partitions_created: tuple[str, ...]
+
+
+def yoyo_uri(dsn: str) -> str:
+    """A yoyo database URI for a libpq DSN or URL (unix sockets included)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    dbname = params.pop("dbname", "")
+    query = urlencode(sorted(params.items()))
+    return f"postgresql+psycopg:///{quote(dbname, safe='')}" + (f"?{query}" if query else "")
+
+
+def _backend(dsn: str):  # type: ignore[no-untyped-def]  # yoyo is untyped
+    return get_backend(yoyo_uri(dsn))
+
+
+def pending_migrations(dsn: str) -> list[str]:
+    """Ids of the pymem migrations not yet applied."""
+    backend = _backend(dsn)
+    migrations = read_migrations(str(migrations_dir()))
+    return [m.id for m in backend.to_apply(migrations)]
+
+
+def apply_sql(conn: psycopg.Connection[object]) -> list[str]:
+    """Re-apply every ``sql/`` file in one transaction on ``conn``."""
+    names = []
+    with conn.transaction():
+        for path in sql_files():
+            # Files shipped with pymem, never user input.
+            conn.execute(cast(LiteralString, path.read_text(encoding="utf-8")))
+            names.append(path.name)
+    return names
+
+
+def drop_sql_objects(conn: psycopg.Connection[object]) -> None:
+    """Drop the functions ``sql/`` defines, so a rollback can drop what they use."""
+    rows = conn.execute(
+        """
+        select p.oid::regprocedure::text
+          from pg_catalog.pg_proc as p
+         where p.pronamespace = 'memory'::regnamespace
+           and not exists (select 1 from pg_catalog.pg_depend as d
+                            where d.objid = p.oid and d.deptype = 'e')
+        """
+    ).fetchall()
+    for (signature,) in rows:
+        conn.execute(sql.SQL("drop function if exists {} cascade").format(sql.SQL(signature)))
+
+
+def migrate(dsn: str, *, months_ahead: int = 3) -> MigrationReport:
+    """Apply pending migrations, re-apply ``sql/``, create partitions ahead.
+
+    Running it twice changes nothing the second time.
+    """
+    backend = _backend(dsn)
+    migrations = read_migrations(str(migrations_dir()))
+    with translate_errors():
+        with backend.lock():
+            pending = backend.to_apply(migrations)
+            applied = tuple(m.id for m in pending)
+            backend.apply_migrations(pending)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            files = apply_sql(conn)
+            rows = conn.execute(
+                "select * from memory.ensure_partitions(%s)", (months_ahead,)
+            ).fetchall()
+    return MigrationReport(
+        applied=applied,
+        rolled_back=(),
+        sql_files=tuple(files),
+        partitions_created=tuple(r[0] for r in rows),
+    )
+
+
+def rollback(dsn: str, *, steps: int | None = None) -> MigrationReport:
+    """Roll back the newest ``steps`` pymem migrations (all when None).
+
+    The functions of ``sql/`` are dropped first and re-applied afterwards when
+    the schema still exists.
+    """
+    backend = _backend(dsn)
+    migrations = read_migrations(str(migrations_dir()))
+    with translate_errors():
+        with backend.lock():
+            applied = backend.to_rollback(migrations)
+            chosen = applied if steps is None else applied[:steps]
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                if conn.execute("select to_regnamespace('memory')").fetchone() != (None,):
+                    drop_sql_objects(conn)
+            backend.rollback_migrations(chosen)
+        files: list[str] = []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            still = conn.execute("select to_regclass('memory.sessions')").fetchone()
+            if still is not None and still[0] is not None:
+                files = apply_sql(conn)
+    return MigrationReport(
+        applied=(),
+        rolled_back=tuple(m.id for m in chosen),
+        sql_files=tuple(files),
+        partitions_created=(),
+    )

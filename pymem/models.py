@@ -1,0 +1,129 @@
+"""The values pymem hands back: frozen dataclasses named like the SQL columns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
+Strategy = Literal["recent"]
+STRATEGIES: frozenset[str] = frozenset({"recent"})
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended message landed. ``duplicate`` marks an idempotent retry."""
+
+    seq: int
+    created_at: datetime
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append as part of a batch."""
+
+    role: str
+    content: str
+    tokens: int | None = None
+    metadata: Mapping[str, Any] | None = None
+    embedding: Sequence[float] | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as stored; fields equal the columns of ``memory.history``."""
+
+    seq: int
+    role: str
+    content: str
+    tokens: int
+    tokens_estimated: bool
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    def as_chat(self) -> dict[str, str]:
+        """The message in OpenAI chat format."""
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class ContextItem:
+    """One row of a context window; fields equal the columns of ``memory.context``."""
+
+    part: str
+    seq: int | None
+    role: str
+    content: str
+    tokens: int
+    score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextWindow:
+    """The context handed to a model: items in conversation order, within ``budget``."""
+
+    items: tuple[ContextItem, ...]
+    budget: int
+    strategy: str
+    message_overhead: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens used, per-message overhead included."""
+        return sum(item.tokens + self.message_overhead for item in self.items)
+
+    def messages(self) -> list[dict[str, str]]:
+        """The window as OpenAI-style chat messages."""
+        return [{"role": item.role, "content": item.content} for item in self.items]
+
+    def __iter__(self) -> Iterator[ContextItem]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """A session's counters and settings; fields equal ``memory.session_info``'s columns."""
+
+    tenant_id: str
+    session_id: str
+    user_id: str | None
+    last_seq: int
+    first_seq: int
+    message_count: int
+    token_count: int
+    summarized_upto: int
+    max_messages: int | None
+    max_tokens: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    deleted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantStats:
+    """Totals of one tenant; fields equal ``memory.stats``'s columns."""
+
+    tenant_id: str
+    sessions: int
+    live_sessions: int
+    messages: int
+    tokens: int
+    last_activity: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionPage:
+    """One page of a listing and the cursor for the next (None at the end)."""
+
+    sessions: tuple[SessionInfo, ...] = field(default_factory=tuple)
+    next_after: str | None = None

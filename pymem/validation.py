@@ -1,0 +1,197 @@
+"""Input rules shared by every backend, written once in Python.
+
+The PostgreSQL functions enforce the same rules in SQL; the in-memory backend
+uses these, and the contract suite checks that both agree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from .errors import (
+    EmbeddingDimensionMismatch,
+    InvalidArgument,
+    InvalidBudget,
+    InvalidIdentifier,
+    InvalidMetadata,
+    InvalidRole,
+    MessageTooLarge,
+    UnknownStrategy,
+)
+from .models import ROLES, STRATEGIES
+
+MAX_IDENT_CHARS: Final = 255
+MAX_CONTENT_BYTES: Final = 4 * 1024 * 1024
+MAX_METADATA_BYTES: Final = 256 * 1024
+DEFAULT_EMBEDDING_DIM: Final = 1536
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SPACE = "[ \t\n\r\f\v]"
+_BLANK = re.compile(f"^{_SPACE}*$")
+_SPACES = re.compile(f"{_SPACE}+")
+_EDGES = re.compile(f"^{_SPACE}+|{_SPACE}+$")
+
+
+def check_text(name: str, value: str) -> str:
+    """Reject text PostgreSQL cannot store: NUL characters and lone surrogates."""
+    if "\x00" in value:
+        raise InvalidArgument(
+            f"memory: {name} contains a NUL (\\x00) character",
+            hint="PostgreSQL text cannot hold NUL; strip or escape it",
+        )
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(
+            f"memory: {name} is not valid Unicode (lone surrogate)",
+            hint="decode input bytes with errors='replace' before storing",
+        ) from None
+    return value
+
+
+def check_ident(kind: str, value: object) -> str:
+    """The rule of ``memory._check_ident``: printable, 1 to 255 characters."""
+    if not isinstance(value, str) or value == "":
+        raise InvalidIdentifier(
+            f"memory: {kind} must be a non-empty string",
+            hint=f"pass a non-empty {kind}, e.g. 'acme' or 'support-42'",
+        )
+    if len(value) > MAX_IDENT_CHARS:
+        raise InvalidIdentifier(
+            f"memory: {kind} is {len(value)} characters long, the limit is {MAX_IDENT_CHARS}",
+            hint=f"use a shorter {kind}, e.g. a UUID or a hash",
+        )
+    if _CONTROL.search(value):
+        raise InvalidIdentifier(
+            f"memory: {kind} contains a control character",
+            hint="identifiers must be printable text",
+        )
+    return check_text(kind, value)
+
+
+def check_role(role: object) -> str:
+    if not isinstance(role, str) or role not in ROLES:
+        raise InvalidRole(f"memory: unknown role {role!r}")
+    return role
+
+
+def check_content(content: object) -> str:
+    if not isinstance(content, str):
+        raise InvalidArgument(
+            "memory: content must be a string",
+            hint="pass an empty string for a message without text",
+        )
+    check_text("content", content)
+    size = len(content.encode("utf-8"))
+    if size > MAX_CONTENT_BYTES:
+        raise MessageTooLarge(
+            f"memory: content is {size} bytes, the limit is {MAX_CONTENT_BYTES}",
+            hint="split the text or store it elsewhere and keep a reference",
+        )
+    return content
+
+
+def check_tokens(tokens: int | None) -> int | None:
+    if tokens is not None and (not isinstance(tokens, int) or tokens < 0):
+        raise InvalidArgument(
+            f"memory: tokens must be >= 0, got {tokens!r}",
+            hint="pass the count from your tokenizer, or None to estimate",
+        )
+    return tokens
+
+
+def metadata_json(metadata: Mapping[str, Any] | None) -> str:
+    """Serialize metadata as PostgreSQL will store it, or raise InvalidMetadata."""
+    if metadata is None:
+        return "{}"
+    if not isinstance(metadata, Mapping):
+        raise InvalidMetadata(
+            f"memory: metadata must be a JSON object, got {type(metadata).__name__}",
+            hint='pass a dict such as {"source": "web"}',
+        )
+    try:
+        text = json.dumps(metadata, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidMetadata(
+            f"memory: metadata is not JSON-serializable: {exc}",
+            hint="use str, int, float, bool, None, lists and dicts with str keys",
+        ) from None
+    if "\\u0000" in text:
+        raise InvalidMetadata(
+            "memory: metadata contains a NUL (\\u0000) character",
+            hint="PostgreSQL jsonb cannot hold \\u0000; strip it",
+        )
+    check_text("metadata", text)
+    if len(text.encode("utf-8")) > MAX_METADATA_BYTES:
+        raise InvalidMetadata(
+            f"memory: metadata is larger than {MAX_METADATA_BYTES} bytes",
+            hint="store large payloads elsewhere and keep a reference",
+        )
+    return text
+
+
+def check_embedding(embedding: Sequence[float] | None, dim: int) -> list[float] | None:
+    if embedding is None:
+        return None
+    values = [float(x) for x in embedding]
+    if not values or any(not math.isfinite(x) for x in values):
+        raise InvalidArgument(
+            "memory: embedding must be a non-empty list of finite numbers",
+            hint="pass the vector your embedding model returned",
+        )
+    if len(values) != dim:
+        raise EmbeddingDimensionMismatch(
+            f"memory: embedding has {len(values)} dimensions, this database stores {dim}",
+            hint="use the embedding model the database was configured for (memory.settings)",
+        )
+    return values
+
+
+def vector_literal(embedding: Sequence[float] | None) -> str | None:
+    """pgvector's text form of an embedding (sent as text, cast by the server)."""
+    if embedding is None:
+        return None
+    values = [float(x) for x in embedding]
+    if not values or any(not math.isfinite(x) for x in values):
+        raise InvalidArgument(
+            "memory: embedding must be a non-empty list of finite numbers",
+            hint="pass the vector your embedding model returned",
+        )
+    return "[" + ",".join(repr(x) for x in values) + "]"
+
+
+def check_budget(budget: object) -> int:
+    if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
+        raise InvalidBudget(
+            f"memory: budget must be >= 0 tokens, got {budget!r}",
+            hint="pass the tokens you can spend on history, e.g. 2000",
+        )
+    return budget
+
+
+def check_strategy(strategy: object) -> str:
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise UnknownStrategy(
+            f"memory: unknown context strategy {strategy!r}",
+            hint="strategy must be one of: " + ", ".join(sorted(STRATEGIES)),
+        )
+    return strategy
+
+
+def check_range(name: str, value: object, low: int, high: int, hint: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidArgument(
+            f"memory: {name} must be between {low} and {high}, got {value!r}", hint=hint
+        )
+    return value
+
+
+def estimate_tokens(content: str) -> int:
+    """The same estimate as ``memory.estimate_tokens`` for rows given no count."""
+    if _BLANK.match(content):
+        return 0
+    words = len(_SPACES.split(_EDGES.sub("", content)))
+    return max(math.ceil(len(content) / 4), math.ceil(round(words * 1.3, 10)))

@@ -1,0 +1,89 @@
+-- Validation and estimation helpers shared by the public functions.
+-- Helpers start with `_` and are not part of the API.
+
+-------------------------------------------------------------------------------
+-- _check_ident: reject an identifier (tenant, session, user, key) that is
+-- null, empty, longer than 255 characters or holds control characters.
+create or replace function memory._check_ident(
+    kind  text,
+    value text
+)
+returns void
+language plpgsql
+immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if value is null or value = '' then
+        raise exception 'memory: % must be a non-empty string', kind
+            using errcode = 'ME006', hint = format('pass a non-empty %s, e.g. ''acme'' or ''support-42''', kind);
+    end if;
+    if char_length(value) > 255 then
+        raise exception 'memory: % is % characters long, the limit is 255', kind, char_length(value)
+            using errcode = 'ME006', hint = format('use a shorter %s, e.g. a UUID or a hash', kind);
+    end if;
+    if value ~ '[[:cntrl:]]' then
+        raise exception 'memory: % contains a control character', kind
+            using errcode = 'ME006', hint = 'identifiers must be printable text';
+    end if;
+end;
+$fn$;
+
+comment on function memory._check_ident(text, text) is
+$$Raise ME006 unless `value` is a printable, non-empty identifier of at most
+255 characters. `kind` names it in the message (tenant, session, ...).$$;
+
+-------------------------------------------------------------------------------
+-- _check_metadata: metadata must be a JSON object of bounded size.
+create or replace function memory._check_metadata(
+    metadata jsonb
+)
+returns jsonb
+language plpgsql
+immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if metadata is null then
+        return '{}'::jsonb;
+    end if;
+    if jsonb_typeof(metadata) <> 'object' then
+        raise exception 'memory: metadata must be a JSON object, got %', jsonb_typeof(metadata)
+            using errcode = 'ME009', hint = 'pass an object such as ''{"source": "web"}''';
+    end if;
+    if pg_column_size(metadata) > 262144 then
+        raise exception 'memory: metadata is % bytes, the limit is 262144', pg_column_size(metadata)
+            using errcode = 'ME009', hint = 'store large payloads elsewhere and keep a reference';
+    end if;
+    return metadata;
+end;
+$fn$;
+
+comment on function memory._check_metadata(jsonb) is
+$$Return `metadata`, or '{}' for null. Errors: ME009 when it is not a JSON
+object or is larger than 256 KiB.$$;
+
+-------------------------------------------------------------------------------
+-- estimate_tokens: a token estimate for rows written without a count.
+create or replace function memory.estimate_tokens(
+    content text
+)
+returns integer
+language sql
+immutable strict parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+return case
+    when content ~ '^[ \t\n\r\f\v]*$' then 0
+    else greatest(
+        ceil(char_length(content) / 4.0),
+        ceil(array_length(regexp_split_to_array(
+            regexp_replace(content, '^[ \t\n\r\f\v]+|[ \t\n\r\f\v]+$', '', 'g'),
+            '[ \t\n\r\f\v]+'), 1) * 1.3)
+    )::integer
+end;
+
+comment on function memory.estimate_tokens(text) is
+$$Estimate the tokens of `content` for rows written by SQL clients that pass no
+count: the larger of characters/4 and words*1.3. Rows stored with it are marked
+`tokens_estimated`; pymem's Python client always passes exact tiktoken counts.
+Example: select memory.estimate_tokens('hello there, world'); -- 5$$;

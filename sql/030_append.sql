@@ -1,0 +1,276 @@
+-- Writing messages: memory.append (one message) and memory.append_many (a batch).
+
+-------------------------------------------------------------------------------
+-- append: store one message atomically and return its seq.
+create or replace function memory.append(
+    tenant          text,
+    session         text,
+    role            text,
+    content         text,
+    tokens          integer default null,
+    metadata        jsonb default '{}'::jsonb,
+    embedding       public.vector default null,
+    idempotency_key text default null,
+    user_id         text default null
+)
+returns memory.append_result
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_tokens       integer := append.tokens;
+    v_estimated    boolean := false;
+    v_metadata     jsonb;
+    v_hash         text;
+    v_seq          bigint;
+    v_first        bigint;
+    v_created      boolean;
+    v_max_messages integer;
+    v_max_tokens   bigint;
+    v_token_count  bigint;
+    v_new_first    bigint;
+    v_dropped      bigint;
+    v_now          timestamptz := now();
+    v_result       memory.append_result;
+    v_dim          integer;
+    v_owner        text;
+begin
+    -- Validate everything before the first write.
+    perform memory._check_ident('tenant', append.tenant);
+    perform memory._check_ident('session', append.session);
+    if append.user_id is not null then
+        perform memory._check_ident('user_id', append.user_id);
+    end if;
+    if append.idempotency_key is not null then
+        perform memory._check_ident('idempotency_key', append.idempotency_key);
+    end if;
+    if append.role is null
+       or append.role not in ('system', 'developer', 'user', 'assistant', 'tool') then
+        raise exception 'memory: unknown role %', coalesce(quote_literal(append.role), 'null')
+            using errcode = 'ME010',
+                  hint = 'role must be one of system, developer, user, assistant, tool';
+    end if;
+    if append.content is null then
+        raise exception 'memory: content must not be null'
+            using errcode = 'ME002', hint = 'pass an empty string for a message without text';
+    end if;
+    if octet_length(append.content) > 4194304 then
+        raise exception 'memory: content is % bytes, the limit is 4194304', octet_length(append.content)
+            using errcode = 'ME008', hint = 'split the text or store it elsewhere and keep a reference';
+    end if;
+    if v_tokens is null then
+        v_tokens := memory.estimate_tokens(append.content);
+        v_estimated := true;
+    elsif v_tokens < 0 then
+        raise exception 'memory: tokens must be >= 0, got %', v_tokens
+            using errcode = 'ME002', hint = 'pass the count from your tokenizer, or null to estimate';
+    end if;
+    v_metadata := memory._check_metadata(append.metadata);
+    if append.embedding is not null then
+        select s.embedding_dim into v_dim from memory.settings as s;
+        if public.vector_dims(append.embedding) <> v_dim then
+            raise exception 'memory: embedding has % dimensions, this database stores %',
+                    public.vector_dims(append.embedding), v_dim
+                using errcode = 'ME007',
+                      hint = 'use the embedding model the database was configured for (memory.settings)';
+        end if;
+    end if;
+
+    -- A retry of a committed append returns the original and writes nothing.
+    if append.idempotency_key is not null then
+        v_hash := md5(append.role || ':' || append.content);
+        select k.seq, k.created_at, true
+          into v_result.seq, v_result.created_at, v_result.duplicate
+          from memory.idempotency_keys as k
+         where k.tenant_id = append.tenant
+           and k.session_id = append.session
+           and k.idempotency_key = append.idempotency_key
+           and k.request_hash = v_hash;
+        if found then
+            return v_result;
+        end if;
+    end if;
+
+    -- Create the session or take its row lock; the next seq is ours alone
+    -- until commit.
+    insert into memory.sessions as s
+           (tenant_id, session_id, user_id, last_seq, message_count, token_count,
+            created_at, updated_at)
+    values (append.tenant, append.session, append.user_id, 1, 1, v_tokens, v_now, v_now)
+    on conflict (tenant_id, session_id) do update
+       set last_seq = s.last_seq + 1,
+           message_count = s.message_count + 1,
+           token_count = s.token_count + excluded.token_count,
+           user_id = coalesce(s.user_id, excluded.user_id),
+           updated_at = excluded.updated_at
+     where s.deleted_at is null
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.max_messages, s.max_tokens, s.token_count,
+              s.user_id
+         into v_seq, v_first, v_created, v_max_messages, v_max_tokens, v_token_count, v_owner;
+
+    if not found then
+        raise exception 'memory: session %/% is deleted', append.tenant, append.session
+            using errcode = 'ME003',
+                  hint = 'restore it with memory.restore_session or remove it with memory.purge_session';
+    end if;
+
+    if append.user_id is not null and v_owner is distinct from append.user_id then
+        raise exception 'memory: session %/% belongs to another user', append.tenant, append.session
+            using errcode = 'ME012', hint = 'use a new session id for this user';
+    end if;
+
+    if append.idempotency_key is not null then
+        insert into memory.idempotency_keys as k
+               (tenant_id, session_id, idempotency_key, seq, request_hash, created_at)
+        values (append.tenant, append.session, append.idempotency_key, v_seq, v_hash, v_now)
+        on conflict do nothing;
+        if not found then
+            -- The key exists: a concurrent twin committed while we waited for
+            -- the lock, or the key was used for a different message.
+            select k.seq, k.created_at, true
+              into v_result.seq, v_result.created_at, v_result.duplicate
+              from memory.idempotency_keys as k
+             where k.tenant_id = append.tenant
+               and k.session_id = append.session
+               and k.idempotency_key = append.idempotency_key
+               and k.request_hash = v_hash;
+            if not found then
+                raise exception 'memory: idempotency key % was already used for another message',
+                        quote_literal(append.idempotency_key)
+                    using errcode = 'ME011', hint = 'use a fresh key for each distinct message';
+            end if;
+            -- Give back the seq we took; nobody else can have seen it.
+            update memory.sessions as s
+               set last_seq = s.last_seq - 1,
+                   message_count = s.message_count - 1,
+                   token_count = s.token_count - v_tokens
+             where s.tenant_id = append.tenant
+               and s.session_id = append.session;
+            return v_result;
+        end if;
+    end if;
+
+    if v_created then
+        insert into memory.tenants as t (tenant_id)
+        values (append.tenant)
+        on conflict do nothing;
+        update memory.sessions as s
+           set expires_at = v_now + t.default_ttl
+          from memory.tenants as t
+         where t.tenant_id = append.tenant
+           and t.default_ttl is not null
+           and s.tenant_id = append.tenant
+           and s.session_id = append.session;
+    end if;
+
+    insert into memory.messages
+           (tenant_id, session_id, seq, role, content, tokens, tokens_estimated, metadata,
+            embedding, idempotency_key, created_at)
+    values (append.tenant, append.session, v_seq, append.role, append.content, v_tokens,
+            v_estimated, v_metadata, append.embedding, append.idempotency_key, v_now);
+
+    -- Caps: the session's own, else the tenant's. Trim oldest first.
+    if v_max_messages is null or v_max_tokens is null then
+        select coalesce(v_max_messages, t.max_messages), coalesce(v_max_tokens, t.max_tokens)
+          into v_max_messages, v_max_tokens
+          from memory.tenants as t
+         where t.tenant_id = append.tenant;
+    end if;
+    v_new_first := v_first;
+    if v_max_messages is not null and v_seq - v_first + 1 > v_max_messages then
+        v_new_first := v_seq - v_max_messages + 1;
+    end if;
+    if v_max_tokens is not null and v_token_count > v_max_tokens then
+        if v_tokens > v_max_tokens then
+            raise exception 'memory: message has % tokens, the session cap is %', v_tokens, v_max_tokens
+                using errcode = 'ME008', hint = 'raise max_tokens or split the message';
+        end if;
+        select greatest(v_new_first, min(w.seq))
+          into v_new_first
+          from (select m.seq,
+                       sum(m.tokens) over (order by m.seq desc) as from_newest
+                  from memory.messages as m
+                 where m.tenant_id = append.tenant
+                   and m.session_id = append.session
+                   and m.seq >= v_first) as w
+         where w.from_newest <= v_max_tokens;
+    end if;
+    if v_new_first > v_first then
+        with dropped as (
+            delete from memory.messages as m
+             where m.tenant_id = append.tenant
+               and m.session_id = append.session
+               and m.seq >= v_first
+               and m.seq < v_new_first
+            returning m.tokens
+        )
+        select coalesce(sum(d.tokens), 0) into v_dropped from dropped as d;
+        update memory.sessions as s
+           set first_seq = v_new_first,
+               message_count = s.last_seq - v_new_first + 1,
+               token_count = s.token_count - v_dropped
+         where s.tenant_id = append.tenant
+           and s.session_id = append.session;
+    end if;
+
+    v_result := row(v_seq, v_now, false)::memory.append_result;
+    return v_result;
+end;
+$fn$;
+
+comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text) is
+$$Store one message and return (seq, created_at, duplicate). Atomic, one round
+trip: creates the session (and tenant) on first use, takes the next `seq` under
+the session row lock (gap-free 1, 2, 3, ...), and trims the oldest messages when
+the session's or tenant's max_messages / max_tokens cap is passed.
+`tokens` null stores an estimate (memory.estimate_tokens) marked as such.
+Retrying with the same `idempotency_key` returns the original seq with
+duplicate = true and writes nothing.
+Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
+ME007 embedding dimension; ME008 content too large for the limit or token cap;
+ME009 metadata not an object; ME010 unknown role; ME011 idempotency key reused
+for another message; ME012 session belongs to another user.
+Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;
+
+-------------------------------------------------------------------------------
+-- append_many: store a batch of messages in order, in one transaction.
+create or replace function memory.append_many(
+    tenant   text,
+    session  text,
+    messages memory.message_input[],
+    user_id  text default null
+)
+returns setof memory.append_result
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_message memory.message_input;
+begin
+    if messages is null or cardinality(messages) = 0 then
+        raise exception 'memory: messages must be a non-empty array'
+            using errcode = 'ME002', hint = 'pass at least one memory.message_input';
+    end if;
+    if cardinality(messages) > 10000 then
+        raise exception 'memory: a batch holds at most 10000 messages, got %', cardinality(messages)
+            using errcode = 'ME002', hint = 'split the batch';
+    end if;
+    foreach v_message in array messages loop
+        return next memory.append(
+            append_many.tenant, append_many.session, v_message.role, v_message.content,
+            v_message.tokens, v_message.metadata, v_message.embedding,
+            v_message.idempotency_key, append_many.user_id);
+    end loop;
+end;
+$fn$;
+
+comment on function memory.append_many(text, text, memory.message_input[], text) is
+$$Store a batch of messages in array order, all or nothing, and return one
+(seq, created_at, duplicate) row per message. Same rules and errors as
+memory.append, plus ME002 for an empty batch or one over 10000 messages.
+Example: select * from memory.append_many('acme', 's-1', array[
+  row('user', 'Hi', 1, '{}', null, null)::memory.message_input,
+  row('assistant', 'Hello!', 2, '{}', null, null)::memory.message_input]);$$;

@@ -1,0 +1,132 @@
+-- Reading stored messages back: stable pagination and the newest tail.
+
+-------------------------------------------------------------------------------
+-- _live_session: raise unless the session exists and is not deleted.
+create or replace function memory._live_session(
+    tenant  text,
+    session text
+)
+returns memory.sessions
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_session memory.sessions;
+begin
+    perform memory._check_ident('tenant', _live_session.tenant);
+    perform memory._check_ident('session', _live_session.session);
+    select s.* into v_session
+      from memory.sessions as s
+     where s.tenant_id = _live_session.tenant
+       and s.session_id = _live_session.session;
+    if not found then
+        raise exception 'memory: session %/% not found', tenant, session
+            using errcode = 'ME001', hint = 'sessions are created by the first memory.append';
+    end if;
+    if v_session.deleted_at is not null then
+        raise exception 'memory: session %/% is deleted', tenant, session
+            using errcode = 'ME003',
+                  hint = 'restore it with memory.restore_session or remove it with memory.purge_session';
+    end if;
+    return v_session;
+end;
+$fn$;
+
+comment on function memory._live_session(text, text) is
+$$Return the session row. Errors: ME006 bad identifier; ME001 missing; ME003 deleted.$$;
+
+-------------------------------------------------------------------------------
+-- history: one page of a session's messages in conversation order.
+create or replace function memory.history(
+    tenant    text,
+    session   text,
+    after_seq bigint default 0,
+    page_size integer default 100
+)
+returns table (
+    seq              bigint,
+    role             text,
+    content          text,
+    tokens           integer,
+    tokens_estimated boolean,
+    metadata         jsonb,
+    created_at       timestamptz
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if after_seq is null or after_seq < 0 then
+        raise exception 'memory: after_seq must be >= 0, got %', after_seq
+            using errcode = 'ME002', hint = 'pass 0 for the first page, then the last seq you saw';
+    end if;
+    if page_size is null or page_size < 1 or page_size > 10000 then
+        raise exception 'memory: page_size must be between 1 and 10000, got %', page_size
+            using errcode = 'ME002', hint = 'page through long sessions with after_seq';
+    end if;
+    perform memory._live_session(history.tenant, history.session);
+
+    return query
+        select m.seq, m.role, m.content, m.tokens, m.tokens_estimated, m.metadata, m.created_at
+          from memory.messages as m
+         where m.tenant_id = history.tenant
+           and m.session_id = history.session
+           and m.seq > history.after_seq
+         order by m.seq
+         limit history.page_size;
+end;
+$fn$;
+
+comment on function memory.history(text, text, bigint, integer) is
+$$Return up to `page_size` (1..10000) messages with seq > `after_seq`, in
+conversation order. Pages are stable: pass the last seq of one page as the
+`after_seq` of the next; messages appended meanwhile only ever come later.
+Errors: ME001 session missing; ME002 bad after_seq/page_size; ME003 deleted;
+ME006 bad identifier.
+Example: select seq, role, content from memory.history('acme', 's-1', 0, 50);$$;
+
+-------------------------------------------------------------------------------
+-- last_messages: the newest `count` messages, in conversation order.
+create or replace function memory.last_messages(
+    tenant  text,
+    session text,
+    count   integer default 50
+)
+returns table (
+    seq              bigint,
+    role             text,
+    content          text,
+    tokens           integer,
+    tokens_estimated boolean,
+    metadata         jsonb,
+    created_at       timestamptz
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if last_messages.count is null or last_messages.count < 1 or last_messages.count > 10000 then
+        raise exception 'memory: count must be between 1 and 10000, got %', last_messages.count
+            using errcode = 'ME002', hint = 'use memory.history to page through more';
+    end if;
+    perform memory._live_session(last_messages.tenant, last_messages.session);
+
+    return query
+        select t.seq, t.role, t.content, t.tokens, t.tokens_estimated, t.metadata, t.created_at
+          from (select m.*
+                  from memory.messages as m
+                 where m.tenant_id = last_messages.tenant
+                   and m.session_id = last_messages.session
+                 order by m.seq desc
+                 limit last_messages.count) as t
+         order by t.seq;
+end;
+$fn$;
+
+comment on function memory.last_messages(text, text, integer) is
+$$Return the newest `count` (1..10000) messages of a session in conversation
+order. Errors: as memory.history.
+Example: select seq, role, content from memory.last_messages('acme', 's-1', 10);$$;

@@ -1,0 +1,388 @@
+-- Session lifecycle: listing, inspection, TTL, caps, soft delete, restore, purge.
+
+-------------------------------------------------------------------------------
+-- session_info: one session's counters and settings.
+create or replace function memory.session_info(
+    tenant  text,
+    session text
+)
+returns table (
+    tenant_id       text,
+    session_id      text,
+    user_id         text,
+    last_seq        bigint,
+    first_seq       bigint,
+    message_count   bigint,
+    token_count     bigint,
+    summarized_upto bigint,
+    max_messages    integer,
+    max_tokens      bigint,
+    metadata        jsonb,
+    created_at      timestamptz,
+    updated_at      timestamptz,
+    expires_at      timestamptz,
+    deleted_at      timestamptz
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    perform memory._check_ident('tenant', session_info.tenant);
+    perform memory._check_ident('session', session_info.session);
+    return query
+        select s.tenant_id, s.session_id, s.user_id, s.last_seq, s.first_seq, s.message_count,
+               s.token_count, s.summarized_upto, s.max_messages, s.max_tokens, s.metadata,
+               s.created_at, s.updated_at, s.expires_at, s.deleted_at
+          from memory.sessions as s
+         where s.tenant_id = session_info.tenant
+           and s.session_id = session_info.session;
+    if not found then
+        raise exception 'memory: session %/% not found', tenant, session
+            using errcode = 'ME001', hint = 'sessions are created by the first memory.append';
+    end if;
+end;
+$fn$;
+
+comment on function memory.session_info(text, text) is
+$$Return one row describing a session, deleted or not: counters (last_seq,
+message_count, token_count), caps, metadata and timestamps.
+Errors: ME001 missing; ME006 bad identifier.
+Example: select * from memory.session_info('acme', 's-1');$$;
+
+-------------------------------------------------------------------------------
+-- list_sessions: a tenant's sessions, optionally one user's, a page at a time.
+create or replace function memory.list_sessions(
+    tenant          text,
+    owner           text default null,
+    include_deleted boolean default false,
+    after_session   text default null,
+    page_size       integer default 100
+)
+returns table (
+    tenant_id       text,
+    session_id      text,
+    user_id         text,
+    last_seq        bigint,
+    first_seq       bigint,
+    message_count   bigint,
+    token_count     bigint,
+    summarized_upto bigint,
+    max_messages    integer,
+    max_tokens      bigint,
+    metadata        jsonb,
+    created_at      timestamptz,
+    updated_at      timestamptz,
+    expires_at      timestamptz,
+    deleted_at      timestamptz
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+begin
+    perform memory._check_ident('tenant', list_sessions.tenant);
+    if list_sessions.owner is not null then
+        perform memory._check_ident('owner', list_sessions.owner);
+    end if;
+    if page_size is null or page_size < 1 or page_size > 10000 then
+        raise exception 'memory: page_size must be between 1 and 10000, got %', page_size
+            using errcode = 'ME002', hint = 'page with after_session';
+    end if;
+    return query
+        select s.tenant_id, s.session_id, s.user_id, s.last_seq, s.first_seq, s.message_count,
+               s.token_count, s.summarized_upto, s.max_messages, s.max_tokens, s.metadata,
+               s.created_at, s.updated_at, s.expires_at, s.deleted_at
+          from memory.sessions as s
+         where s.tenant_id = list_sessions.tenant
+           and (list_sessions.owner is null or s.user_id = list_sessions.owner)
+           and (list_sessions.include_deleted or s.deleted_at is null)
+           and (list_sessions.after_session is null
+                or s.session_id collate "C" > list_sessions.after_session collate "C")
+         order by s.session_id collate "C"
+         limit list_sessions.page_size;
+end;
+$fn$;
+
+comment on function memory.list_sessions(text, text, boolean, text, integer) is
+$$Return a tenant's sessions ordered by session_id (bytewise, collation "C"), at most `page_size`
+(1..10000), those after `after_session` when given (pass the last id of one
+page to get the next), only those of user `owner` when given, soft-deleted ones only with
+`include_deleted`. Errors: ME002 bad page_size; ME006 bad identifier.
+Example: select session_id, message_count from memory.list_sessions('acme', owner => 'u-7');$$;
+
+-------------------------------------------------------------------------------
+-- extend_session: push a live session's expiry further out.
+create or replace function memory.extend_session(
+    tenant  text,
+    session text,
+    ttl     interval
+)
+returns timestamptz
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_expires timestamptz;
+begin
+    if ttl is null or ttl <= interval '0' then
+        raise exception 'memory: ttl must be positive, got %', ttl
+            using errcode = 'ME002', hint = 'pass an interval such as ''30 days''';
+    end if;
+    perform memory._live_session(extend_session.tenant, extend_session.session);
+
+    update memory.sessions as s
+       set expires_at = greatest(s.expires_at, now()) + ttl
+     where s.tenant_id = extend_session.tenant
+       and s.session_id = extend_session.session
+    returning s.expires_at into v_expires;
+    return v_expires;
+end;
+$fn$;
+
+comment on function memory.extend_session(text, text, interval) is
+$$Push a live session's expiry `ttl` beyond max(now, current expiry); returns
+the new expiry. Expired sessions are removed by memory.purge_expired.
+Errors: ME001 session missing; ME002 ttl <= 0; ME003 deleted; ME006 bad identifier.
+Example: select memory.extend_session('acme', 's-1', '30 days');$$;
+
+-------------------------------------------------------------------------------
+-- configure_session: set a session's caps and metadata.
+create or replace function memory.configure_session(
+    tenant       text,
+    session      text,
+    max_messages integer default null,
+    max_tokens   bigint default null,
+    metadata     jsonb default null
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+begin
+    if configure_session.max_messages is not null and configure_session.max_messages < 1 then
+        raise exception 'memory: max_messages must be >= 1, got %', configure_session.max_messages
+            using errcode = 'ME002', hint = 'pass null to keep the tenant default';
+    end if;
+    if configure_session.max_tokens is not null and configure_session.max_tokens < 1 then
+        raise exception 'memory: max_tokens must be >= 1, got %', configure_session.max_tokens
+            using errcode = 'ME002', hint = 'pass null to keep the tenant default';
+    end if;
+    perform memory._check_metadata(configure_session.metadata);
+    perform memory._live_session(configure_session.tenant, configure_session.session);
+
+    update memory.sessions as s
+       set max_messages = configure_session.max_messages,
+           max_tokens = configure_session.max_tokens,
+           metadata = coalesce(configure_session.metadata, s.metadata),
+           updated_at = now()
+     where s.tenant_id = configure_session.tenant
+       and s.session_id = configure_session.session;
+end;
+$fn$;
+
+comment on function memory.configure_session(text, text, integer, bigint, jsonb) is
+$$Set a session's caps (null: the tenant's default applies) and, when given,
+replace its metadata. Caps take effect at the next append, which trims the
+oldest messages. Errors: ME001 missing; ME002 cap < 1; ME003 deleted;
+ME006 bad identifier; ME009 metadata not an object.
+Example: select memory.configure_session('acme', 's-1', max_messages => 500);$$;
+
+-------------------------------------------------------------------------------
+-- configure_tenant: a tenant's default caps and TTL for its sessions.
+create or replace function memory.configure_tenant(
+    tenant       text,
+    max_messages integer default null,
+    max_tokens   bigint default null,
+    default_ttl  interval default null
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+begin
+    perform memory._check_ident('tenant', configure_tenant.tenant);
+    if configure_tenant.max_messages is not null and configure_tenant.max_messages < 1
+       or configure_tenant.max_tokens is not null and configure_tenant.max_tokens < 1
+       or configure_tenant.default_ttl is not null and configure_tenant.default_ttl <= interval '0' then
+        raise exception 'memory: caps must be >= 1 and default_ttl positive'
+            using errcode = 'ME002', hint = 'pass null for no cap or no expiry';
+    end if;
+    insert into memory.tenants as t (tenant_id, max_messages, max_tokens, default_ttl)
+    values (configure_tenant.tenant, configure_tenant.max_messages, configure_tenant.max_tokens,
+            configure_tenant.default_ttl)
+    on conflict (tenant_id) do update
+       set max_messages = excluded.max_messages,
+           max_tokens = excluded.max_tokens,
+           default_ttl = excluded.default_ttl;
+end;
+$fn$;
+
+comment on function memory.configure_tenant(text, integer, bigint, interval) is
+$$Create or update a tenant's policy: default caps for its sessions (null: no
+cap) and a default TTL given to each new session (null: sessions never expire).
+Errors: ME002 cap < 1 or ttl <= 0; ME006 bad identifier.
+Example: select memory.configure_tenant('acme', max_messages => 10000, default_ttl => '90 days');$$;
+
+-------------------------------------------------------------------------------
+-- delete_session: soft delete; the messages stay until purged.
+create or replace function memory.delete_session(
+    tenant  text,
+    session text
+)
+returns timestamptz
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_deleted timestamptz;
+begin
+    perform memory._check_ident('tenant', delete_session.tenant);
+    perform memory._check_ident('session', delete_session.session);
+    update memory.sessions as s
+       set deleted_at = coalesce(s.deleted_at, now())
+     where s.tenant_id = delete_session.tenant
+       and s.session_id = delete_session.session
+    returning s.deleted_at into v_deleted;
+    if not found then
+        raise exception 'memory: session %/% not found', tenant, session
+            using errcode = 'ME001', hint = 'sessions are created by the first memory.append';
+    end if;
+    return v_deleted;
+end;
+$fn$;
+
+comment on function memory.delete_session(text, text) is
+$$Soft-delete a session: it disappears from reads, listings and appends but
+its messages stay until memory.purge_session (or memory.restore_session brings
+it back). Deleting twice keeps the first deletion time, which it returns.
+Errors: ME001 missing; ME006 bad identifier.
+Example: select memory.delete_session('acme', 's-1');$$;
+
+-------------------------------------------------------------------------------
+-- restore_session: undo a soft delete.
+create or replace function memory.restore_session(
+    tenant  text,
+    session text
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    perform memory._check_ident('tenant', restore_session.tenant);
+    perform memory._check_ident('session', restore_session.session);
+    update memory.sessions as s
+       set deleted_at = null
+     where s.tenant_id = restore_session.tenant
+       and s.session_id = restore_session.session;
+    if not found then
+        raise exception 'memory: session %/% not found', tenant, session
+            using errcode = 'ME001', hint = 'a purged session cannot be restored';
+    end if;
+end;
+$fn$;
+
+comment on function memory.restore_session(text, text) is
+$$Bring back a soft-deleted session with all its messages. Restoring a live
+session does nothing. Errors: ME001 missing (or purged); ME006 bad identifier.
+Example: select memory.restore_session('acme', 's-1');$$;
+
+-------------------------------------------------------------------------------
+-- purge_session: remove a session and everything stored for it.
+create or replace function memory.purge_session(
+    tenant  text,
+    session text
+)
+returns bigint
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_messages bigint;
+begin
+    perform memory._check_ident('tenant', purge_session.tenant);
+    perform memory._check_ident('session', purge_session.session);
+    -- Lock the session first so a concurrent append waits, then fails.
+    perform 1
+      from memory.sessions as s
+     where s.tenant_id = purge_session.tenant
+       and s.session_id = purge_session.session
+       for update;
+    if not found then
+        raise exception 'memory: session %/% not found', tenant, session
+            using errcode = 'ME001', hint = 'it may have been purged already';
+    end if;
+    delete from memory.messages as m
+     where m.tenant_id = purge_session.tenant
+       and m.session_id = purge_session.session;
+    get diagnostics v_messages = row_count;
+    delete from memory.idempotency_keys as k
+     where k.tenant_id = purge_session.tenant
+       and k.session_id = purge_session.session;
+    delete from memory.summaries as d
+     where d.tenant_id = purge_session.tenant
+       and d.session_id = purge_session.session;
+    delete from memory.sessions as s
+     where s.tenant_id = purge_session.tenant
+       and s.session_id = purge_session.session;
+    return v_messages;
+end;
+$fn$;
+
+comment on function memory.purge_session(text, text) is
+$$Hard-delete a session, deleted or not: its messages in every partition, its
+idempotency keys, summaries and the session row. Returns the number of
+messages removed. A later append with the same id starts a new session at
+seq 1. Errors: ME001 missing; ME006 bad identifier.
+Example: select memory.purge_session('acme', 's-1');$$;
+
+-------------------------------------------------------------------------------
+-- purge_expired: remove sessions whose TTL has passed.
+create or replace function memory.purge_expired(
+    as_of     timestamptz default now(),
+    max_count integer default 1000
+)
+returns integer
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_session record;
+    v_count   integer := 0;
+begin
+    if as_of is null or max_count is null or max_count < 1 then
+        raise exception 'memory: as_of must be given and max_count >= 1'
+            using errcode = 'ME002', hint = 'call it repeatedly until it returns 0';
+    end if;
+    for v_session in
+        select s.tenant_id, s.session_id
+          from memory.sessions as s
+         where s.expires_at <= purge_expired.as_of
+         order by s.expires_at
+         limit purge_expired.max_count
+           for update skip locked
+    loop
+        perform memory.purge_session(v_session.tenant_id, v_session.session_id);
+        v_count := v_count + 1;
+    end loop;
+    return v_count;
+end;
+$fn$;
+
+comment on function memory.purge_expired(timestamptz, integer) is
+$$Purge up to `max_count` sessions whose expires_at is at or before `as_of`,
+skipping sessions locked by a writer; returns how many were purged. Run it
+from a scheduler (pymem maintain, pg_cron) until it returns 0.
+Errors: ME002 bad arguments.
+Example: select memory.purge_expired();$$;

@@ -1,0 +1,72 @@
+-- Counters for operators and the `pymem stats` command.
+
+-------------------------------------------------------------------------------
+-- stats: totals per tenant (or for one tenant).
+create or replace function memory.stats(
+    tenant text default null
+)
+returns table (
+    tenant_id        text,
+    sessions         bigint,
+    live_sessions    bigint,
+    messages         bigint,
+    tokens           bigint,
+    last_activity    timestamptz
+)
+language sql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+    select s.tenant_id,
+           count(*),
+           count(*) filter (where s.deleted_at is null),
+           coalesce(sum(s.message_count), 0)::bigint,
+           coalesce(sum(s.token_count), 0)::bigint,
+           max(s.updated_at)
+      from memory.sessions as s
+     where stats.tenant is null or s.tenant_id = stats.tenant
+     group by s.tenant_id
+     order by s.tenant_id;
+$fn$;
+
+comment on function memory.stats(text) is
+$$Return per tenant (all tenants, or only `tenant`): sessions, live (not
+deleted) sessions, retained messages, their tokens and the last append time.
+Reads the session counters, never scans messages.
+Example: select * from memory.stats('acme');$$;
+
+-------------------------------------------------------------------------------
+-- maintain: the periodic housekeeping in one call.
+create or replace function memory.maintain(
+    months_ahead integer default 3,
+    as_of        timestamptz default now()
+)
+returns table (
+    partitions_created text[],
+    sessions_expired   integer
+)
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_created text[];
+    v_expired integer := 0;
+    v_batch   integer;
+begin
+    select coalesce(array_agg(p), '{}')
+      into v_created
+      from memory.ensure_partitions(maintain.months_ahead, maintain.as_of) as p;
+    loop
+        v_batch := memory.purge_expired(maintain.as_of, 1000);
+        v_expired := v_expired + v_batch;
+        exit when v_batch = 0;
+    end loop;
+    return query select v_created, v_expired;
+end;
+$fn$;
+
+comment on function memory.maintain(integer, timestamptz) is
+$$Run housekeeping: create the monthly partitions `months_ahead` ahead and purge
+every expired session. Schedule it daily (pymem maintain, cron, pg_cron).
+Example: select * from memory.maintain();$$;
