@@ -1,0 +1,259 @@
+"""The asynchronous API: ``AsyncMemory`` and ``AsyncSession``, twins of the sync ones."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .backends.base import AsyncMemoryBackend
+from .backends.memory import AsyncInMemoryBackend
+from .client import _counter, _require_dsn, count_tokens
+from .config import Settings
+from .models import (
+    AppendResult,
+    ContextWindow,
+    NewMessage,
+    SessionInfo,
+    StoredMessage,
+    TenantStats,
+)
+from .tokens import TokenCounter
+
+
+class AsyncMemory:
+    """A conversation store for asyncio applications (see :class:`pymem.Memory`)."""
+
+    def __init__(
+        self,
+        backend: AsyncMemoryBackend,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        settings = Settings.from_env()
+        self.backend = backend
+        self.counter = _counter(counter, settings)
+        self.tenant = tenant or settings.tenant
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+        min_size: int = 1,
+        max_size: int | None = None,
+        migrate: bool = False,
+    ) -> AsyncMemory:
+        """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
+
+        With ``migrate=True`` the schema is installed or upgraded first.
+        """
+        from .backends.postgres import AsyncPostgresBackend
+
+        settings = Settings.from_env()
+        url = _require_dsn(dsn, settings)
+        if migrate:
+            import asyncio
+
+            from .migrate import migrate as run_migrate
+
+            await asyncio.to_thread(run_migrate, url)
+        backend = AsyncPostgresBackend(url, min_size=min_size,
+                                       max_size=max_size or settings.pool_max)
+        return cls(await backend.open(), counter=counter, tenant=tenant)
+
+    @classmethod
+    async def embedded(
+        cls,
+        home: Path | str | None = None,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+    ) -> AsyncMemory:
+        """Use a private PostgreSQL cluster in a local folder, created and migrated on
+        first use and reused afterwards (see :mod:`pymem.embedded`)."""
+        import asyncio
+
+        from .embedded import EmbeddedPostgres
+
+        server = await asyncio.to_thread(EmbeddedPostgres(home).start)
+        return await cls.connect(server.dsn(), counter=counter, tenant=tenant, migrate=True)
+
+    @classmethod
+    def in_memory(
+        cls, *, counter: TokenCounter | str | None = None, tenant: str | None = None
+    ) -> AsyncMemory:
+        """No server at all: everything lives in this process and dies with it."""
+        return cls(AsyncInMemoryBackend(), counter=counter, tenant=tenant)
+
+    def session(
+        self, session_id: str, *, tenant: str | None = None, user: str | None = None
+    ) -> AsyncSession:
+        """A handle on one conversation; nothing is written until the first append."""
+        return AsyncSession(self, session_id, tenant=tenant or self.tenant, user=user)
+
+    async def sessions(
+        self,
+        *,
+        tenant: str | None = None,
+        user: str | None = None,
+        include_deleted: bool = False,
+        page_size: int = 100,
+    ) -> AsyncIterator[SessionInfo]:
+        """Every session of a tenant (or of one user), fetched a page at a time."""
+        after: str | None = None
+        while True:
+            page = await self.backend.list_sessions(
+                tenant or self.tenant, owner=user, include_deleted=include_deleted,
+                after_session=after, page_size=page_size,
+            )
+            for info in page:
+                yield info
+            if len(page) < page_size:
+                return
+            after = page[-1].session_id
+
+    async def configure_tenant(
+        self,
+        *,
+        tenant: str | None = None,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None:
+        """Set a tenant's default caps and the TTL given to its new sessions."""
+        await self.backend.configure_tenant(
+            tenant or self.tenant, max_messages=max_messages, max_tokens=max_tokens,
+            default_ttl=default_ttl,
+        )
+
+    async def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
+        """Totals per tenant (all tenants unless one is named)."""
+        return await self.backend.stats(tenant)
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    async def __aenter__(self) -> AsyncMemory:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class AsyncSession:
+    """One conversation of one tenant (and optionally one user)."""
+
+    def __init__(self, memory: AsyncMemory, session_id: str, *, tenant: str,
+                 user: str | None = None) -> None:
+        self.memory = memory
+        self.id = session_id
+        self.tenant = tenant
+        self.user = user
+
+    @property
+    def _backend(self) -> AsyncMemoryBackend:
+        return self.memory.backend
+
+    async def append(
+        self,
+        role: str,
+        content: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        tokens: int | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Store one message; its tokens are counted here unless given.
+
+        Pass an ``idempotency_key`` to make retries safe: a retry returns the
+        original seq with ``duplicate=True`` and stores nothing.
+        """
+        if tokens is None and isinstance(content, str):
+            tokens = self.memory.counter.count(content)
+        return await self._backend.append(
+            self.tenant, self.id, role, content, tokens=tokens, metadata=metadata,
+            embedding=embedding, idempotency_key=idempotency_key, user_id=self.user,
+        )
+
+    async def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
+        """Store a batch in order, all or nothing, in one round trip."""
+        counted = count_tokens(self.memory.counter, messages)
+        return await self._backend.append_many(self.tenant, self.id, counted,
+                                               user_id=self.user)
+
+    async def messages(self, *, last: int | None = None, after_seq: int = 0,
+                       page_size: int = 500) -> list[StoredMessage]:
+        """The newest ``last`` messages, or every message after ``after_seq``."""
+        if last is not None:
+            return await self._backend.last_messages(self.tenant, self.id, last)
+        out: list[StoredMessage] = []
+        cursor = after_seq
+        while True:
+            page = await self._backend.history(self.tenant, self.id, after_seq=cursor,
+                                               page_size=page_size)
+            out.extend(page)
+            if len(page) < page_size:
+                return out
+            cursor = page[-1].seq
+
+    async def context(
+        self,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow:
+        """The context window for the next model call, never over ``budget`` tokens."""
+        return await self._backend.context(
+            self.tenant, self.id, budget=budget, query=query,
+            query_embedding=query_embedding, strategy=strategy,
+            message_overhead=message_overhead,
+        )
+
+    async def info(self) -> SessionInfo:
+        """Counters, caps, metadata and timestamps of this session."""
+        return await self._backend.session_info(self.tenant, self.id)
+
+    async def extend(self, ttl: timedelta) -> datetime:
+        """Push the session's expiry ``ttl`` further out; returns the new expiry."""
+        return await self._backend.extend_session(self.tenant, self.id, ttl)
+
+    async def configure(
+        self,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Cap the session (oldest messages are trimmed first) and set its metadata."""
+        await self._backend.configure_session(self.tenant, self.id, max_messages=max_messages,
+                                              max_tokens=max_tokens, metadata=metadata)
+
+    async def delete(self) -> datetime:
+        """Soft-delete: hidden from reads and appends until restored or purged."""
+        return await self._backend.delete_session(self.tenant, self.id)
+
+    async def restore(self) -> None:
+        """Undo :meth:`delete`."""
+        await self._backend.restore_session(self.tenant, self.id)
+
+    async def purge(self) -> int:
+        """Remove the session and all it stored; returns the number of messages removed."""
+        return await self._backend.purge_session(self.tenant, self.id)
+
+    def __repr__(self) -> str:
+        return f"AsyncSession(tenant={self.tenant!r}, id={self.id!r}, user={self.user!r})"

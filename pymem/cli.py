@@ -1,0 +1,180 @@
+"""The ``pymem`` command line: migrate, rollback, demo, doctor, stats, maintain."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import psycopg
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import Settings
+from .errors import PymemError
+
+app = typer.Typer(
+    help="pymem: conversational memory for LLM applications, in PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option("--dsn", help="PostgreSQL DSN or URL (default: $PYMEM_DSN)."),
+]
+EmbeddedOption = Annotated[
+    bool,
+    typer.Option("--embedded", help="Use the embedded cluster (started if needed)."),
+]
+
+
+def _dsn(dsn: str | None, embedded: bool = False) -> str:
+    if embedded:
+        from .embedded import EmbeddedPostgres
+
+        return EmbeddedPostgres().start().dsn()
+    found = dsn or Settings.from_env().dsn
+    if not found:
+        err.print("[red]error:[/] no database given. Pass --dsn, set PYMEM_DSN, or use --embedded.")
+        raise typer.Exit(2)
+    return found
+
+
+def _fail(exc: PymemError) -> None:
+    err.print(f"[red]error:[/] {exc.message}")
+    if exc.hint:
+        err.print(f"[yellow]hint:[/] {exc.hint}")
+    raise typer.Exit(1)
+
+
+@app.command()
+def migrate(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> None:
+    """Apply pending migrations, then re-apply every sql/ file (safe to repeat)."""
+    from .migrate import migrate as run
+
+    try:
+        report = run(_dsn(dsn, embedded))
+    except PymemError as exc:
+        _fail(exc)
+        return
+    applied = ", ".join(report.applied) or "none pending"
+    console.print(f"[green]migrations applied:[/] {applied}")
+    console.print(f"[green]sql files applied:[/] {len(report.sql_files)}")
+    if report.partitions_created:
+        console.print(f"[green]partitions created:[/] {', '.join(report.partitions_created)}")
+
+
+@app.command()
+def rollback(
+    dsn: DsnOption = None,
+    steps: Annotated[int | None, typer.Option(help="How many migrations (default: all).")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Roll back pymem migrations. Rolling back the core tables DELETES all data."""
+    from .migrate import rollback as run
+
+    target = _dsn(dsn)
+    if not yes:
+        typer.confirm("Roll back pymem migrations (this can drop stored conversations)?",
+                      abort=True)
+    try:
+        report = run(target, steps=steps)
+    except PymemError as exc:
+        _fail(exc)
+        return
+    console.print(f"[yellow]rolled back:[/] {', '.join(report.rolled_back) or 'nothing'}")
+
+
+@app.command()
+def demo(
+    dsn: DsnOption = None,
+    home: Annotated[
+        str | None, typer.Option(help="Folder of the embedded cluster (default: PYMEM_HOME).")
+    ] = None,
+) -> None:
+    """A scripted support conversation: appends, budgeted context windows, stats."""
+    from .demo import run_demo
+
+    try:
+        run_demo(console, dsn=dsn, home=home)
+    except PymemError as exc:
+        _fail(exc)
+
+
+@app.command()
+def doctor(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> None:
+    """Check the server, extensions and migration state; say what to fix."""
+    from .doctor import run_checks
+
+    problems = run_checks(console, _dsn(dsn, embedded))
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def stats(
+    dsn: DsnOption = None,
+    embedded: EmbeddedOption = False,
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+) -> None:
+    """Sessions, messages and tokens per tenant."""
+    from .backends.postgres import PostgresBackend
+
+    backend = PostgresBackend(_dsn(dsn, embedded), max_size=1)
+    try:
+        rows = backend.open().stats(tenant)
+    except PymemError as exc:
+        _fail(exc)
+        return
+    finally:
+        backend.close()
+    table = Table(title="pymem stats")
+    for column in ("tenant", "sessions", "live", "messages", "tokens", "last activity"):
+        table.add_column(column, justify="left" if column == "tenant" else "right")
+    for r in rows:
+        last = r.last_activity.isoformat(timespec="seconds") if r.last_activity else "-"
+        table.add_row(r.tenant_id, f"{r.sessions:,}", f"{r.live_sessions:,}",
+                      f"{r.messages:,}", f"{r.tokens:,}", last)
+    console.print(table)
+
+
+@app.command()
+def maintain(
+    dsn: DsnOption = None,
+    embedded: EmbeddedOption = False,
+    months_ahead: Annotated[int, typer.Option(help="Partitions to create ahead.")] = 3,
+) -> None:
+    """Create monthly partitions ahead and purge expired sessions (run daily)."""
+    try:
+        with psycopg.connect(_dsn(dsn, embedded), autocommit=True) as conn:
+            row = conn.execute("select * from memory.maintain(%s)", (months_ahead,)).fetchone()
+    except psycopg.Error as exc:
+        from .errors import translate
+
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        _fail(mapped)
+        return
+    assert row is not None
+    console.print(f"partitions created: {', '.join(row[0]) or 'none'}; "
+                  f"expired sessions purged: {row[1]}")
+
+
+@app.command("embedded-stop")
+def embedded_stop() -> None:
+    """Stop the embedded cluster (its data stays for the next start)."""
+    from .embedded import EmbeddedPostgres
+
+    EmbeddedPostgres().stop()
+    console.print("embedded PostgreSQL stopped")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except PymemError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)

@@ -1,0 +1,287 @@
+"""The synchronous API: ``Memory`` (a store) and ``Session`` (one conversation)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from .backends.base import MemoryBackend
+from .backends.memory import InMemoryBackend
+from .config import Settings
+from .errors import InvalidArgument
+from .models import (
+    AppendResult,
+    ContextWindow,
+    NewMessage,
+    SessionInfo,
+    StoredMessage,
+    TenantStats,
+)
+from .tokens import TokenCounter, counter_for
+
+
+def _counter(counter: TokenCounter | str | None, settings: Settings) -> TokenCounter:
+    if counter is None:
+        return counter_for(settings.encoding)
+    if isinstance(counter, str):
+        return counter_for(counter)
+    return counter
+
+
+def _require_dsn(dsn: str | None, settings: Settings) -> str:
+    found = dsn or settings.dsn
+    if not found:
+        raise InvalidArgument(
+            "pymem: no PostgreSQL DSN given",
+            hint="pass Memory.connect('postgresql://...') or set PYMEM_DSN; "
+            "Memory.embedded() needs no server of your own",
+        )
+    return found
+
+
+def count_tokens(counter: TokenCounter, messages: Sequence[NewMessage]) -> list[NewMessage]:
+    """Fill in exact token counts for messages that carry none."""
+    return [
+        m if m.tokens is not None else NewMessage(
+            role=m.role, content=m.content, tokens=counter.count(m.content),
+            metadata=m.metadata, embedding=m.embedding, idempotency_key=m.idempotency_key)
+        for m in messages
+    ]
+
+
+class Memory:
+    """A conversation store: PostgreSQL, an embedded PostgreSQL, or process memory.
+
+    >>> mem = Memory.in_memory()
+    >>> chat = mem.session("support-42", tenant="acme", user="u-7")
+    >>> chat.append("user", "My order arrived broken").seq
+    1
+    """
+
+    def __init__(
+        self,
+        backend: MemoryBackend,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+    ) -> None:
+        settings = Settings.from_env()
+        self.backend = backend
+        self.counter = _counter(counter, settings)
+        self.tenant = tenant or settings.tenant
+
+    @classmethod
+    def connect(
+        cls,
+        dsn: str | None = None,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+        min_size: int = 1,
+        max_size: int | None = None,
+        migrate: bool = False,
+    ) -> Memory:
+        """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
+
+        With ``migrate=True`` the schema is installed or upgraded first.
+        """
+        from .backends.postgres import PostgresBackend
+
+        settings = Settings.from_env()
+        url = _require_dsn(dsn, settings)
+        if migrate:
+            from .migrate import migrate as run_migrate
+
+            run_migrate(url)
+        backend = PostgresBackend(url, min_size=min_size, max_size=max_size or settings.pool_max)
+        return cls(backend.open(), counter=counter, tenant=tenant)
+
+    @classmethod
+    def embedded(
+        cls,
+        home: Path | str | None = None,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+    ) -> Memory:
+        """Use a private PostgreSQL cluster in a local folder, created and migrated on
+        first use and reused afterwards (see :mod:`pymem.embedded`)."""
+        from .embedded import EmbeddedPostgres
+
+        server = EmbeddedPostgres(home).start()
+        return cls.connect(server.dsn(), counter=counter, tenant=tenant, migrate=True)
+
+    @classmethod
+    def in_memory(
+        cls, *, counter: TokenCounter | str | None = None, tenant: str | None = None
+    ) -> Memory:
+        """No server at all: everything lives in this process and dies with it."""
+        return cls(InMemoryBackend(), counter=counter, tenant=tenant)
+
+    def session(
+        self, session_id: str, *, tenant: str | None = None, user: str | None = None
+    ) -> Session:
+        """A handle on one conversation; nothing is written until the first append."""
+        return Session(self, session_id, tenant=tenant or self.tenant, user=user)
+
+    def sessions(
+        self,
+        *,
+        tenant: str | None = None,
+        user: str | None = None,
+        include_deleted: bool = False,
+        page_size: int = 100,
+    ) -> Iterator[SessionInfo]:
+        """Every session of a tenant (or of one user), fetched a page at a time."""
+        after: str | None = None
+        while True:
+            page = self.backend.list_sessions(
+                tenant or self.tenant, owner=user, include_deleted=include_deleted,
+                after_session=after, page_size=page_size,
+            )
+            yield from page
+            if len(page) < page_size:
+                return
+            after = page[-1].session_id
+
+    def configure_tenant(
+        self,
+        *,
+        tenant: str | None = None,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None:
+        """Set a tenant's default caps and the TTL given to its new sessions."""
+        self.backend.configure_tenant(
+            tenant or self.tenant, max_messages=max_messages, max_tokens=max_tokens,
+            default_ttl=default_ttl,
+        )
+
+    def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
+        """Totals per tenant (all tenants unless one is named)."""
+        return self.backend.stats(tenant)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Session:
+    """One conversation of one tenant (and optionally one user)."""
+
+    def __init__(self, memory: Memory, session_id: str, *, tenant: str,
+                 user: str | None = None) -> None:
+        self.memory = memory
+        self.id = session_id
+        self.tenant = tenant
+        self.user = user
+
+    @property
+    def _backend(self) -> MemoryBackend:
+        return self.memory.backend
+
+    def append(
+        self,
+        role: str,
+        content: str,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        tokens: int | None = None,
+        embedding: Sequence[float] | None = None,
+        idempotency_key: str | None = None,
+    ) -> AppendResult:
+        """Store one message; its tokens are counted here unless given.
+
+        Pass an ``idempotency_key`` to make retries safe: a retry returns the
+        original seq with ``duplicate=True`` and stores nothing.
+        """
+        if tokens is None and isinstance(content, str):
+            tokens = self.memory.counter.count(content)
+        return self._backend.append(
+            self.tenant, self.id, role, content, tokens=tokens, metadata=metadata,
+            embedding=embedding, idempotency_key=idempotency_key, user_id=self.user,
+        )
+
+    def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
+        """Store a batch in order, all or nothing, in one round trip."""
+        counted = count_tokens(self.memory.counter, messages)
+        return self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
+
+    def messages(self, *, last: int | None = None, after_seq: int = 0,
+                 page_size: int = 500) -> list[StoredMessage]:
+        """The newest ``last`` messages, or every message after ``after_seq``."""
+        if last is not None:
+            return self._backend.last_messages(self.tenant, self.id, last)
+        out: list[StoredMessage] = []
+        cursor = after_seq
+        while True:
+            page = self._backend.history(self.tenant, self.id, after_seq=cursor,
+                                         page_size=page_size)
+            out.extend(page)
+            if len(page) < page_size:
+                return out
+            cursor = page[-1].seq
+
+    def context(
+        self,
+        *,
+        budget: int,
+        query: str | None = None,
+        query_embedding: Sequence[float] | None = None,
+        strategy: str = "recent",
+        message_overhead: int = 0,
+    ) -> ContextWindow:
+        """The context window for the next model call, never over ``budget`` tokens."""
+        return self._backend.context(
+            self.tenant, self.id, budget=budget, query=query,
+            query_embedding=query_embedding, strategy=strategy,
+            message_overhead=message_overhead,
+        )
+
+    def info(self) -> SessionInfo:
+        """Counters, caps, metadata and timestamps of this session."""
+        return self._backend.session_info(self.tenant, self.id)
+
+    def extend(self, ttl: timedelta) -> datetime:
+        """Push the session's expiry ``ttl`` further out; returns the new expiry."""
+        return self._backend.extend_session(self.tenant, self.id, ttl)
+
+    def configure(
+        self,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Cap the session (oldest messages are trimmed first) and set its metadata."""
+        self._backend.configure_session(self.tenant, self.id, max_messages=max_messages,
+                                        max_tokens=max_tokens, metadata=metadata)
+
+    def delete(self) -> datetime:
+        """Soft-delete: hidden from reads and appends until restored or purged."""
+        return self._backend.delete_session(self.tenant, self.id)
+
+    def restore(self) -> None:
+        """Undo :meth:`delete`."""
+        self._backend.restore_session(self.tenant, self.id)
+
+    def purge(self) -> int:
+        """Remove the session and all it stored; returns the number of messages removed."""
+        return self._backend.purge_session(self.tenant, self.id)
+
+    def __repr__(self) -> str:
+        return f"Session(tenant={self.tenant!r}, id={self.id!r}, user={self.user!r})"
