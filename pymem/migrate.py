@@ -6,8 +6,10 @@ fixtures and the benchmarks all call :func:`migrate`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import LiteralString, cast
+from typing import Any, LiteralString, cast
 
 import psycopg
 from psycopg import sql
@@ -37,15 +39,21 @@ def yoyo_uri(dsn: str) -> str:
     return f"postgresql+psycopg:///{quote(dbname, safe='')}" + (f"?{query}" if query else "")
 
 
-def _backend(dsn: str):  # type: ignore[no-untyped-def]  # yoyo is untyped
-    return get_backend(yoyo_uri(dsn))
+@contextmanager
+def _backend(dsn: str) -> Iterator[Any]:
+    """A yoyo backend whose connection is closed afterwards (yoyo is untyped)."""
+    backend = get_backend(yoyo_uri(dsn))
+    try:
+        yield backend
+    finally:
+        backend.connection.close()
 
 
 def pending_migrations(dsn: str) -> list[str]:
     """Ids of the pymem migrations not yet applied."""
-    backend = _backend(dsn)
     migrations = read_migrations(str(migrations_dir()))
-    return [m.id for m in backend.to_apply(migrations)]
+    with _backend(dsn) as backend:
+        return [m.id for m in backend.to_apply(migrations)]
 
 
 def apply_sql(conn: psycopg.Connection[object]) -> list[str]:
@@ -79,10 +87,9 @@ def migrate(dsn: str, *, months_ahead: int = 3) -> MigrationReport:
 
     Running it twice changes nothing the second time.
     """
-    backend = _backend(dsn)
     migrations = read_migrations(str(migrations_dir()))
     with translate_errors():
-        with backend.lock():
+        with _backend(dsn) as backend, backend.lock():
             pending = backend.to_apply(migrations)
             applied = tuple(m.id for m in pending)
             backend.apply_migrations(pending)
@@ -105,10 +112,9 @@ def rollback(dsn: str, *, steps: int | None = None) -> MigrationReport:
     The functions of ``sql/`` are dropped first and re-applied afterwards when
     the schema still exists.
     """
-    backend = _backend(dsn)
     migrations = read_migrations(str(migrations_dir()))
     with translate_errors():
-        with backend.lock():
+        with _backend(dsn) as backend, backend.lock():
             applied = backend.to_rollback(migrations)
             chosen = applied if steps is None else applied[:steps]
             with psycopg.connect(dsn, autocommit=True) as conn:

@@ -1,0 +1,85 @@
+"""Test servers: one private PostgreSQL cluster for the whole run.
+
+The cluster is started with pymem's own EmbeddedPostgres (which drops root
+privileges the way PostgreSQL requires), on a free loopback port. The
+pytest-postgresql noproc fixture builds a template database with
+``pymem.migrate`` (the installer users run) and every test that asks for
+``postgresql`` gets a fresh clone of it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from pytest_postgresql import factories
+
+from pymem.embedded import SUPERUSER, EmbeddedPostgres
+from pymem.migrate import migrate
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PG_HOME = Path(os.environ.get("PYMEM_TEST_PG_HOME", f"/tmp/pymem-test-{os.getpid()}"))
+PG_PORT = _free_port()
+PG_HOST = "127.0.0.1"
+
+
+def load_schema(host: str, port: int, user: str, dbname: str, **_: object) -> None:
+    """Template loader for pytest-postgresql: install pymem the way users do."""
+    migrate(f"host={host} port={port} user={user} dbname={dbname}")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[EmbeddedPostgres]:
+    server = EmbeddedPostgres(PG_HOME, port=PG_PORT, tcp=True,
+                              settings={"max_connections": "200", "log_min_messages": "warning"})
+    shutil.rmtree(PG_HOME, ignore_errors=True)
+    server.start()
+    yield server
+    server.destroy()
+
+
+_noproc = factories.postgresql_noproc(
+    host=PG_HOST, port=PG_PORT, user=SUPERUSER, dbname="pymem_test", load=[load_schema]
+)
+
+
+@pytest.fixture(scope="session")
+def postgresql_proc(pg_server: EmbeddedPostgres, _pymem_noproc):  # type: ignore[no-untyped-def]
+    return _pymem_noproc
+
+
+_pymem_noproc = _noproc  # registered as a fixture under this name
+postgresql = factories.postgresql("postgresql_proc")
+
+
+@pytest.fixture
+def dsn(postgresql: psycopg.Connection[object]) -> str:
+    """DSN of a fresh, fully migrated database for this test."""
+    info = postgresql.info
+    return f"host={info.host} port={info.port} user={info.user} dbname={info.dbname}"
+
+
+@pytest.fixture
+def empty_dsn(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """DSN of a brand-new empty database (for migration tests)."""
+    name = f"empty_{abs(hash(request.node.nodeid)) % 10**8}"
+    admin = pg_server.dsn("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("drop database if exists {}").format(
+            psycopg.sql.Identifier(name)))
+        conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(name)))
+    yield pg_server.dsn(name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(
+            psycopg.sql.Identifier(name)))
