@@ -1,0 +1,107 @@
+"""Migrations and sql/: the database they build is the one the code expects."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import psycopg
+from pymem._paths import migrations_dir
+from pymem.migrate import apply_sql, migrate, pending_migrations, rollback
+
+from .snapshot import snapshot
+
+HERE = Path(__file__).parent
+
+
+def _snapshot(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        return snapshot(conn)
+
+
+def _expected() -> list[str]:
+    return (HERE / "expected_schema.txt").read_text().splitlines()
+
+
+def test_schema_matches_snapshot(dsn: str) -> None:
+    assert _snapshot(dsn) == _expected(), "run `make schema-snapshot` and review the diff"
+
+
+def test_up_down_up_on_an_empty_database(empty_dsn: str) -> None:
+    first = migrate(empty_dsn)
+    assert first.applied == ("pymem_0001_create_schema", "pymem_0002_create_core_tables")
+    assert _snapshot(empty_dsn) == _expected()
+    assert pending_migrations(empty_dsn) == []
+
+    back = rollback(empty_dsn)
+    assert back.rolled_back == ("pymem_0002_create_core_tables", "pymem_0001_create_schema")
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select to_regnamespace('memory')").fetchone() == (None,)
+
+    again = migrate(empty_dsn)
+    assert again.applied == first.applied
+    assert _snapshot(empty_dsn) == _expected()
+
+
+def test_rollback_one_step_then_forward(empty_dsn: str) -> None:
+    migrate(empty_dsn)
+    back = rollback(empty_dsn, steps=1)
+    assert back.rolled_back == ("pymem_0002_create_core_tables",)
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select to_regclass('memory.sessions')").fetchone() == (None,)
+    migrate(empty_dsn)
+    assert _snapshot(empty_dsn) == _expected()
+
+
+def test_migrate_twice_and_sql_reapplied_change_nothing(dsn: str) -> None:
+    before = _snapshot(dsn)
+    report = migrate(dsn)
+    assert report.applied == () and report.partitions_created == ()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        apply_sql(conn)
+        apply_sql(conn)
+    assert _snapshot(dsn) == before
+
+
+def test_migrate_keeps_data(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.append('t', 's', 'user', 'survives', 1)")
+    migrate(dsn)
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select content from memory.history('t', 's')").fetchone()
+    assert row == ("survives",)
+
+
+def test_every_migration_has_a_rollback_and_a_header() -> None:
+    folder = migrations_dir()
+    forward = sorted(p for p in folder.glob("*.sql") if not p.name.endswith(".rollback.sql"))
+    assert forward, "no migrations found"
+    for path in forward:
+        assert path.name.startswith("pymem_"), path.name
+        assert (folder / path.name.replace(".sql", ".rollback.sql")).exists(), path.name
+        assert path.read_text().startswith("-- "), f"{path.name} needs a header comment"
+
+
+def test_released_migrations_are_frozen() -> None:
+    folder = migrations_dir()
+    pinned = dict(
+        reversed(line.split()) for line in (HERE / "released_migrations.sha256").read_text()
+        .splitlines() if line.strip()
+    )
+    for name, digest in pinned.items():
+        actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert actual == digest, f"{name} was released and must not change: add a new migration"
+
+
+def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        undocumented = conn.execute(
+            "select p.oid::regprocedure::text from pg_proc as p "
+            "where p.pronamespace = 'memory'::regnamespace "
+            "and obj_description(p.oid, 'pg_proc') is null").fetchall()
+        unpinned = conn.execute(
+            "select p.oid::regprocedure::text from pg_proc as p "
+            "where p.pronamespace = 'memory'::regnamespace "
+            "and not coalesce(p.proconfig::text like '%search_path=%', false)").fetchall()
+    assert undocumented == [], "every function needs `comment on function`"
+    assert unpinned == [], "every function pins search_path"
