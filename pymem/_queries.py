@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
-from typing import LiteralString, cast
+from typing import LiteralString
 
 _NAME = re.compile(r"^--\s*name:\s*(?P<name>[a-z_][a-z0-9_]*)\s*$")
 
@@ -42,9 +42,7 @@ def parse_queries(text: str) -> dict[str, str]:
 def _load() -> Mapping[str, LiteralString]:
     text = resources.files("pymem").joinpath("queries.sql").read_text(encoding="utf-8")
     # The file ships inside the package: its text is as literal as source code.
-    return MappingProxyType(
-        {name: cast(LiteralString, sql) for name, sql in parse_queries(text).items()}
-    )
+    return MappingProxyType(parse_queries(text))
 
 
 QUERIES: Mapping[str, LiteralString] = _load()

@@ -63,8 +63,9 @@ class AsyncMemory:
             from .migrate import migrate as run_migrate
 
             await asyncio.to_thread(run_migrate, url)
-        backend = AsyncPostgresBackend(url, min_size=min_size,
-                                       max_size=max_size or settings.pool_max)
+        backend = AsyncPostgresBackend(
+            url, min_size=min_size, max_size=max_size or settings.pool_max
+        )
         return cls(await backend.open(), counter=counter, tenant=tenant)
 
     @classmethod
@@ -109,8 +110,11 @@ class AsyncMemory:
         after: str | None = None
         while True:
             page = await self.backend.list_sessions(
-                tenant or self.tenant, owner=user, include_deleted=include_deleted,
-                after_session=after, page_size=page_size,
+                tenant or self.tenant,
+                owner=user,
+                include_deleted=include_deleted,
+                after_session=after,
+                page_size=page_size,
             )
             for info in page:
                 yield info
@@ -128,7 +132,9 @@ class AsyncMemory:
     ) -> None:
         """Set a tenant's default caps and the TTL given to its new sessions."""
         await self.backend.configure_tenant(
-            tenant or self.tenant, max_messages=max_messages, max_tokens=max_tokens,
+            tenant or self.tenant,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
             default_ttl=default_ttl,
         )
 
@@ -154,8 +160,9 @@ class AsyncMemory:
 class AsyncSession:
     """One conversation of one tenant (and optionally one user)."""
 
-    def __init__(self, memory: AsyncMemory, session_id: str, *, tenant: str,
-                 user: str | None = None) -> None:
+    def __init__(
+        self, memory: AsyncMemory, session_id: str, *, tenant: str, user: str | None = None
+    ) -> None:
         self.memory = memory
         self.id = session_id
         self.tenant = tenant
@@ -183,26 +190,34 @@ class AsyncSession:
         if tokens is None and isinstance(content, str):
             tokens = self.memory.counter.count(content)
         return await self._backend.append(
-            self.tenant, self.id, role, content, tokens=tokens, metadata=metadata,
-            embedding=embedding, idempotency_key=idempotency_key, user_id=self.user,
+            self.tenant,
+            self.id,
+            role,
+            content,
+            tokens=tokens,
+            metadata=metadata,
+            embedding=embedding,
+            idempotency_key=idempotency_key,
+            user_id=self.user,
         )
 
     async def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
         counted = count_tokens(self.memory.counter, messages)
-        return await self._backend.append_many(self.tenant, self.id, counted,
-                                               user_id=self.user)
+        return await self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
 
-    async def messages(self, *, last: int | None = None, after_seq: int = 0,
-                       page_size: int = 500) -> list[StoredMessage]:
+    async def messages(
+        self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
+    ) -> list[StoredMessage]:
         """The newest ``last`` messages, or every message after ``after_seq``."""
         if last is not None:
             return await self._backend.last_messages(self.tenant, self.id, last)
         out: list[StoredMessage] = []
         cursor = after_seq
         while True:
-            page = await self._backend.history(self.tenant, self.id, after_seq=cursor,
-                                               page_size=page_size)
+            page = await self._backend.history(
+                self.tenant, self.id, after_seq=cursor, page_size=page_size
+            )
             out.extend(page)
             if len(page) < page_size:
                 return out
@@ -219,8 +234,12 @@ class AsyncSession:
     ) -> ContextWindow:
         """The context window for the next model call, never over ``budget`` tokens."""
         return await self._backend.context(
-            self.tenant, self.id, budget=budget, query=query,
-            query_embedding=query_embedding, strategy=strategy,
+            self.tenant,
+            self.id,
+            budget=budget,
+            query=query,
+            query_embedding=query_embedding,
+            strategy=strategy,
             message_overhead=message_overhead,
         )
 
@@ -240,8 +259,13 @@ class AsyncSession:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Cap the session (oldest messages are trimmed first) and set its metadata."""
-        await self._backend.configure_session(self.tenant, self.id, max_messages=max_messages,
-                                              max_tokens=max_tokens, metadata=metadata)
+        await self._backend.configure_session(
+            self.tenant,
+            self.id,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
+            metadata=metadata,
+        )
 
     async def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""

@@ -78,8 +78,9 @@ def rollback(
 
     target = _dsn(dsn)
     if not yes:
-        typer.confirm("Roll back pymem migrations (this can drop stored conversations)?",
-                      abort=True)
+        typer.confirm(
+            "Roll back pymem migrations (this can drop stored conversations)?", abort=True
+        )
     try:
         report = run(target, steps=steps)
     except PymemError as exc:
@@ -135,8 +136,14 @@ def stats(
         table.add_column(column, justify="left" if column == "tenant" else "right")
     for r in rows:
         last = r.last_activity.isoformat(timespec="seconds") if r.last_activity else "-"
-        table.add_row(r.tenant_id, f"{r.sessions:,}", f"{r.live_sessions:,}",
-                      f"{r.messages:,}", f"{r.tokens:,}", last)
+        table.add_row(
+            r.tenant_id,
+            f"{r.sessions:,}",
+            f"{r.live_sessions:,}",
+            f"{r.messages:,}",
+            f"{r.tokens:,}",
+            last,
+        )
     console.print(table)
 
 
@@ -159,8 +166,9 @@ def maintain(
         _fail(mapped)
         return
     assert row is not None
-    console.print(f"partitions created: {', '.join(row[0]) or 'none'}; "
-                  f"expired sessions purged: {row[1]}")
+    console.print(
+        f"partitions created: {', '.join(row[0]) or 'none'}; expired sessions purged: {row[1]}"
+    )
 
 
 @app.command("embedded-stop")

@@ -45,9 +45,16 @@ def _require_dsn(dsn: str | None, settings: Settings) -> str:
 def count_tokens(counter: TokenCounter, messages: Sequence[NewMessage]) -> list[NewMessage]:
     """Fill in exact token counts for messages that carry none."""
     return [
-        m if m.tokens is not None else NewMessage(
-            role=m.role, content=m.content, tokens=counter.count(m.content),
-            metadata=m.metadata, embedding=m.embedding, idempotency_key=m.idempotency_key)
+        m
+        if m.tokens is not None
+        else NewMessage(
+            role=m.role,
+            content=m.content,
+            tokens=counter.count(m.content),
+            metadata=m.metadata,
+            embedding=m.embedding,
+            idempotency_key=m.idempotency_key,
+        )
         for m in messages
     ]
 
@@ -139,8 +146,11 @@ class Memory:
         after: str | None = None
         while True:
             page = self.backend.list_sessions(
-                tenant or self.tenant, owner=user, include_deleted=include_deleted,
-                after_session=after, page_size=page_size,
+                tenant or self.tenant,
+                owner=user,
+                include_deleted=include_deleted,
+                after_session=after,
+                page_size=page_size,
             )
             yield from page
             if len(page) < page_size:
@@ -157,7 +167,9 @@ class Memory:
     ) -> None:
         """Set a tenant's default caps and the TTL given to its new sessions."""
         self.backend.configure_tenant(
-            tenant or self.tenant, max_messages=max_messages, max_tokens=max_tokens,
+            tenant or self.tenant,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
             default_ttl=default_ttl,
         )
 
@@ -183,8 +195,9 @@ class Memory:
 class Session:
     """One conversation of one tenant (and optionally one user)."""
 
-    def __init__(self, memory: Memory, session_id: str, *, tenant: str,
-                 user: str | None = None) -> None:
+    def __init__(
+        self, memory: Memory, session_id: str, *, tenant: str, user: str | None = None
+    ) -> None:
         self.memory = memory
         self.id = session_id
         self.tenant = tenant
@@ -212,8 +225,15 @@ class Session:
         if tokens is None and isinstance(content, str):
             tokens = self.memory.counter.count(content)
         return self._backend.append(
-            self.tenant, self.id, role, content, tokens=tokens, metadata=metadata,
-            embedding=embedding, idempotency_key=idempotency_key, user_id=self.user,
+            self.tenant,
+            self.id,
+            role,
+            content,
+            tokens=tokens,
+            metadata=metadata,
+            embedding=embedding,
+            idempotency_key=idempotency_key,
+            user_id=self.user,
         )
 
     def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
@@ -221,16 +241,18 @@ class Session:
         counted = count_tokens(self.memory.counter, messages)
         return self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
 
-    def messages(self, *, last: int | None = None, after_seq: int = 0,
-                 page_size: int = 500) -> list[StoredMessage]:
+    def messages(
+        self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
+    ) -> list[StoredMessage]:
         """The newest ``last`` messages, or every message after ``after_seq``."""
         if last is not None:
             return self._backend.last_messages(self.tenant, self.id, last)
         out: list[StoredMessage] = []
         cursor = after_seq
         while True:
-            page = self._backend.history(self.tenant, self.id, after_seq=cursor,
-                                         page_size=page_size)
+            page = self._backend.history(
+                self.tenant, self.id, after_seq=cursor, page_size=page_size
+            )
             out.extend(page)
             if len(page) < page_size:
                 return out
@@ -247,8 +269,12 @@ class Session:
     ) -> ContextWindow:
         """The context window for the next model call, never over ``budget`` tokens."""
         return self._backend.context(
-            self.tenant, self.id, budget=budget, query=query,
-            query_embedding=query_embedding, strategy=strategy,
+            self.tenant,
+            self.id,
+            budget=budget,
+            query=query,
+            query_embedding=query_embedding,
+            strategy=strategy,
             message_overhead=message_overhead,
         )
 
@@ -268,8 +294,13 @@ class Session:
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
         """Cap the session (oldest messages are trimmed first) and set its metadata."""
-        self._backend.configure_session(self.tenant, self.id, max_messages=max_messages,
-                                        max_tokens=max_tokens, metadata=metadata)
+        self._backend.configure_session(
+            self.tenant,
+            self.id,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
+            metadata=metadata,
+        )
 
     def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""

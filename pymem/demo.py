@@ -15,20 +15,33 @@ from .models import ContextWindow
 SCRIPT: tuple[tuple[str, str], ...] = (
     ("system", "You are Nova, the support assistant of Acme Outdoor. Be brief and kind."),
     ("user", "Hi! I ordered the Trailblazer 2 tent last week, order #A-7731."),
-    ("assistant", "Hello! I can see order #A-7731: one Trailblazer 2 tent, delivered Monday. "
-                  "How can I help?"),
-    ("user", "One of the aluminium poles arrived snapped in half. We leave for the Alps "
-             "on Friday."),
-    ("assistant", "I'm sorry about that. I can ship a replacement pole set by express today "
-                  "so it arrives Thursday. Shall I?"),
+    (
+        "assistant",
+        "Hello! I can see order #A-7731: one Trailblazer 2 tent, delivered Monday. How can I help?",
+    ),
+    (
+        "user",
+        "One of the aluminium poles arrived snapped in half. We leave for the Alps on Friday.",
+    ),
+    (
+        "assistant",
+        "I'm sorry about that. I can ship a replacement pole set by express today "
+        "so it arrives Thursday. Shall I?",
+    ),
     ("user", "Yes please. Can it go to my office instead? 12 Harbour Street, Leith."),
-    ("assistant", "Done: the replacement pole set ships express to 12 Harbour Street, Leith, "
-                  "arriving Thursday before noon."),
+    (
+        "assistant",
+        "Done: the replacement pole set ships express to 12 Harbour Street, Leith, "
+        "arriving Thursday before noon.",
+    ),
     ("user", "Brilliant. Do I need to send the broken pole back?"),
     ("assistant", "No need. Please recycle it; aluminium is accepted at most centres."),
     ("user", "Thanks Nova. Last thing: what's the best way to dry the tent after rain?"),
-    ("assistant", "Pitch it loosely in the shade at home for a day, fly and inner apart. "
-                  "Never store it damp: mildew ruins the coating."),
+    (
+        "assistant",
+        "Pitch it loosely in the shade at home for a day, fly and inner apart. "
+        "Never store it damp: mildew ruins the coating.",
+    ),
 )
 
 
@@ -40,15 +53,21 @@ def _window_table(title: str, window: ContextWindow) -> Table:
     table.add_column("tokens", justify="right", width=6)
     for item in window:
         table.add_row(str(item.seq), item.role, item.content, str(item.tokens))
-    table.caption = (f"{len(window)} messages, {window.tokens} of {window.budget} tokens "
-                     f"(strategy: {window.strategy})")
+    table.caption = (
+        f"{len(window)} messages, {window.tokens} of {window.budget} tokens "
+        f"(strategy: {window.strategy})"
+    )
     return table
 
 
 def run_demo(console: Console, *, dsn: str | None = None, home: str | None = None) -> None:
-    console.print(Panel.fit(
-        "[bold]pymem[/] keeps LLM conversations in PostgreSQL and hands your model a "
-        "context window that fits its token budget.", title="pymem demo"))
+    console.print(
+        Panel.fit(
+            "[bold]pymem[/] keeps LLM conversations in PostgreSQL and hands your model a "
+            "context window that fits its token budget.",
+            title="pymem demo",
+        )
+    )
 
     started = time.perf_counter()
     if dsn:
@@ -68,32 +87,42 @@ def run_demo(console: Console, *, dsn: str | None = None, home: str | None = Non
             result = chat.append(role, content, idempotency_key=f"turn-{turn}")
             ms = (time.perf_counter() - t0) * 1000
             short = content[:44] + ("…" if len(content) > 44 else "")
-            console.print(f"  seq [bold]{result.seq:>2}[/]  {role:<9} {short:<45} "
-                          f"[dim]{ms:5.2f} ms[/]", highlight=False)
+            console.print(
+                f"  seq [bold]{result.seq:>2}[/]  {role:<9} {short:<45} [dim]{ms:5.2f} ms[/]",
+                highlight=False,
+            )
 
         console.rule("2. A network blip: the client retries the last append")
         role, content = SCRIPT[-1]
         retry = chat.append(role, content, idempotency_key=f"turn-{len(SCRIPT) - 1}")
-        console.print(f"  same idempotency key -> seq {retry.seq}, duplicate={retry.duplicate}: "
-                      "nothing was written twice\n")
+        console.print(
+            f"  same idempotency key -> seq {retry.seq}, duplicate={retry.duplicate}: "
+            "nothing was written twice\n"
+        )
 
         console.rule("3. Context windows for the next model call")
         for budget in (60, 150):
             window = chat.context(budget=budget)
             console.print(_window_table(f"budget {budget} tokens", window))
         window = chat.context(budget=400, message_overhead=4)
-        console.print(f"\nReady for an OpenAI-style API ({window.tokens} tokens incl. 4 per "
-                      "message of chat framing):")
+        console.print(
+            f"\nReady for an OpenAI-style API ({window.tokens} tokens incl. 4 per "
+            "message of chat framing):"
+        )
         console.print(window.messages()[-2:], highlight=True)
 
         console.rule("4. The same window from any SQL client")
-        console.print(f"  [cyan]select role, content from memory.context('acme-outdoor', "
-                      f"'{session_id}', 150);[/]\n")
+        console.print(
+            f"  [cyan]select role, content from memory.context('acme-outdoor', "
+            f"'{session_id}', 150);[/]\n"
+        )
 
         console.rule("5. Stats")
         info = chat.info()
-        console.print(f"  session: {info.message_count} messages, {info.token_count} tokens "
-                      f"(counted with {mem.counter.name}), last seq {info.last_seq}")
+        console.print(
+            f"  session: {info.message_count} messages, {info.token_count} tokens "
+            f"(counted with {mem.counter.name}), last seq {info.last_seq}"
+        )
         table = Table("tenant", "sessions", "messages", "tokens")
         for row in mem.stats(tenant="acme-outdoor"):
             table.add_row(row.tenant_id, str(row.sessions), str(row.messages), str(row.tokens))

@@ -11,10 +11,23 @@ from rich.table import Table
 from .migrate import pending_migrations
 
 API_FUNCTIONS = (
-    "append", "append_many", "history", "last_messages", "context", "session_info",
-    "list_sessions", "extend_session", "configure_session", "configure_tenant",
-    "delete_session", "restore_session", "purge_session", "purge_expired", "stats",
-    "maintain", "ensure_partitions",
+    "append",
+    "append_many",
+    "history",
+    "last_messages",
+    "context",
+    "session_info",
+    "list_sessions",
+    "extend_session",
+    "configure_session",
+    "configure_tenant",
+    "delete_session",
+    "restore_session",
+    "purge_session",
+    "purge_expired",
+    "stats",
+    "maintain",
+    "ensure_partitions",
 )
 
 
@@ -30,64 +43,115 @@ def _checks(dsn: str) -> list[Check]:
     try:
         conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
     except psycopg.Error as exc:
-        return [Check("connect", False, str(exc).strip().splitlines()[0],
-                      "start PostgreSQL, or fix the DSN (PYMEM_DSN / --dsn)")]
+        return [
+            Check(
+                "connect",
+                False,
+                str(exc).strip().splitlines()[0],
+                "start PostgreSQL, or fix the DSN (PYMEM_DSN / --dsn)",
+            )
+        ]
     out: list[Check] = []
     with conn:
-        version = conn.execute("select current_setting('server_version_num')::int, "
-                               "current_setting('server_version')").fetchone()
+        version = conn.execute(
+            "select current_setting('server_version_num')::int, current_setting('server_version')"
+        ).fetchone()
         assert version is not None
-        out.append(Check("server", version[0] >= 140000, f"PostgreSQL {version[1]}",
-                         "pymem needs PostgreSQL 14 or newer"))
-        for ext, package in (("pgcrypto", "postgresql-contrib"),
-                             ("vector", "pgvector (`make demo` builds it)")):
+        out.append(
+            Check(
+                "server",
+                version[0] >= 140000,
+                f"PostgreSQL {version[1]}",
+                "pymem needs PostgreSQL 14 or newer",
+            )
+        )
+        for ext, package in (
+            ("pgcrypto", "postgresql-contrib"),
+            ("vector", "pgvector (`make demo` builds it)"),
+        ):
             row = conn.execute(
                 "select a.name is not null, e.extversion from pg_available_extensions as a "
                 "full join pg_extension as e on e.extname = a.name "
-                "where coalesce(a.name, e.extname) = %s", (ext,)).fetchone()
+                "where coalesce(a.name, e.extname) = %s",
+                (ext,),
+            ).fetchone()
             available = bool(row and row[0])
             installed = row[1] if row else None
             if installed:
                 out.append(Check(f"extension {ext}", True, f"installed {installed}"))
             else:
-                out.append(Check(f"extension {ext}", False,
-                                 "available, not installed" if available else "not available",
-                                 "run `pymem migrate`" if available else f"install {package}"))
+                out.append(
+                    Check(
+                        f"extension {ext}",
+                        False,
+                        "available, not installed" if available else "not available",
+                        "run `pymem migrate`" if available else f"install {package}",
+                    )
+                )
         schema = conn.execute("select to_regnamespace('memory') is not null").fetchone()
         has_schema = bool(schema and schema[0])
-        out.append(Check("schema memory", has_schema, "present" if has_schema else "missing",
-                         "run `pymem migrate --dsn ...`"))
+        out.append(
+            Check(
+                "schema memory",
+                has_schema,
+                "present" if has_schema else "missing",
+                "run `pymem migrate --dsn ...`",
+            )
+        )
         if has_schema:
             try:
                 pending = pending_migrations(dsn)
             except Exception as exc:  # yoyo raises assorted errors on odd databases
                 pending = [f"unknown ({exc})"]
-            out.append(Check("migrations", not pending,
-                             "up to date" if not pending else "pending: " + ", ".join(pending),
-                             "run `pymem migrate`"))
+            out.append(
+                Check(
+                    "migrations",
+                    not pending,
+                    "up to date" if not pending else "pending: " + ", ".join(pending),
+                    "run `pymem migrate`",
+                )
+            )
             rows = conn.execute(
-                "select p.proname from pg_proc as p "
-                "where p.pronamespace = 'memory'::regnamespace").fetchall()
+                "select p.proname from pg_proc as p where p.pronamespace = 'memory'::regnamespace"
+            ).fetchall()
             missing = sorted(set(API_FUNCTIONS) - {r[0] for r in rows})
-            out.append(Check("functions", not missing,
-                             f"{len(API_FUNCTIONS)} API functions" if not missing
-                             else "missing: " + ", ".join(missing),
-                             "run `pymem migrate` (it re-applies sql/)"))
+            out.append(
+                Check(
+                    "functions",
+                    not missing,
+                    f"{len(API_FUNCTIONS)} API functions"
+                    if not missing
+                    else "missing: " + ", ".join(missing),
+                    "run `pymem migrate` (it re-applies sql/)",
+                )
+            )
             part = conn.execute(
                 "select count(*) filter (where not p.is_default "
                 "and now() >= p.range_from and now() < p.range_to), "
                 "coalesce(sum(p.approx_rows) filter (where p.is_default), 0) "
-                "from memory.partitions() as p").fetchone()
+                "from memory.partitions() as p"
+            ).fetchone()
             if part is not None:
-                out.append(Check("partitions", part[0] > 0,
-                                 "current month present" if part[0] else "no partition for now",
-                                 "run `pymem maintain` (daily)"))
-        durable = conn.execute("select current_setting('fsync'), "
-                               "current_setting('synchronous_commit')").fetchone()
+                out.append(
+                    Check(
+                        "partitions",
+                        part[0] > 0,
+                        "current month present" if part[0] else "no partition for now",
+                        "run `pymem maintain` (daily)",
+                    )
+                )
+        durable = conn.execute(
+            "select current_setting('fsync'), current_setting('synchronous_commit')"
+        ).fetchone()
         assert durable is not None
-        out.append(Check("durability", durable == ("on", "on"),
-                         f"fsync={durable[0]} synchronous_commit={durable[1]}",
-                         "turn both on: acknowledged appends can be lost otherwise"))
+        out.append(
+            Check(
+                "durability",
+                durable == ("on", "on"),
+                f"fsync={durable[0]} synchronous_commit={durable[1]}",
+                "turn both on: acknowledged appends can be lost otherwise",
+            )
+        )
     return out
 
 
@@ -100,8 +164,12 @@ def run_checks(console: Console, dsn: str) -> int:
     table.add_column("detail")
     table.add_column("fix")
     for check in checks:
-        table.add_row(check.name, "[green]ok[/]" if check.ok else "[red]FAIL[/]",
-                      check.detail, "" if check.ok else check.fix)
+        table.add_row(
+            check.name,
+            "[green]ok[/]" if check.ok else "[red]FAIL[/]",
+            check.detail,
+            "" if check.ok else check.fix,
+        )
     console.print(table)
     problems = sum(1 for c in checks if not c.ok)
     console.print("[green]all good[/]" if not problems else f"[red]{problems} problem(s)[/]")

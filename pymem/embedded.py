@@ -167,8 +167,7 @@ class EmbeddedPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             return False
         bin_dir = find_pg_bin(self._pg_bin)
-        done = self._run([str(bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)],
-                         check=False)
+        done = self._run([str(bin_dir / "pg_ctl"), "status", "-D", str(self.data_dir)], check=False)
         return done.returncode == 0
 
     def initialized(self) -> bool:
@@ -182,10 +181,21 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(mode=0o700, exist_ok=True)
         self.log_file.touch()
         self._chown(self.home, self.socket_dir, self.data_dir, self.log_file)
-        self._run([
-            str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-            "-A", "trust", "-E", "UTF8", "--no-locale", "--no-instructions",
-        ])
+        self._run(
+            [
+                str(bin_dir / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-instructions",
+            ]
+        )
         conf = {
             "listen_addresses": "'127.0.0.1'" if self.tcp else "''",
             "port": str(self.port),
@@ -205,10 +215,19 @@ class EmbeddedPostgres:
                 self.init()
             if not self.is_running():
                 bin_dir = find_pg_bin(self._pg_bin)
-                self._run([
-                    str(bin_dir / "pg_ctl"), "start", "-D", str(self.data_dir),
-                    "-l", str(self.log_file), "-w", "-t", "60",
-                ])
+                self._run(
+                    [
+                        str(bin_dir / "pg_ctl"),
+                        "start",
+                        "-D",
+                        str(self.data_dir),
+                        "-l",
+                        str(self.log_file),
+                        "-w",
+                        "-t",
+                        "60",
+                    ]
+                )
             self._ensure_database()
         return self
 
@@ -221,8 +240,9 @@ class EmbeddedPostgres:
                         "select 1 from pg_database where datname = %s", (self.dbname,)
                     ).fetchone()
                     if exists is None:
-                        conn.execute(sql.SQL("create database {}").format(
-                            sql.Identifier(self.dbname)))
+                        conn.execute(
+                            sql.SQL("create database {}").format(sql.Identifier(self.dbname))
+                        )
                     return
             except psycopg.OperationalError as exc:
                 if time.monotonic() > deadline:
@@ -236,8 +256,19 @@ class EmbeddedPostgres:
         """Stop the server (modes: smart, fast, immediate); no-op when stopped."""
         if self.is_running():
             bin_dir = find_pg_bin(self._pg_bin)
-            self._run([str(bin_dir / "pg_ctl"), "stop", "-D", str(self.data_dir),
-                       "-m", mode, "-w", "-t", "60"])
+            self._run(
+                [
+                    str(bin_dir / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    mode,
+                    "-w",
+                    "-t",
+                    "60",
+                ]
+            )
 
     def destroy(self) -> None:
         """Stop the server and delete its folder."""

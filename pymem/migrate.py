@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, LiteralString, cast
+from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from urllib.parse import quote, urlencode
 from yoyo import get_backend, read_migrations
 
 from ._paths import migrations_dir, sql_files
@@ -56,18 +56,18 @@ def pending_migrations(dsn: str) -> list[str]:
         return [m.id for m in backend.to_apply(migrations)]
 
 
-def apply_sql(conn: psycopg.Connection[object]) -> list[str]:
+def apply_sql(conn: psycopg.Connection[Any]) -> list[str]:
     """Re-apply every ``sql/`` file in one transaction on ``conn``."""
     names = []
     with conn.transaction():
         for path in sql_files():
             # Files shipped with pymem, never user input.
-            conn.execute(cast(LiteralString, path.read_text(encoding="utf-8")))
+            conn.execute(path.read_text(encoding="utf-8"))
             names.append(path.name)
     return names
 
 
-def drop_sql_objects(conn: psycopg.Connection[object]) -> None:
+def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
     """Drop the functions ``sql/`` defines, so a rollback can drop what they use."""
     rows = conn.execute(
         """

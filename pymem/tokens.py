@@ -121,7 +121,7 @@ class TiktokenCounter:
 class CallableCounter:
     """Adapts any ``text -> int`` function (e.g. a HuggingFace tokenizer) to TokenCounter."""
 
-    def __init__(self, name: str, count: "CountFunction") -> None:
+    def __init__(self, name: str, count: CountFunction) -> None:
         self._name = name
         self._count = count
 

@@ -41,8 +41,12 @@ def load_schema(host: str, port: int, user: str, dbname: str, **_: object) -> No
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(PG_HOME, port=PG_PORT, tcp=True,
-                              settings={"max_connections": "200", "log_min_messages": "warning"})
+    server = EmbeddedPostgres(
+        PG_HOME,
+        port=PG_PORT,
+        tcp=True,
+        settings={"max_connections": "200", "log_min_messages": "warning"},
+    )
     shutil.rmtree(PG_HOME, ignore_errors=True)
     server.start()
     yield server
@@ -76,10 +80,14 @@ def empty_dsn(pg_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> It
     name = f"empty_{abs(hash(request.node.nodeid)) % 10**8}"
     admin = pg_server.dsn("postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("drop database if exists {}").format(
-            psycopg.sql.Identifier(name)))
+        conn.execute(
+            psycopg.sql.SQL("drop database if exists {}").format(psycopg.sql.Identifier(name))
+        )
         conn.execute(psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(name)))
     yield pg_server.dsn(name)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("drop database if exists {} with (force)").format(
-            psycopg.sql.Identifier(name)))
+        conn.execute(
+            psycopg.sql.SQL("drop database if exists {} with (force)").format(
+                psycopg.sql.Identifier(name)
+            )
+        )

@@ -6,7 +6,14 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
-from ..models import AppendResult, ContextWindow, NewMessage, SessionInfo, StoredMessage, TenantStats
+from ..models import (
+    AppendResult,
+    ContextWindow,
+    NewMessage,
+    SessionInfo,
+    StoredMessage,
+    TenantStats,
+)
 
 
 @runtime_checkable

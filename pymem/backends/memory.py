@@ -152,10 +152,21 @@ class InMemoryBackend:
             if state is None:
                 expires = now + tenant_state.default_ttl if tenant_state.default_ttl else None
                 info = SessionInfo(
-                    tenant_id=tenant, session_id=session, user_id=user_id, last_seq=0,
-                    first_seq=1, message_count=0, token_count=0, summarized_upto=0,
-                    max_messages=None, max_tokens=None, metadata={}, created_at=now,
-                    updated_at=now, expires_at=expires, deleted_at=None,
+                    tenant_id=tenant,
+                    session_id=session,
+                    user_id=user_id,
+                    last_seq=0,
+                    first_seq=1,
+                    message_count=0,
+                    token_count=0,
+                    summarized_upto=0,
+                    max_messages=None,
+                    max_tokens=None,
+                    metadata={},
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=expires,
+                    deleted_at=None,
                 )
                 state = _Session(info=info)
             info = state.info
@@ -168,8 +179,13 @@ class InMemoryBackend:
                     hint="raise max_tokens or split the message",
                 )
             message = StoredMessage(
-                seq=seq, role=role, content=content, tokens=n_tokens,
-                tokens_estimated=estimated, metadata=stored_metadata, created_at=now,
+                seq=seq,
+                role=role,
+                content=content,
+                tokens=n_tokens,
+                tokens_estimated=estimated,
+                metadata=stored_metadata,
+                created_at=now,
             )
             messages = [*state.messages, message]
             if max_messages is not None and len(messages) > max_messages:
@@ -223,9 +239,15 @@ class InMemoryBackend:
             try:
                 return [
                     self.append(
-                        tenant, session, m.role, m.content, tokens=m.tokens,
-                        metadata=m.metadata, embedding=m.embedding,
-                        idempotency_key=m.idempotency_key, user_id=user_id,
+                        tenant,
+                        session,
+                        m.role,
+                        m.content,
+                        tokens=m.tokens,
+                        metadata=m.metadata,
+                        embedding=m.embedding,
+                        idempotency_key=m.idempotency_key,
+                        user_id=user_id,
                     )
                     for m in messages
                 ]
@@ -239,8 +261,13 @@ class InMemoryBackend:
     def history(
         self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
     ) -> list[StoredMessage]:
-        check_range("after_seq", after_seq, 0, 2**63 - 1,
-                    "pass 0 for the first page, then the last seq you saw")
+        check_range(
+            "after_seq",
+            after_seq,
+            0,
+            2**63 - 1,
+            "pass 0 for the first page, then the last seq you saw",
+        )
         check_range("page_size", page_size, 1, 10000, "page through long sessions with after_seq")
         with self._lock:
             state = self._live(tenant, session)
@@ -264,8 +291,13 @@ class InMemoryBackend:
         message_overhead: int = 0,
     ) -> ContextWindow:
         check_budget(budget)
-        check_range("message_overhead", message_overhead, 0, 1000,
-                    "chat formats add about 3 to 4 tokens per message")
+        check_range(
+            "message_overhead",
+            message_overhead,
+            0,
+            1000,
+            "chat formats add about 3 to 4 tokens per message",
+        )
         check_strategy(strategy)
         with self._lock:
             state = self._live(tenant, session)
@@ -278,12 +310,19 @@ class InMemoryBackend:
                 used += cost
                 picked.append(message)
         items = tuple(
-            ContextItem(part="recent", seq=m.seq, role=m.role, content=m.content,
-                        tokens=m.tokens, score=None)
+            ContextItem(
+                part="recent",
+                seq=m.seq,
+                role=m.role,
+                content=m.content,
+                tokens=m.tokens,
+                score=None,
+            )
             for m in reversed(picked)
         )
-        return ContextWindow(items=items, budget=budget, strategy=strategy,
-                             message_overhead=message_overhead)
+        return ContextWindow(
+            items=items, budget=budget, strategy=strategy, message_overhead=message_overhead
+        )
 
     def session_info(self, tenant: str, session: str) -> SessionInfo:
         with self._lock:
@@ -309,8 +348,7 @@ class InMemoryBackend:
                 if t == tenant
                 and (owner is None or s.info.user_id == owner)
                 and (include_deleted or s.info.deleted_at is None)
-                and (after_session is None
-                     or s.info.session_id.encode() > after_session.encode())
+                and (after_session is None or s.info.session_id.encode() > after_session.encode())
             ]
         rows.sort(key=lambda info: info.session_id.encode())
         return rows[:page_size]
@@ -337,8 +375,10 @@ class InMemoryBackend:
 
     def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
         if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
-            raise InvalidArgument(f"memory: ttl must be positive, got {ttl!r}",
-                                  hint="pass a timedelta such as timedelta(days=30)")
+            raise InvalidArgument(
+                f"memory: ttl must be positive, got {ttl!r}",
+                hint="pass a timedelta such as timedelta(days=30)",
+            )
         with self._lock:
             state = self._live(tenant, session)
             now = _now()
@@ -357,8 +397,10 @@ class InMemoryBackend:
     ) -> None:
         for name, cap in (("max_messages", max_messages), ("max_tokens", max_tokens)):
             if cap is not None and cap < 1:
-                raise InvalidArgument(f"memory: {name} must be >= 1, got {cap}",
-                                      hint="pass None to keep the tenant default")
+                raise InvalidArgument(
+                    f"memory: {name} must be >= 1, got {cap}",
+                    hint="pass None to keep the tenant default",
+                )
         new_metadata = None if metadata is None else json.loads(metadata_json(metadata))
         with self._lock:
             state = self._live(tenant, session)
@@ -379,11 +421,15 @@ class InMemoryBackend:
         default_ttl: timedelta | None = None,
     ) -> None:
         check_ident("tenant", tenant)
-        if (max_messages is not None and max_messages < 1
-                or max_tokens is not None and max_tokens < 1
-                or default_ttl is not None and default_ttl <= timedelta(0)):
-            raise InvalidArgument("memory: caps must be >= 1 and default_ttl positive",
-                                  hint="pass None for no cap or no expiry")
+        if (
+            (max_messages is not None and max_messages < 1)
+            or (max_tokens is not None and max_tokens < 1)
+            or (default_ttl is not None and default_ttl <= timedelta(0))
+        ):
+            raise InvalidArgument(
+                "memory: caps must be >= 1 and default_ttl positive",
+                hint="pass None for no cap or no expiry",
+            )
         with self._lock:
             self._tenants[tenant] = _Tenant(max_messages, max_tokens, default_ttl)
 

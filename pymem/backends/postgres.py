@@ -12,7 +12,7 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .._queries import QUERIES
-from ..errors import DatabaseUnavailable, UNREACHABLE_HINT, translate_errors
+from ..errors import UNREACHABLE_HINT, DatabaseUnavailable, translate_errors
 from ..models import (
     AppendResult,
     ContextItem,
@@ -39,8 +39,10 @@ def _window(items: list[ContextItem], params: Mapping[str, Any]) -> ContextWindo
 
 
 def _open_failed(exc: Exception) -> DatabaseUnavailable:
-    return DatabaseUnavailable(f"memory: cannot connect to PostgreSQL: {exc}",
-                               hint=UNREACHABLE_HINT)
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return DatabaseUnavailable(
+        f"memory: cannot connect to PostgreSQL: {reason}", hint=UNREACHABLE_HINT
+    )
 
 
 class PostgresBackend:
@@ -50,15 +52,26 @@ class PostgresBackend:
     opens the pool and waits for the first connection.
     """
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+    ) -> None:
         self.dsn = dsn
         self._pool = ConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, timeout=timeout,
-            kwargs=dict(_CONNECTION_KWARGS), open=False, name="pymem",
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs=dict(_CONNECTION_KWARGS),
+            open=False,
+            name="pymem",
         )
 
     def open(self, *, wait: bool = True, timeout: float = 10.0) -> PostgresBackend:
+        """Open the pool; fail at once, with the server's reason, when it is unreachable."""
+        try:
+            psycopg.connect(self.dsn, connect_timeout=max(1, int(timeout))).close()
+        except psycopg.OperationalError as exc:
+            raise _open_failed(exc) from exc
         try:
             self._pool.open(wait=wait, timeout=timeout)
         except PoolTimeout as exc:
@@ -101,8 +114,15 @@ class PostgresBackend:
         user_id: str | None = None,
     ) -> AppendResult:
         params = _calls.append_params(
-            tenant, session, role, content, tokens=tokens, metadata=metadata,
-            embedding=embedding, idempotency_key=idempotency_key, user_id=user_id,
+            tenant,
+            session,
+            role,
+            content,
+            tokens=tokens,
+            metadata=metadata,
+            embedding=embedding,
+            idempotency_key=idempotency_key,
+            user_id=user_id,
         )
         return self._rows("append", params, AppendResult)[0]
 
@@ -119,7 +139,8 @@ class PostgresBackend:
 
     def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
         expires: datetime = self._scalar(
-            "extend_session", {**_calls.session_params(tenant, session), "ttl": ttl})
+            "extend_session", {**_calls.session_params(tenant, session), "ttl": ttl}
+        )
         return expires
 
     def configure_session(
@@ -131,9 +152,12 @@ class PostgresBackend:
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        self._scalar("configure_session", _calls.configure_session_params(
-            tenant, session, max_messages=max_messages, max_tokens=max_tokens,
-            metadata=metadata))
+        self._scalar(
+            "configure_session",
+            _calls.configure_session_params(
+                tenant, session, max_messages=max_messages, max_tokens=max_tokens, metadata=metadata
+            ),
+        )
 
     def configure_tenant(
         self,
@@ -143,12 +167,15 @@ class PostgresBackend:
         max_tokens: int | None = None,
         default_ttl: timedelta | None = None,
     ) -> None:
-        self._scalar("configure_tenant", _calls.configure_tenant_params(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl))
+        self._scalar(
+            "configure_tenant",
+            _calls.configure_tenant_params(
+                tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
+            ),
+        )
 
     def delete_session(self, tenant: str, session: str) -> datetime:
-        deleted: datetime = self._scalar(
-            "delete_session", _calls.session_params(tenant, session))
+        deleted: datetime = self._scalar("delete_session", _calls.session_params(tenant, session))
         return deleted
 
     def restore_session(self, tenant: str, session: str) -> None:
@@ -163,8 +190,11 @@ class PostgresBackend:
     def history(
         self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
     ) -> list[StoredMessage]:
-        params = {**_calls.session_params(tenant, session), "after_seq": after_seq,
-                  "page_size": page_size}
+        params = {
+            **_calls.session_params(tenant, session),
+            "after_seq": after_seq,
+            "page_size": page_size,
+        }
         return self._rows("history", params, StoredMessage)
 
     def last_messages(self, tenant: str, session: str, count: int = 50) -> list[StoredMessage]:
@@ -183,8 +213,13 @@ class PostgresBackend:
         message_overhead: int = 0,
     ) -> ContextWindow:
         params = _calls.context_params(
-            tenant, session, budget=budget, query=query, query_embedding=query_embedding,
-            strategy=strategy, message_overhead=message_overhead,
+            tenant,
+            session,
+            budget=budget,
+            query=query,
+            query_embedding=query_embedding,
+            strategy=strategy,
+            message_overhead=message_overhead,
         )
         return _window(self._rows("context", params, ContextItem), params)
 
@@ -200,8 +235,13 @@ class PostgresBackend:
         after_session: str | None = None,
         page_size: int = 100,
     ) -> list[SessionInfo]:
-        params = _calls.list_params(tenant, owner=owner, include_deleted=include_deleted,
-                                    after_session=after_session, page_size=page_size)
+        params = _calls.list_params(
+            tenant,
+            owner=owner,
+            include_deleted=include_deleted,
+            after_session=after_session,
+            page_size=page_size,
+        )
         return self._rows("list_sessions", params, SessionInfo)
 
     def stats(self, tenant: str | None = None) -> list[TenantStats]:
@@ -211,15 +251,29 @@ class PostgresBackend:
 class AsyncPostgresBackend:
     """The async twin of :class:`PostgresBackend` over an async connection pool."""
 
-    def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 10,
-                 timeout: float = 10.0) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+    ) -> None:
         self.dsn = dsn
         self._pool = AsyncConnectionPool(
-            dsn, min_size=min_size, max_size=max_size, timeout=timeout,
-            kwargs=dict(_CONNECTION_KWARGS), open=False, name="pymem-async",
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs=dict(_CONNECTION_KWARGS),
+            open=False,
+            name="pymem-async",
         )
 
     async def open(self, *, wait: bool = True, timeout: float = 10.0) -> AsyncPostgresBackend:
+        """Open the pool; fail at once, with the server's reason, when it is unreachable."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.dsn, connect_timeout=max(1, int(timeout))
+            )
+            await conn.close()
+        except psycopg.OperationalError as exc:
+            raise _open_failed(exc) from exc
         try:
             await self._pool.open(wait=wait, timeout=timeout)
         except PoolTimeout as exc:
@@ -262,8 +316,15 @@ class AsyncPostgresBackend:
         user_id: str | None = None,
     ) -> AppendResult:
         params = _calls.append_params(
-            tenant, session, role, content, tokens=tokens, metadata=metadata,
-            embedding=embedding, idempotency_key=idempotency_key, user_id=user_id,
+            tenant,
+            session,
+            role,
+            content,
+            tokens=tokens,
+            metadata=metadata,
+            embedding=embedding,
+            idempotency_key=idempotency_key,
+            user_id=user_id,
         )
         return (await self._rows("append", params, AppendResult))[0]
 
@@ -280,7 +341,8 @@ class AsyncPostgresBackend:
 
     async def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
         expires: datetime = await self._scalar(
-            "extend_session", {**_calls.session_params(tenant, session), "ttl": ttl})
+            "extend_session", {**_calls.session_params(tenant, session), "ttl": ttl}
+        )
         return expires
 
     async def configure_session(
@@ -292,9 +354,12 @@ class AsyncPostgresBackend:
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> None:
-        await self._scalar("configure_session", _calls.configure_session_params(
-            tenant, session, max_messages=max_messages, max_tokens=max_tokens,
-            metadata=metadata))
+        await self._scalar(
+            "configure_session",
+            _calls.configure_session_params(
+                tenant, session, max_messages=max_messages, max_tokens=max_tokens, metadata=metadata
+            ),
+        )
 
     async def configure_tenant(
         self,
@@ -304,27 +369,34 @@ class AsyncPostgresBackend:
         max_tokens: int | None = None,
         default_ttl: timedelta | None = None,
     ) -> None:
-        await self._scalar("configure_tenant", _calls.configure_tenant_params(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl))
+        await self._scalar(
+            "configure_tenant",
+            _calls.configure_tenant_params(
+                tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
+            ),
+        )
 
     async def delete_session(self, tenant: str, session: str) -> datetime:
         deleted: datetime = await self._scalar(
-            "delete_session", _calls.session_params(tenant, session))
+            "delete_session", _calls.session_params(tenant, session)
+        )
         return deleted
 
     async def restore_session(self, tenant: str, session: str) -> None:
         await self._scalar("restore_session", _calls.session_params(tenant, session))
 
     async def purge_session(self, tenant: str, session: str) -> int:
-        purged: int = await self._scalar(
-            "purge_session", _calls.session_params(tenant, session))
+        purged: int = await self._scalar("purge_session", _calls.session_params(tenant, session))
         return purged
 
     async def history(
         self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
     ) -> list[StoredMessage]:
-        params = {**_calls.session_params(tenant, session), "after_seq": after_seq,
-                  "page_size": page_size}
+        params = {
+            **_calls.session_params(tenant, session),
+            "after_seq": after_seq,
+            "page_size": page_size,
+        }
         return await self._rows("history", params, StoredMessage)
 
     async def last_messages(
@@ -345,14 +417,18 @@ class AsyncPostgresBackend:
         message_overhead: int = 0,
     ) -> ContextWindow:
         params = _calls.context_params(
-            tenant, session, budget=budget, query=query, query_embedding=query_embedding,
-            strategy=strategy, message_overhead=message_overhead,
+            tenant,
+            session,
+            budget=budget,
+            query=query,
+            query_embedding=query_embedding,
+            strategy=strategy,
+            message_overhead=message_overhead,
         )
         return _window(await self._rows("context", params, ContextItem), params)
 
     async def session_info(self, tenant: str, session: str) -> SessionInfo:
-        rows = await self._rows("session_info", _calls.session_params(tenant, session),
-                                SessionInfo)
+        rows = await self._rows("session_info", _calls.session_params(tenant, session), SessionInfo)
         return rows[0]
 
     async def list_sessions(
@@ -364,8 +440,13 @@ class AsyncPostgresBackend:
         after_session: str | None = None,
         page_size: int = 100,
     ) -> list[SessionInfo]:
-        params = _calls.list_params(tenant, owner=owner, include_deleted=include_deleted,
-                                    after_session=after_session, page_size=page_size)
+        params = _calls.list_params(
+            tenant,
+            owner=owner,
+            include_deleted=include_deleted,
+            after_session=after_session,
+            page_size=page_size,
+        )
         return await self._rows("list_sessions", params, SessionInfo)
 
     async def stats(self, tenant: str | None = None) -> list[TenantStats]:

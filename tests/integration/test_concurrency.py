@@ -35,7 +35,9 @@ def _stored(dsn: str, session: str = "hot") -> list[tuple[int, str]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(  # type: ignore[return-value]
             "select seq, content from memory.messages where tenant_id = 'acme' "
-            "and session_id = %s order by seq", (session,)).fetchall()
+            "and session_id = %s order by seq",
+            (session,),
+        ).fetchall()
 
 
 def violations(acked: list[tuple[int, str]], rows: list[tuple[int, str]]) -> list[str]:
@@ -66,8 +68,9 @@ def test_16_writers_500_appends_on_one_session(dsn: str) -> None:
     assert violations(acked, rows) == []
     assert len(rows) == total
     with psycopg.connect(dsn) as conn:
-        info = conn.execute("select last_seq, message_count, token_count "
-                            "from memory.session_info('acme', 'hot')").fetchone()
+        info = conn.execute(
+            "select last_seq, message_count, token_count from memory.session_info('acme', 'hot')"
+        ).fetchone()
     assert info == (total, total, total)
     # Each writer's own appends keep their order.
     for w in range(WRITERS):
@@ -143,14 +146,15 @@ def test_rolled_back_append_leaves_no_gap(dsn: str) -> None:
         with pytest.raises(psycopg.errors.RaiseException), conn.transaction():
             conn.execute("select memory.append('t', 's', 'user', 'two', 1)")
             conn.execute("do $$ begin raise exception 'client gave up'; end $$")
-        row = conn.execute("select seq from memory.append('t', 's', 'user', 'three', 1)"
-                           ).fetchone()
+        row = conn.execute("select seq from memory.append('t', 's', 'user', 'three', 1)").fetchone()
     assert row == (2,)
 
 
 def test_reader_never_sees_uncommitted_append(dsn: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as writer, \
-            psycopg.connect(dsn, autocommit=True) as reader:
+    with (
+        psycopg.connect(dsn, autocommit=True) as writer,
+        psycopg.connect(dsn, autocommit=True) as reader,
+    ):
         writer.execute("select memory.append('t', 's', 'user', 'visible', 1)")
         with writer.transaction():
             writer.execute("select memory.append('t', 's', 'user', 'pending', 1)")

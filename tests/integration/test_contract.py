@@ -17,8 +17,7 @@ T, S = "acme", "s-1"
 
 def _fill(backend: MemoryBackend, n: int, session: str = S, tokens: int = 10) -> None:
     for i in range(1, n + 1):
-        backend.append(T, session, "user" if i % 2 else "assistant", f"message {i}",
-                       tokens=tokens)
+        backend.append(T, session, "user" if i % 2 else "assistant", f"message {i}", tokens=tokens)
 
 
 def test_append_assigns_gapless_seq(backend: MemoryBackend) -> None:
@@ -232,11 +231,15 @@ def test_stats_totals(backend: MemoryBackend) -> None:
 
 def test_append_many_in_order(backend: MemoryBackend) -> None:
     backend.append(T, S, "system", "be nice", tokens=2)
-    results = backend.append_many(T, S, [
-        NewMessage("user", "one", tokens=1, metadata={"i": 1}),
-        NewMessage("assistant", "two", tokens=1, idempotency_key="k2"),
-        NewMessage("user", "three"),
-    ])
+    results = backend.append_many(
+        T,
+        S,
+        [
+            NewMessage("user", "one", tokens=1, metadata={"i": 1}),
+            NewMessage("assistant", "two", tokens=1, idempotency_key="k2"),
+            NewMessage("user", "three"),
+        ],
+    )
     assert [r.seq for r in results] == [2, 3, 4]
     stored = backend.history(T, S)
     assert [m.content for m in stored] == ["be nice", "one", "two", "three"]
@@ -246,8 +249,9 @@ def test_append_many_in_order(backend: MemoryBackend) -> None:
 def test_append_many_is_all_or_nothing(backend: MemoryBackend) -> None:
     backend.append(T, S, "user", "kept", tokens=1)
     with pytest.raises(errors.InvalidRole):
-        backend.append_many(T, S, [NewMessage("user", "ok", tokens=1),
-                                   NewMessage("robot", "bad", tokens=1)])
+        backend.append_many(
+            T, S, [NewMessage("user", "ok", tokens=1), NewMessage("robot", "bad", tokens=1)]
+        )
     with pytest.raises(errors.InvalidArgument):
         backend.append_many(T, S, [])
     assert [m.content for m in backend.history(T, S)] == ["kept"]
@@ -271,10 +275,10 @@ BAD_APPENDS = [
     pytest.param({"metadata": {"x": float("nan")}}, errors.InvalidMetadata, id="metadata-nan"),
     pytest.param({"metadata": {"x": "\x00"}}, errors.InvalidMetadata, id="metadata-nul"),
     pytest.param({"metadata": {"x": "y" * 300_000}}, errors.InvalidMetadata, id="metadata-huge"),
-    pytest.param({"embedding": [0.1, 0.2, 0.3]}, errors.EmbeddingDimensionMismatch,
-                 id="embedding-dim"),
-    pytest.param({"embedding": [float("inf")] * 1536}, errors.InvalidArgument,
-                 id="embedding-inf"),
+    pytest.param(
+        {"embedding": [0.1, 0.2, 0.3]}, errors.EmbeddingDimensionMismatch, id="embedding-dim"
+    ),
+    pytest.param({"embedding": [float("inf")] * 1536}, errors.InvalidArgument, id="embedding-inf"),
 ]
 
 
@@ -283,8 +287,13 @@ def test_bad_append_is_typed_and_writes_nothing(
     backend: MemoryBackend, override: dict[str, object], error: type[Exception]
 ) -> None:
     backend.append(T, S, "user", "before", tokens=1)
-    args: dict[str, object] = {"tenant": T, "session": S, "role": "user", "content": "x",
-                               "tokens": 1}
+    args: dict[str, object] = {
+        "tenant": T,
+        "session": S,
+        "role": "user",
+        "content": "x",
+        "tokens": 1,
+    }
     args.update(override)
     with pytest.raises(error) as caught:
         backend.append(**args)  # type: ignore[arg-type]
@@ -297,22 +306,35 @@ def test_bad_append_is_typed_and_writes_nothing(
 
 BAD_READS = [
     pytest.param(lambda b: b.context(T, S, budget=-1), errors.InvalidBudget, id="negative-budget"),
-    pytest.param(lambda b: b.context(T, S, budget=10, strategy="psychic"),
-                 errors.UnknownStrategy, id="unknown-strategy"),
-    pytest.param(lambda b: b.context(T, S, budget=10, message_overhead=-1),
-                 errors.InvalidArgument, id="negative-overhead"),
-    pytest.param(lambda b: b.history(T, S, page_size=0), errors.InvalidArgument,
-                 id="page-size-zero"),
-    pytest.param(lambda b: b.history(T, S, after_seq=-5), errors.InvalidArgument,
-                 id="negative-after-seq"),
+    pytest.param(
+        lambda b: b.context(T, S, budget=10, strategy="psychic"),
+        errors.UnknownStrategy,
+        id="unknown-strategy",
+    ),
+    pytest.param(
+        lambda b: b.context(T, S, budget=10, message_overhead=-1),
+        errors.InvalidArgument,
+        id="negative-overhead",
+    ),
+    pytest.param(
+        lambda b: b.history(T, S, page_size=0), errors.InvalidArgument, id="page-size-zero"
+    ),
+    pytest.param(
+        lambda b: b.history(T, S, after_seq=-5), errors.InvalidArgument, id="negative-after-seq"
+    ),
     pytest.param(lambda b: b.last_messages(T, S, 0), errors.InvalidArgument, id="count-zero"),
-    pytest.param(lambda b: b.list_sessions(T, page_size=10_001), errors.InvalidArgument,
-                 id="page-size-huge"),
+    pytest.param(
+        lambda b: b.list_sessions(T, page_size=10_001), errors.InvalidArgument, id="page-size-huge"
+    ),
     pytest.param(lambda b: b.history("", S), errors.InvalidIdentifier, id="empty-tenant"),
-    pytest.param(lambda b: b.configure_session(T, S, max_messages=0), errors.InvalidArgument,
-                 id="cap-zero"),
-    pytest.param(lambda b: b.configure_tenant(T, default_ttl=timedelta(seconds=-1)),
-                 errors.InvalidArgument, id="negative-ttl"),
+    pytest.param(
+        lambda b: b.configure_session(T, S, max_messages=0), errors.InvalidArgument, id="cap-zero"
+    ),
+    pytest.param(
+        lambda b: b.configure_tenant(T, default_ttl=timedelta(seconds=-1)),
+        errors.InvalidArgument,
+        id="negative-ttl",
+    ),
 ]
 
 
@@ -324,10 +346,15 @@ def test_bad_arguments_are_typed(backend: MemoryBackend, call, error) -> None:  
     assert backend.session_info(T, S).message_count == 1
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(content=st.text(alphabet=st.characters(blacklist_categories=("Cs",),
-                                              blacklist_characters="\x00"), max_size=300))
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    content=st.text(
+        alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+        max_size=300,
+    )
+)
 def test_any_text_round_trips(backend: MemoryBackend, content: str) -> None:
     result = backend.append(T, "prop", "user", content, tokens=1)
     (stored,) = backend.history(T, "prop", after_seq=result.seq - 1, page_size=1)

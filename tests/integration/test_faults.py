@@ -31,7 +31,8 @@ def test_terminated_connections_lose_and_duplicate_nothing(dsn: str) -> None:
                 row = admin.execute(
                     "select count(pg_terminate_backend(a.pid)) from pg_stat_activity as a "
                     "where a.datname = current_database() and a.pid <> pg_backend_pid() "
-                    "and a.backend_type = 'client backend' and random() < 0.5").fetchone()
+                    "and a.backend_type = 'client backend' and random() < 0.5"
+                ).fetchone()
                 kills += row[0] if row else 0
 
     def writer(w: int) -> list[int]:
@@ -41,8 +42,9 @@ def test_terminated_connections_lose_and_duplicate_nothing(dsn: str) -> None:
             content = f"w{w}-{i}"
             for _attempt in range(50):
                 try:
-                    r = backend.append("acme", "s", "user", content, tokens=1,
-                                       idempotency_key=content)
+                    r = backend.append(
+                        "acme", "s", "user", content, tokens=1, idempotency_key=content
+                    )
                     seqs.append(r.seq)
                     break
                 except errors.DatabaseUnavailable:

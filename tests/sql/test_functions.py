@@ -15,33 +15,56 @@ def _psql(dsn: str, sql: str) -> str:
     psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
     done = subprocess.run(
         [psql, dsn, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql],
-        capture_output=True, text=True, check=False, env={**os.environ, "PGOPTIONS": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PGOPTIONS": ""},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 def test_psql_client_appends_and_reads_context(dsn: str) -> None:
-    out = _psql(dsn, "select seq from memory.append('acme', 's-1', 'user', "
-                     "'My order arrived broken', 6)")
+    out = _psql(
+        dsn, "select seq from memory.append('acme', 's-1', 'user', 'My order arrived broken', 6)"
+    )
     assert out == "1"
     _psql(dsn, "select memory.append('acme', 's-1', 'assistant', 'Sorry! Which order?')")
-    rows = _psql(dsn, "select part || '|' || seq || '|' || role || '|' || content "
-                      "from memory.context('acme', 's-1', 2000)").splitlines()
-    assert rows == ["recent|1|user|My order arrived broken",
-                    "recent|2|assistant|Sorry! Which order?"]
+    rows = _psql(
+        dsn,
+        "select part || '|' || seq || '|' || role || '|' || content "
+        "from memory.context('acme', 's-1', 2000)",
+    ).splitlines()
+    assert rows == [
+        "recent|1|user|My order arrived broken",
+        "recent|2|assistant|Sorry! Which order?",
+    ]
     # A SQL client passing no count gets an estimate, marked as such.
-    assert _psql(dsn, "select tokens_estimated from memory.history('acme', 's-1') "
-                      "where seq = 2") == "t"
+    assert (
+        _psql(dsn, "select tokens_estimated from memory.history('acme', 's-1') where seq = 2")
+        == "t"
+    )
 
 
 def test_psql_client_sees_typed_errors(dsn: str) -> None:
     psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
     done = subprocess.run(
-        [psql, dsn, "-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-c",
-         "\\set VERBOSITY verbose", "-c",
-         "select * from memory.context('acme', 'nope', 100)"],
-        capture_output=True, text=True, check=False,
+        [
+            psql,
+            dsn,
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-v",
+            "VERBOSITY=verbose",
+            "-c",
+            "\\set VERBOSITY verbose",
+            "-c",
+            "select * from memory.context('acme', 'nope', 100)",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode != 0
     assert "ME001" in done.stderr and "memory: session acme/nope not found" in done.stderr
@@ -53,18 +76,20 @@ def test_default_partition_rows_move_into_new_partition(dsn: str) -> None:
         conn.execute("select memory.append('t', 's', 'user', 'now', 1)")
         conn.execute(
             "insert into memory.messages (tenant_id, session_id, seq, role, content, tokens, "
-            "created_at) values ('t', 's', 2, 'user', 'from the future', 3, %s)", (far,))
+            "created_at) values ('t', 's', 2, 'user', 'from the future', 3, %s)",
+            (far,),
+        )
         assert conn.execute("select count(*) from memory.messages_default").fetchone() == (1,)
-        created = conn.execute("select * from memory.ensure_partitions(0, %s)",
-                               (far,)).fetchall()
+        created = conn.execute("select * from memory.ensure_partitions(0, %s)", (far,)).fetchall()
         assert created == [("messages_2040_03",)]
         assert conn.execute("select count(*) from memory.messages_default").fetchone() == (0,)
         assert conn.execute("select count(*) from memory.messages_2040_03").fetchone() == (1,)
         # The moved row keeps its full-text vector and is still read in order.
         rows = conn.execute("select seq, content from memory.history('t', 's')").fetchall()
         assert rows == [(1, "now"), (2, "from the future")]
-        assert conn.execute("select search is not null from memory.messages "
-                            "where seq = 2").fetchone() == (True,)
+        assert conn.execute(
+            "select search is not null from memory.messages where seq = 2"
+        ).fetchone() == (True,)
         again = conn.execute("select * from memory.ensure_partitions(0, %s)", (far,)).fetchall()
         assert again == []
 
@@ -75,13 +100,13 @@ def test_maintain_purges_expired_sessions(dsn: str) -> None:
         conn.execute("select memory.append('t', 'new', 'user', 'hi', 1)")
         conn.execute("select memory.extend_session('t', 'old', '1 minute')")
         conn.execute("select memory.extend_session('t', 'new', '30 days')")
-        row = conn.execute("select * from memory.maintain(3, now() + interval '1 hour')"
-                           ).fetchone()
+        row = conn.execute("select * from memory.maintain(3, now() + interval '1 hour')").fetchone()
         assert row is not None and row[1] == 1
         left = conn.execute("select session_id from memory.sessions").fetchall()
         assert left == [("new",)]
-        assert conn.execute("select count(*) from memory.messages "
-                            "where session_id = 'old'").fetchone() == (0,)
+        assert conn.execute(
+            "select count(*) from memory.messages where session_id = 'old'"
+        ).fetchone() == (0,)
 
 
 def test_append_many_from_sql(dsn: str) -> None:
@@ -94,19 +119,22 @@ def test_append_many_from_sql(dsn: str) -> None:
     assert rows == [(1,), (2,)]
 
 
-@pytest.mark.parametrize(("call", "code"), [
-    ("select memory.append('t', 's', 'user', 'x', metadata => '[1]')", "ME009"),
-    ("select memory.append('t', 's', 'user', 'x', metadata => 'not json')", "22P02"),
-    ("select memory.append('t', 's', 'user', null)", "ME002"),
-    ("select memory.append(null, 's', 'user', 'x')", "ME006"),
-    ("select memory.append('t', 's', 'user', 'x', embedding => '[1,2]')", "ME007"),
-    ("select memory.append_many('t', 's', array[]::memory.message_input[])", "ME002"),
-    ("select memory.ensure_partitions(-1)", "ME002"),
-    ("select memory.purge_expired(now(), 0)", "ME002"),
-    ("select memory.restore_session('t', 'missing')", "ME001"),
-    ("select memory.delete_session('t', 'missing')", "ME001"),
-    ("select memory.extend_session('t', 'missing', '1 day')", "ME001"),
-])
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        ("select memory.append('t', 's', 'user', 'x', metadata => '[1]')", "ME009"),
+        ("select memory.append('t', 's', 'user', 'x', metadata => 'not json')", "22P02"),
+        ("select memory.append('t', 's', 'user', null)", "ME002"),
+        ("select memory.append(null, 's', 'user', 'x')", "ME006"),
+        ("select memory.append('t', 's', 'user', 'x', embedding => '[1,2]')", "ME007"),
+        ("select memory.append_many('t', 's', array[]::memory.message_input[])", "ME002"),
+        ("select memory.ensure_partitions(-1)", "ME002"),
+        ("select memory.purge_expired(now(), 0)", "ME002"),
+        ("select memory.restore_session('t', 'missing')", "ME001"),
+        ("select memory.delete_session('t', 'missing')", "ME001"),
+        ("select memory.extend_session('t', 'missing', '1 day')", "ME001"),
+    ],
+)
 def test_sql_errors_have_stable_codes(dsn: str, call: str, code: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         with pytest.raises(psycopg.Error) as caught:

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import psycopg
+
 from pymem._paths import migrations_dir
 from pymem.migrate import apply_sql, migrate, pending_migrations, rollback
 
@@ -85,8 +86,9 @@ def test_every_migration_has_a_rollback_and_a_header() -> None:
 def test_released_migrations_are_frozen() -> None:
     folder = migrations_dir()
     pinned = dict(
-        reversed(line.split()) for line in (HERE / "released_migrations.sha256").read_text()
-        .splitlines() if line.strip()
+        reversed(line.split())
+        for line in (HERE / "released_migrations.sha256").read_text().splitlines()
+        if line.strip()
     )
     for name, digest in pinned.items():
         actual = hashlib.sha256((folder / name).read_bytes()).hexdigest()
@@ -98,10 +100,12 @@ def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
         undocumented = conn.execute(
             "select p.oid::regprocedure::text from pg_proc as p "
             "where p.pronamespace = 'memory'::regnamespace "
-            "and obj_description(p.oid, 'pg_proc') is null").fetchall()
+            "and obj_description(p.oid, 'pg_proc') is null"
+        ).fetchall()
         unpinned = conn.execute(
             "select p.oid::regprocedure::text from pg_proc as p "
             "where p.pronamespace = 'memory'::regnamespace "
-            "and not coalesce(p.proconfig::text like '%search_path=%', false)").fetchall()
+            "and not coalesce(p.proconfig::text like '%search_path=%', false)"
+        ).fetchall()
     assert undocumented == [], "every function needs `comment on function`"
     assert unpinned == [], "every function pins search_path"
