@@ -34,6 +34,26 @@ $$Raise ME006 unless `value` is a printable, non-empty identifier of at most
 255 characters. `kind` names it in the message (tenant, session, ...).$$;
 
 -------------------------------------------------------------------------------
+-- _ident_ok: the test of _check_ident as an inlinable expression, for hot paths.
+-- No `set search_path` on purpose: a pinned setting stops PostgreSQL from
+-- inlining a SQL function (and costs a settings save/restore per call). The
+-- body only uses pg_catalog, which is always searched first.
+create or replace function memory._ident_ok(
+    value text
+)
+returns boolean
+language sql
+immutable parallel safe security invoker
+return value is not null
+   and value <> ''
+   and char_length(value) <= 255
+   and value !~ '[[:cntrl:]]';
+
+comment on function memory._ident_ok(text) is
+$$True when `value` passes memory._check_ident. Inlined into callers; call
+memory._check_ident to raise the precise error when it is false.$$;
+
+-------------------------------------------------------------------------------
 -- _check_metadata: metadata must be a JSON object of bounded size.
 create or replace function memory._check_metadata(
     metadata jsonb

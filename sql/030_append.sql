@@ -37,14 +37,17 @@ declare
     v_dim          integer;
     v_owner        text;
 begin
-    -- Validate everything before the first write.
-    perform memory._check_ident('tenant', append.tenant);
-    perform memory._check_ident('session', append.session);
-    if append.user_id is not null then
-        perform memory._check_ident('user_id', append.user_id);
-    end if;
-    if append.idempotency_key is not null then
-        perform memory._check_ident('idempotency_key', append.idempotency_key);
+    -- Validate everything before the first write. The common case is one
+    -- inlined expression; the checks that raise run only when it fails.
+    if not (memory._ident_ok(append.tenant)
+            and memory._ident_ok(append.session)
+            and (append.user_id is null or memory._ident_ok(append.user_id))
+            and (append.idempotency_key is null or memory._ident_ok(append.idempotency_key))) then
+        perform memory._check_ident('tenant', append.tenant);
+        perform memory._check_ident('session', append.session);
+        perform memory._check_ident('user_id', append.user_id) where append.user_id is not null;
+        perform memory._check_ident('idempotency_key', append.idempotency_key)
+          where append.idempotency_key is not null;
     end if;
     if append.role is null
        or append.role not in ('system', 'developer', 'user', 'assistant', 'tool') then
@@ -67,7 +70,13 @@ begin
         raise exception 'memory: tokens must be >= 0, got %', v_tokens
             using errcode = 'ME002', hint = 'pass the count from your tokenizer, or null to estimate';
     end if;
-    v_metadata := memory._check_metadata(append.metadata);
+    if append.metadata is not null
+       and jsonb_typeof(append.metadata) = 'object'
+       and pg_column_size(append.metadata) <= 262144 then
+        v_metadata := append.metadata;
+    else
+        v_metadata := memory._check_metadata(append.metadata);
+    end if;
     if append.embedding is not null then
         select s.embedding_dim into v_dim from memory.settings as s;
         if public.vector_dims(append.embedding) <> v_dim then
@@ -106,9 +115,13 @@ begin
            user_id = coalesce(s.user_id, excluded.user_id),
            updated_at = excluded.updated_at
      where s.deleted_at is null
-    returning s.last_seq, s.first_seq, (s.xmax = 0), s.max_messages, s.max_tokens, s.token_count,
-              s.user_id
-         into v_seq, v_first, v_created, v_max_messages, v_max_tokens, v_token_count, v_owner;
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id,
+              -- Caps: the session's own, else the tenant's.
+              coalesce(s.max_messages, (select t.max_messages from memory.tenants as t
+                                         where t.tenant_id = s.tenant_id)),
+              coalesce(s.max_tokens, (select t.max_tokens from memory.tenants as t
+                                       where t.tenant_id = s.tenant_id))
+         into v_seq, v_first, v_created, v_token_count, v_owner, v_max_messages, v_max_tokens;
 
     if not found then
         raise exception 'memory: session %/% is deleted', append.tenant, append.session
@@ -171,13 +184,7 @@ begin
     values (append.tenant, append.session, v_seq, append.role, append.content, v_tokens,
             v_estimated, v_metadata, append.embedding, append.idempotency_key, v_now);
 
-    -- Caps: the session's own, else the tenant's. Trim oldest first.
-    if v_max_messages is null or v_max_tokens is null then
-        select coalesce(v_max_messages, t.max_messages), coalesce(v_max_tokens, t.max_tokens)
-          into v_max_messages, v_max_tokens
-          from memory.tenants as t
-         where t.tenant_id = append.tenant;
-    end if;
+    -- Over a cap: trim the oldest messages first.
     v_new_first := v_first;
     if v_max_messages is not null and v_seq - v_first + 1 > v_max_messages then
         v_new_first := v_seq - v_max_messages + 1;

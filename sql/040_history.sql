@@ -56,6 +56,7 @@ returns table (
 language plpgsql
 stable security invoker
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $fn$
 begin
     if after_seq is null or after_seq < 0 then
@@ -106,6 +107,7 @@ returns table (
 language plpgsql
 stable security invoker
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $fn$
 begin
     if last_messages.count is null or last_messages.count < 1 or last_messages.count > 10000 then

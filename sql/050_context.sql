@@ -22,15 +22,13 @@ returns table (
 language plpgsql
 stable security invoker
 set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
 as $fn$
 declare
-    v_used     bigint := 0;
-    v_cost     bigint;
-    v_seqs     bigint[] := '{}';
-    v_roles    text[] := '{}';
-    v_contents text[] := '{}';
-    v_tokens   integer[] := '{}';
-    r          record;
+    v_session memory.sessions;
+    v_page    integer;
+    v_fit     bigint;
+    v_seen    bigint;
 begin
     if budget is null or budget < 0 then
         raise exception 'memory: budget must be >= 0 tokens, got %', budget
@@ -44,30 +42,40 @@ begin
         raise exception 'memory: unknown context strategy %', coalesce(quote_literal(strategy), 'null')
             using errcode = 'ME004', hint = 'strategy must be one of: recent';
     end if;
-    perform memory._live_session(context.tenant, context.session);
+    v_session := memory._live_session(context.tenant, context.session);
+    -- First window: the rows the budget buys at this session's average size.
+    v_page := least(greatest(ceil(budget::numeric
+                    / greatest(v_session.token_count::numeric / greatest(v_session.message_count, 1)
+                               + message_overhead, 1) * 1.25)::integer + 8, 16), 100000);
 
     -- recent: newest first until the next message would not fit; the result
     -- is a contiguous tail of the conversation (oldest turns trimmed first).
-    for r in
-        select m.seq, m.role, m.content, m.tokens
-          from memory.messages as m
-         where m.tenant_id = context.tenant
-           and m.session_id = context.session
-         order by m.seq desc
+    -- Measure the tail on a LIMITed window of the newest rows, so the planner
+    -- walks the (tenant_id, session_id, seq) index backwards and stops early
+    -- however long the session is; widen the window only when all of it fits.
     loop
-        v_cost := r.tokens + message_overhead;
-        exit when v_used + v_cost > budget;
-        v_used := v_used + v_cost;
-        v_seqs := v_seqs || r.seq;
-        v_roles := v_roles || r.role;
-        v_contents := v_contents || r.content;
-        v_tokens := v_tokens || r.tokens;
+        select count(*) filter (where w.running <= budget), count(*)
+          into v_fit, v_seen
+          from (select sum(n.tokens + message_overhead) over (order by n.seq desc) as running
+                  from (select m.seq, m.tokens
+                          from memory.messages as m
+                         where m.tenant_id = context.tenant
+                           and m.session_id = context.session
+                         order by m.seq desc
+                         limit v_page) as n) as w;
+        exit when v_fit < v_seen or v_seen < v_page;
+        v_page := v_page * 4;
     end loop;
 
     return query
-        select 'recent'::text, u.seq, u.role, u.content, u.tokens, null::double precision
-          from unnest(v_seqs, v_roles, v_contents, v_tokens) as u (seq, role, content, tokens)
-         order by u.seq;
+        select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision
+          from (select m.seq, m.role, m.content, m.tokens
+                  from memory.messages as m
+                 where m.tenant_id = context.tenant
+                   and m.session_id = context.session
+                 order by m.seq desc
+                 limit v_fit) as t
+         order by t.seq;
 end;
 $fn$;
 

@@ -1,0 +1,388 @@
+"""pymem benchmarks: every figure beside the raw round trip of the same run.
+
+Starts a private PostgreSQL 15 (loopback TCP, fsync and synchronous_commit on),
+installs pymem with `pymem.migrate`, and measures:
+
+1. append latency: raw prepared INSERT, pymem (backend, tokens given), pymem
+   Session.append (tiktoken counting included), langchain-postgres add_messages;
+2. context(recent, 2000 tokens) on 1k and 10k-message sessions beside a raw
+   "last 50 rows" read and langchain-postgres reading the session;
+3. appends across 1,000 concurrent sessions (16 threads): throughput, lost and
+   duplicated counts, beside raw INSERTs by the same threads;
+4. pgbench at 8 clients: memory.append beside a raw INSERT.
+
+Usage: python benchmarks/run.py [--quick] [--full] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pymem import Memory, NewMessage  # noqa: E402
+from pymem.backends.postgres import PostgresBackend  # noqa: E402
+from pymem.embedded import EmbeddedPostgres, find_pg_bin  # noqa: E402
+from pymem.migrate import migrate  # noqa: E402
+
+TEXT = "Could you check on my order? It was supposed to arrive yesterday."
+RAW_TABLE = """
+create table if not exists bench_raw (
+    tenant_id text not null, session_id text not null, seq bigint not null,
+    role text not null, content text not null, tokens integer not null,
+    created_at timestamptz not null default now(),
+    primary key (tenant_id, session_id, seq)
+)"""
+RAW_INSERT = (
+    "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens) "
+    "values (%s, %s, %s, %s, %s, %s)"
+)
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summary(samples_s: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "p50_ms": pct(ms, 50),
+        "p99_ms": pct(ms, 99),
+        "mean_ms": statistics.fmean(ms),
+        "n": len(ms),
+    }
+
+
+def timed(fn: Callable[[int], Any], n: int, warmup: int = 50) -> list[float]:
+    for i in range(warmup):
+        fn(-1 - i)
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        fn(i)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def line(name: str, stats: dict[str, float], base: dict[str, float] | None = None) -> str:
+    ratio = f"{stats['p50_ms'] / base['p50_ms']:6.2f}x" if base else "  (base)"
+    return f"  {name:<46} p50 {stats['p50_ms']:8.3f} ms  p99 {stats['p99_ms']:8.3f} ms  {ratio}"
+
+
+# -- 1. append latency ---------------------------------------------------------
+
+
+def bench_append(dsn: str, n: int) -> dict[str, Any]:
+    print(f"\n[1] append latency, {n} sequential appends on one connection")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(RAW_TABLE)
+        raw = summary(
+            timed(
+                lambda i: conn.execute(
+                    RAW_INSERT, ("t", "raw", i + 100, "user", TEXT, 14), prepare=True
+                ),
+                n,
+            )
+        )
+    backend = PostgresBackend(dsn, max_size=1).open()
+    direct = summary(
+        timed(lambda i: backend.append("t", "bench-direct", "user", TEXT, tokens=14), n)
+    )
+    backend.close()
+    with Memory.connect(dsn, max_size=1) as mem:
+        chat = mem.session("bench-client", tenant="t")
+        client = summary(timed(lambda i: chat.append("user", TEXT), n))
+        keyed = summary(timed(lambda i: chat.append("user", TEXT, idempotency_key=f"k{i}"), n))
+    lc = langchain_append(dsn, n)
+    print(line("raw prepared INSERT (psycopg)", raw))
+    print(line("pymem backend.append (tokens given)", direct, raw))
+    print(line("pymem Session.append (tiktoken + append)", client, raw))
+    print(line("pymem Session.append with idempotency key", keyed, raw))
+    if lc:
+        print(line("langchain-postgres add_messages (1 message)", lc, raw))
+    return {
+        "raw_insert": raw,
+        "pymem_backend": direct,
+        "pymem_session": client,
+        "pymem_session_idempotent": keyed,
+        "langchain_postgres": lc,
+    }
+
+
+def langchain_append(dsn: str, n: int) -> dict[str, float] | None:
+    try:
+        from langchain_core.messages import HumanMessage
+        from langchain_postgres import PostgresChatMessageHistory
+    except ImportError:
+        print("  (langchain-postgres not installed: skipped)")
+        return None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        PostgresChatMessageHistory.create_tables(conn, "lc_history")
+        history = PostgresChatMessageHistory("lc_history", str(uuid.uuid4()), sync_connection=conn)
+        return summary(timed(lambda i: history.add_messages([HumanMessage(TEXT)]), n))
+
+
+# -- 2. context ----------------------------------------------------------------
+
+
+def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
+    print(f"\n[2] context(recent, 2000 tokens) vs raw last-50 read, {n} reads each")
+    results: dict[str, Any] = {}
+    backend = PostgresBackend(dsn, max_size=1).open()
+    for size in sizes:
+        session = f"ctx-{size}"
+        batch = [
+            NewMessage("user" if i % 2 else "assistant", f"{TEXT} ({i})", tokens=18)
+            for i in range(1000)
+        ]
+        for _ in range(size // 1000):
+            backend.append_many("t", session, batch)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("analyze memory.messages")
+            last50 = summary(
+                timed(
+                    lambda i: conn.execute(
+                        "select seq, role, content, tokens from memory.messages "
+                        "where tenant_id = %s and session_id = %s order by seq desc limit 50",
+                        ("t", session),
+                        prepare=True,
+                    ).fetchall(),
+                    n,
+                )
+            )
+        recent = summary(timed(lambda i: backend.context("t", session, budget=2000), n))
+        lc = langchain_read(dsn, size, max(5, n // 50))
+        print(f"  session of {size:,} messages")
+        print(line("  raw last-50 read (prepared SELECT)", last50))
+        print(line("  pymem context(recent, 2000)", recent, last50))
+        if lc:
+            print(line("  langchain-postgres get_messages (whole session)", lc, last50))
+        results[str(size)] = {
+            "raw_last50": last50,
+            "pymem_recent_2000": recent,
+            "langchain_get_messages": lc,
+        }
+    backend.close()
+    return results
+
+
+def langchain_read(dsn: str, size: int, n: int) -> dict[str, float] | None:
+    try:
+        from langchain_core.messages import HumanMessage
+        from langchain_postgres import PostgresChatMessageHistory
+    except ImportError:
+        return None
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        PostgresChatMessageHistory.create_tables(conn, "lc_history")
+        history = PostgresChatMessageHistory("lc_history", str(uuid.uuid4()), sync_connection=conn)
+        for start in range(0, size, 1000):
+            history.add_messages(
+                [HumanMessage(f"{TEXT} ({i})") for i in range(start, min(size, start + 1000))]
+            )
+        return summary(timed(lambda i: history.get_messages(), n, warmup=2))
+
+
+# -- 3. many sessions ----------------------------------------------------------
+
+
+def bench_sessions(dsn: str, sessions: int, per_session: int, threads: int) -> dict[str, Any]:
+    total = sessions * per_session
+    print(f"\n[3] {total:,} appends over {sessions:,} concurrent sessions, {threads} threads")
+    work = [(s, k) for k in range(per_session) for s in range(sessions)]
+    chunks = [work[i::threads] for i in range(threads)]
+
+    backend = PostgresBackend(dsn, min_size=threads, max_size=threads).open()
+    acked: list[tuple[str, int, str]] = []
+    lock = threading.Lock()
+
+    def pymem_worker(chunk: list[tuple[int, int]]) -> None:
+        mine = []
+        for s, k in chunk:
+            content = f"s{s}-m{k}-{uuid.uuid4().hex[:6]}"
+            r = backend.append("many", f"s{s}", "user", content, tokens=5)
+            mine.append((f"s{s}", r.seq, content))
+        with lock:
+            acked.extend(mine)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(pymem_worker, chunks))
+    pymem_s = time.perf_counter() - t0
+    backend.close()
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "select session_id, seq, content from memory.messages where tenant_id = 'many'"
+        ).fetchall()
+    stored = set(rows)
+    lost = len(set(acked) - stored)
+    duplicated = sum(n - 1 for n in Counter(c for _, _, c in rows).values())
+    per = Counter(s for s, _, _ in rows)
+    gaps = sum(
+        1 for s in per if sorted(q for x, q, _ in rows if x == s) != list(range(1, per[s] + 1))
+    )
+
+    def raw_worker(chunk: list[tuple[int, int]]) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for s, k in chunk:
+                conn.execute(RAW_INSERT, ("many", f"s{s}", k, "user", TEXT, 5), prepare=True)
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(raw_worker, chunks))
+    raw_s = time.perf_counter() - t0
+    pymem_rate, raw_rate = total / pymem_s, total / raw_s
+    print(f"  raw INSERT                 {raw_rate:8.0f} appends/s  (base)")
+    print(
+        f"  pymem append               {pymem_rate:8.0f} appends/s  "
+        f"{pymem_rate / raw_rate:5.2f}x   lost {lost}, duplicated {duplicated}, "
+        f"sessions with gaps {gaps}"
+    )
+    return {
+        "appends": total,
+        "sessions": sessions,
+        "threads": threads,
+        "pymem_per_s": pymem_rate,
+        "raw_insert_per_s": raw_rate,
+        "lost": lost,
+        "duplicated": duplicated,
+        "sessions_with_gaps": gaps,
+    }
+
+
+# -- 4. pgbench ----------------------------------------------------------------
+
+
+def bench_pgbench(server: EmbeddedPostgres, seconds: int, clients: int) -> dict[str, Any]:
+    pgbench = find_pg_bin() / "pgbench"
+    if not pgbench.exists():
+        print("\n[4] pgbench not found: skipped")
+        return {}
+    print(f"\n[4] pgbench, {clients} clients, {seconds}s each (no Python in the loop)")
+    scripts = {
+        "raw_insert": "\\set s random(1, 1000000000)\n"
+        "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens)"
+        f" values ('pgb', 'raw', :s, 'user', '{TEXT}', 14) "
+        "on conflict do nothing;\n",
+        "memory_append": "\\set s random(1, 1000)\n"
+        f"select memory.append('pgb', 's' || :s, 'user', '{TEXT}', 14);\n",
+    }
+    out: dict[str, Any] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="pymem-pgbench-"))
+    workdir.chmod(0o755)
+    for name, body in scripts.items():
+        script = workdir / f"{name}.sql"
+        script.write_text(body)
+        script.chmod(0o644)
+        cmd = [
+            str(pgbench),
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            str(script),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(server.port),
+            "-U",
+            "pymem",
+            server.dbname,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        tps = next(
+            (
+                float(w.split("=")[1].split()[0])
+                for w in done.stdout.splitlines()
+                if w.startswith("tps =")
+            ),
+            0.0,
+        )
+        out[name] = tps
+    shutil.rmtree(workdir, ignore_errors=True)
+    ratio = out["memory_append"] / out["raw_insert"] if out.get("raw_insert") else 0
+    print(f"  raw INSERT        {out['raw_insert']:8.0f} tps  (base)")
+    print(f"  memory.append     {out['memory_append']:8.0f} tps  {ratio:5.2f}x")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
+    parser.add_argument("--full", action="store_true", help="also a 100k-message session")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/latest.json")
+    args = parser.parse_args()
+    n = 300 if args.quick else 2000
+    home = Path(tempfile.mkdtemp(prefix="pymem-bench-"))
+    shutil.rmtree(home)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = EmbeddedPostgres(
+        home, port=port, tcp=True, settings={"max_connections": "100", "shared_buffers": "256MB"}
+    )
+    try:
+        server.start()
+        dsn = server.dsn()
+        migrate(dsn)
+        with psycopg.connect(dsn) as conn:
+            version = conn.execute("show server_version").fetchone()
+        print(
+            f"pymem benchmarks — PostgreSQL {version[0] if version else '?'} on loopback, "
+            f"fsync on, {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
+        results: dict[str, Any] = {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "commit": subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                capture_output=True,
+                text=True,
+            ).stdout.strip(),
+            "postgres": version[0] if version else None,
+            "cores": os.cpu_count(),
+        }
+        results["append"] = bench_append(dsn, n)
+        sizes = [1000, 10000] + ([100000] if args.full else [])
+        results["context"] = bench_context(dsn, sizes, n // 2)
+        results["sessions"] = bench_sessions(dsn, 1000, 3 if args.quick else 10, 16)
+        results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+        print(f"\nresults written to {args.json}")
+    finally:
+        server.destroy()
+
+
+if __name__ == "__main__":
+    main()
