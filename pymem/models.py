@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -34,9 +34,12 @@ class NewMessage:
     idempotency_key: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A message as stored; fields equal the columns of ``memory.history``."""
+class StoredMessage(NamedTuple):
+    """A message as stored; fields equal the columns of ``memory.history``.
+
+    A named tuple rather than a dataclass: histories and windows hold
+    hundreds of rows, and tuples build several times faster.
+    """
 
     seq: int
     role: str
@@ -51,8 +54,7 @@ class StoredMessage:
         return {"role": self.role, "content": self.content}
 
 
-@dataclass(frozen=True, slots=True)
-class ContextItem:
+class ContextItem(NamedTuple):
     """One row of a context window; fields equal the columns of ``memory.context``."""
 
     part: str

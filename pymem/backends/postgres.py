@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import RowFactory, RowMaker, class_row
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .._queries import QUERIES
@@ -25,8 +25,37 @@ from ..models import (
 from . import _calls
 
 T = TypeVar("T")
+R = TypeVar("R", covariant=True)
 
 _CONNECTION_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
+
+
+class _Tuple(Protocol[R]):
+    _fields: tuple[str, ...]
+
+    def _make(self, values: Iterable[Any]) -> R: ...
+
+
+def tuple_row(cls: type[R]) -> RowFactory[R]:
+    """Rows as ``cls`` (a NamedTuple), matched to the result columns by name.
+
+    The column names are checked against the fields once per result, so the
+    fast positional build can never put a value in the wrong field.
+    """
+    maker = cast(_Tuple[R], cls)
+
+    def factory(cursor: Any) -> RowMaker[R]:
+        names = tuple(c.name for c in cursor.description or ())
+        if names != maker._fields:
+            raise TypeError(f"{cls.__name__} expects columns {maker._fields}, got {names}")
+        return maker._make
+
+    return factory
+
+
+def _factory(row: type[T]) -> Any:
+    """The row factory for ``row``; it serves sync and async cursors alike."""
+    return tuple_row(row) if hasattr(row, "_make") else class_row(row)
 
 
 def _window(items: list[ContextItem], params: Mapping[str, Any]) -> ContextWindow:
@@ -88,7 +117,7 @@ class PostgresBackend:
             yield conn
 
     def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        with self.connection() as conn, conn.cursor(row_factory=class_row(row)) as cur:
+        with self.connection() as conn, conn.cursor(row_factory=_factory(row)) as cur:
             cur.execute(QUERIES[name], params, prepare=True)
             return cur.fetchall()
 
@@ -291,9 +320,10 @@ class AsyncPostgresBackend:
                 yield conn
 
     async def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        async with self.connection() as conn, conn.cursor(row_factory=class_row(row)) as cur:
+        async with self.connection() as conn, conn.cursor(row_factory=_factory(row)) as cur:
             await cur.execute(QUERIES[name], params, prepare=True)
-            return await cur.fetchall()
+            rows: list[T] = await cur.fetchall()
+            return rows
 
     async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         async with self.connection() as conn:
