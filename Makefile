@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.pymem-installed
 
-.PHONY: setup system venv demo test test-fast lint bench schema-snapshot clean
+.PHONY: setup system venv demo test test-fast lint bench schema-snapshot docs clean
 
 setup: system venv
 
@@ -39,6 +39,9 @@ bench: setup
 
 schema-snapshot: setup
 	@$(BIN)/python -m tests.sql.snapshot > tests/sql/expected_schema.txt
+
+docs: setup
+	@$(BIN)/python -m tests.sql.snapshot --sql-reference > docs/sql-reference.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -171,6 +171,15 @@ def maintain(
     )
 
 
+@app.command("sql-reference")
+def sql_reference(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> None:
+    """Print the SQL reference (Markdown) generated from the function comments."""
+    from .sqlref import render
+
+    with psycopg.connect(_dsn(dsn, embedded)) as conn:
+        sys.stdout.write(render(conn))
+
+
 @app.command("embedded-stop")
 def embedded_stop() -> None:
     """Stop the embedded cluster (its data stays for the next start)."""

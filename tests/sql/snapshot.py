@@ -106,7 +106,12 @@ def main() -> None:
         server.start()
         migrate(server.dsn())
         with psycopg.connect(server.dsn()) as conn:
-            sys.stdout.write("\n".join(snapshot(conn)) + "\n")
+            if "--sql-reference" in sys.argv:
+                from pymem.sqlref import render
+
+                sys.stdout.write(render(conn))
+            else:
+                sys.stdout.write("\n".join(snapshot(conn)) + "\n")
     finally:
         server.destroy()
 

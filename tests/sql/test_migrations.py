@@ -113,3 +113,15 @@ def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
         ).fetchall()
     assert undocumented == [], "every function needs `comment on function`"
     assert unpinned == [], "every function pins search_path"
+
+
+def test_sql_reference_is_up_to_date(dsn: str) -> None:
+    from pymem.sqlref import ERROR_MEANINGS, render
+
+    with psycopg.connect(dsn) as conn:
+        rendered = render(conn)
+    committed = (Path(__file__).parents[2] / "docs" / "sql-reference.md").read_text()
+    assert rendered == committed, "run `make docs` and commit docs/sql-reference.md"
+    from pymem.errors import sql_error_codes
+
+    assert set(ERROR_MEANINGS) == set(sql_error_codes())
