@@ -16,6 +16,19 @@ as_root() {
     else log "need root to run: $*"; exit 1; fi
 }
 
+# The Debian archive this machine already uses (deb822 or one-line sources),
+# so the source entry for pgvector points at the same mirror.
+debian_mirror() {
+    if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+    local uri
+    uri=$(awk '/^URIs:/ {u=$2} /^Suites:/ && $0 ~ /bookworm( |$)/ {print u; exit}' \
+        /etc/apt/sources.list.d/*.sources 2>/dev/null)
+    if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+        uri=$(awk '$1 == "deb" && $3 == "bookworm" {print $2; exit}' /etc/apt/sources.list)
+    fi
+    echo "$uri"
+}
+
 apt_updated=0
 apt_install() {
     local missing=()
@@ -43,12 +56,17 @@ else
     log "building pgvector from Debian's source package ($PGVECTOR_SUITE)"
     src_list=/etc/apt/sources.list.d/pymem-pgvector-src.list
     if [ ! -f "$src_list" ]; then
-        echo "deb-src http://deb.debian.org/debian $PGVECTOR_SUITE main" | as_root tee "$src_list" >/dev/null
+        mirror=$(debian_mirror)
+        if [ -z "$mirror" ]; then
+            log "cannot find this machine's Debian mirror in /etc/apt; set DEBIAN_MIRROR"
+            exit 1
+        fi
+        echo "deb-src $mirror $PGVECTOR_SUITE main" | as_root tee "$src_list" >/dev/null
     fi
     as_root apt-get update -qq
     work=$(mktemp -d)
     chmod 755 "$work"
-    ( cd "$work" && apt-get source --download-only -qq pgvector >/dev/null && dpkg-source -x --no-check ./pgvector_*.dsc src >/dev/null )
+    ( cd "$work" && apt-get source -o APT::Sandbox::User=root --download-only -qq pgvector >/dev/null && dpkg-source -x --no-check ./pgvector_*.dsc src >/dev/null )
     make -s -C "$work/src" PG_CONFIG="$PG_CONFIG" >/dev/null
     as_root make -s -C "$work/src" PG_CONFIG="$PG_CONFIG" install >/dev/null
     rm -rf "$work"
