@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
+from .backends.postgres import PostgresBackend
 from .client import Memory
 from .models import ContextWindow
 
@@ -112,10 +113,17 @@ def run_demo(console: Console, *, dsn: str | None = None, home: str | None = Non
         console.print(window.messages()[-2:], highlight=True)
 
         console.rule("4. The same window from any SQL client")
-        console.print(
-            f"  [cyan]select role, content from memory.context('acme-outdoor', "
-            f"'{session_id}', 150);[/]\n"
-        )
+        query = f"select seq, role, tokens from memory.context('acme-outdoor', '{session_id}', 60);"
+        console.print(f"  [cyan]{query}[/]", highlight=False)
+        if isinstance(mem.backend, PostgresBackend):
+            with mem.backend.connection() as conn:
+                rows = conn.execute(
+                    "select seq, role, tokens from memory.context(%s, %s, 60)",
+                    ("acme-outdoor", session_id),
+                ).fetchall()
+            for seq, role, tokens in rows:
+                console.print(f"   {seq:>3} | {role:<9} | {tokens:>3}", highlight=False)
+        console.print()
 
         console.rule("5. Stats")
         info = chat.info()
