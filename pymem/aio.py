@@ -16,8 +16,10 @@ from .models import (
     AppendResult,
     ContextWindow,
     NewMessage,
+    RecalledMessage,
     SessionInfo,
     StoredMessage,
+    Summary,
     TenantStats,
 )
 from .tokens import TokenCounter
@@ -138,6 +140,20 @@ class AsyncMemory:
             default_ttl=default_ttl,
         )
 
+    async def configure_recall(
+        self,
+        *,
+        tenant: str | None = None,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None:
+        """Set a tenant's background work: digest cadence and message embeddings."""
+        await self.backend.configure_recall(
+            tenant or self.tenant,
+            summary_every_tokens=summary_every_tokens,
+            embed_messages=embed_messages,
+        )
+
     async def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return await self.backend.stats(tenant)
@@ -231,8 +247,16 @@ class AsyncSession:
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow:
-        """The context window for the next model call, never over ``budget`` tokens."""
+        """The context window for the next model call, never over ``budget`` tokens.
+
+        ``strategy`` is ``recent`` (newest turns), ``summary`` (digests of older
+        turns, then the newest) or ``hybrid`` (digests, turns relevant to
+        ``query`` / ``query_embedding``, then the newest). The shares split the
+        budget between digests and newest turns (see ``memory.context``).
+        """
         return await self._backend.context(
             self.tenant,
             self.id,
@@ -241,7 +265,31 @@ class AsyncSession:
             query_embedding=query_embedding,
             strategy=strategy,
             message_overhead=message_overhead,
+            summary_share=summary_share,
+            recent_share=recent_share,
         )
+
+    async def recall(
+        self,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 20,
+    ) -> list[RecalledMessage]:
+        """The turns most relevant to ``query`` (and ``query_embedding``), best first."""
+        return await self._backend.recall(
+            self.tenant,
+            self.id,
+            query,
+            query_embedding=query_embedding,
+            before_seq=before_seq,
+            max_rows=max_rows,
+        )
+
+    async def summaries(self) -> list[Summary]:
+        """The digests written for this session so far, oldest first."""
+        return await self._backend.list_summaries(self.tenant, self.id)
 
     async def info(self) -> SessionInfo:
         """Counters, caps, metadata and timestamps of this session."""

@@ -87,6 +87,7 @@ def rollback(
         _fail(exc)
         return
     console.print(f"[yellow]rolled back:[/] {', '.join(report.rolled_back) or 'nothing'}")
+    console.print("the functions of sql/ were removed; `pymem migrate` brings everything back")
 
 
 @app.command()

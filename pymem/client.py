@@ -16,8 +16,10 @@ from .models import (
     AppendResult,
     ContextWindow,
     NewMessage,
+    RecalledMessage,
     SessionInfo,
     StoredMessage,
+    Summary,
     TenantStats,
 )
 from .tokens import TokenCounter, counter_for
@@ -173,6 +175,20 @@ class Memory:
             default_ttl=default_ttl,
         )
 
+    def configure_recall(
+        self,
+        *,
+        tenant: str | None = None,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None:
+        """Set a tenant's background work: digest cadence and message embeddings."""
+        self.backend.configure_recall(
+            tenant or self.tenant,
+            summary_every_tokens=summary_every_tokens,
+            embed_messages=embed_messages,
+        )
+
     def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return self.backend.stats(tenant)
@@ -266,8 +282,16 @@ class Session:
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow:
-        """The context window for the next model call, never over ``budget`` tokens."""
+        """The context window for the next model call, never over ``budget`` tokens.
+
+        ``strategy`` is ``recent`` (newest turns), ``summary`` (digests of older
+        turns, then the newest) or ``hybrid`` (digests, turns relevant to
+        ``query`` / ``query_embedding``, then the newest). The shares split the
+        budget between digests and newest turns (see ``memory.context``).
+        """
         return self._backend.context(
             self.tenant,
             self.id,
@@ -276,7 +300,31 @@ class Session:
             query_embedding=query_embedding,
             strategy=strategy,
             message_overhead=message_overhead,
+            summary_share=summary_share,
+            recent_share=recent_share,
         )
+
+    def recall(
+        self,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 20,
+    ) -> list[RecalledMessage]:
+        """The turns most relevant to ``query`` (and ``query_embedding``), best first."""
+        return self._backend.recall(
+            self.tenant,
+            self.id,
+            query,
+            query_embedding=query_embedding,
+            before_seq=before_seq,
+            max_rows=max_rows,
+        )
+
+    def summaries(self) -> list[Summary]:
+        """The digests written for this session so far, oldest first."""
+        return self._backend.list_summaries(self.tenant, self.id)
 
     def info(self) -> SessionInfo:
         """Counters, caps, metadata and timestamps of this session."""

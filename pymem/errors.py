@@ -86,6 +86,16 @@ class SessionOwnedByAnotherUser(PymemError, PermissionError):
     """A session id already used by another user of the same tenant."""
 
 
+class JobNotHeld(PymemError):
+    """A worker finished a job whose lease it had lost to another worker."""
+
+    default_hint = "the job is redone by the worker that holds it now; lengthen the lease"
+
+
+class SummaryRangeInvalid(InvalidArgument):
+    """A digest whose range does not continue or span the existing digests."""
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached."""
 
@@ -118,6 +128,8 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME010": InvalidRole,
     "ME011": IdempotencyKeyReused,
     "ME012": SessionOwnedByAnotherUser,
+    "ME013": JobNotHeld,
+    "ME014": SummaryRangeInvalid,
 }
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
@@ -189,12 +201,14 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidMetadata",
     "InvalidRole",
+    "JobNotHeld",
     "MessageTooLarge",
     "PymemError",
     "SchemaNotInstalled",
     "SessionDeleted",
     "SessionNotFound",
     "SessionOwnedByAnotherUser",
+    "SummaryRangeInvalid",
     "UnknownStrategy",
     "translate_errors",
 ]

@@ -109,8 +109,10 @@ def migrate(dsn: str, *, months_ahead: int = 3) -> MigrationReport:
 def rollback(dsn: str, *, steps: int | None = None) -> MigrationReport:
     """Roll back the newest ``steps`` pymem migrations (all when None).
 
-    The functions of ``sql/`` are dropped first and re-applied afterwards when
-    the schema still exists.
+    The functions of ``sql/`` are dropped first, since they may use what a
+    rollback removes, and are not re-applied: ``sql/`` always matches the
+    newest schema. Run :func:`migrate` to go forward again, or apply the
+    ``sql/`` of the release that matches the schema left behind.
     """
     migrations = read_migrations(str(migrations_dir()))
     with translate_errors():
@@ -121,14 +123,9 @@ def rollback(dsn: str, *, steps: int | None = None) -> MigrationReport:
                 if conn.execute("select to_regnamespace('memory')").fetchone() != (None,):
                     drop_sql_objects(conn)
             backend.rollback_migrations(chosen)
-        files: list[str] = []
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            still = conn.execute("select to_regclass('memory.sessions')").fetchone()
-            if still is not None and still[0] is not None:
-                files = apply_sql(conn)
     return MigrationReport(
         applied=(),
         rolled_back=tuple(m.id for m in chosen),
-        sql_files=tuple(files),
+        sql_files=(),
         partitions_created=(),
     )

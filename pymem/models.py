@@ -9,8 +9,8 @@ from typing import Any, Literal, NamedTuple
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
-Strategy = Literal["recent"]
-STRATEGIES: frozenset[str] = frozenset({"recent"})
+Strategy = Literal["recent", "summary", "hybrid"]
+STRATEGIES: frozenset[str] = frozenset({"recent", "summary", "hybrid"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,3 +129,38 @@ class SessionPage:
 
     sessions: tuple[SessionInfo, ...] = field(default_factory=tuple)
     next_after: str | None = None
+
+
+class RecalledMessage(NamedTuple):
+    """A turn found by relevance; fields equal the columns of ``memory.recall``."""
+
+    seq: int
+    role: str
+    content: str
+    tokens: int
+    score: float
+    text_rank: int | None
+    vector_rank: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """A digest of turns seq_from..seq_to; fields equal ``memory.list_summaries``'s columns."""
+
+    summary_id: int
+    level: int
+    seq_from: int
+    seq_to: int
+    content: str
+    tokens: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """Work a worker holds under a lease; fields equal ``memory.claim_jobs``'s columns."""
+
+    tenant_id: str
+    session_id: str
+    kind: str
+    attempts: int

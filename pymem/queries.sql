@@ -36,7 +36,9 @@ select * from memory.last_messages(%(tenant)s, %(session)s, %(count)s::integer);
 select * from memory.context(
     tenant => %(tenant)s, session => %(session)s, budget => %(budget)s::integer, query => %(query)s,
     query_embedding => %(query_embedding)s::public.vector, strategy => %(strategy)s,
-    message_overhead => %(message_overhead)s::integer);
+    message_overhead => %(message_overhead)s::integer,
+    summary_share => %(summary_share)s::double precision,
+    recent_share => %(recent_share)s::double precision);
 
 -- name: session_info
 -- One session's counters and settings.
@@ -89,3 +91,55 @@ select * from memory.maintain(%(months_ahead)s::integer);
 select migration_id from public._yoyo_migration
  where left(migration_id, 6) = 'pymem_'
  order by migration_id;
+
+-- name: recall
+-- Older turns ranked by relevance to a query.
+select * from memory.recall(
+    tenant => %(tenant)s, session => %(session)s, query => %(query)s,
+    query_embedding => %(query_embedding)s::public.vector, before_seq => %(before_seq)s::bigint,
+    max_rows => %(max_rows)s::integer);
+
+-- name: list_summaries
+-- A session's digests.
+select * from memory.list_summaries(%(tenant)s, %(session)s);
+
+-- name: add_summary
+-- Store a digest; returns its id.
+select memory.add_summary(
+    tenant => %(tenant)s, session => %(session)s, level => %(level)s::integer,
+    seq_from => %(seq_from)s::bigint, seq_to => %(seq_to)s::bigint, content => %(content)s,
+    tokens => %(tokens)s::integer, metadata => %(metadata)s::jsonb) as summary_id;
+
+-- name: configure_recall
+-- A tenant's background work policy.
+select memory.configure_recall(
+    tenant => %(tenant)s, summary_every_tokens => %(summary_every_tokens)s::integer,
+    embed_messages => %(embed_messages)s);
+
+-- name: claim_jobs
+-- Lease ready jobs to a worker.
+select * from memory.claim_jobs(
+    worker => %(worker)s, kinds => %(kinds)s::text[], max_jobs => %(max_jobs)s::integer,
+    lease => %(lease)s);
+
+-- name: complete_job
+-- Finish a job; returns its new status.
+select memory.complete_job(%(tenant)s, %(session)s, %(kind)s, %(worker)s) as status;
+
+-- name: fail_job
+-- Record a failed attempt; returns the new status.
+select memory.fail_job(%(tenant)s, %(session)s, %(kind)s, %(worker)s, %(error)s,
+                       %(max_attempts)s::integer) as status;
+
+-- name: job_stats
+-- Jobs by kind and status.
+select * from memory.job_stats();
+
+-- name: messages_to_embed
+-- Messages without an embedding, oldest first.
+select * from memory.messages_to_embed(%(tenant)s, %(session)s, %(max_count)s::integer);
+
+-- name: set_embeddings
+-- Store embeddings by seq; returns how many were stored.
+select memory.set_embeddings(%(tenant)s, %(session)s, %(seqs)s::bigint[],
+                             %(embeddings)s::text[]::public.vector[]) as updated;

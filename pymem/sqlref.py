@@ -27,6 +27,8 @@ ERROR_MEANINGS = {
     "ME010": "unknown role",
     "ME011": "idempotency key already used for another message",
     "ME012": "session belongs to another user",
+    "ME013": "job no longer held by this worker (lease expired)",
+    "ME014": "summary range does not continue or span the existing digests",
 }
 
 

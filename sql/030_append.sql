@@ -36,6 +36,9 @@ declare
     v_result       memory.append_result;
     v_dim          integer;
     v_owner        text;
+    v_unsummarized bigint;
+    v_summary_every integer;
+    v_tenant       memory.tenants;
 begin
     -- Validate everything before the first write. The common case is one
     -- inlined expression; the checks that raise run only when it fails.
@@ -106,22 +109,20 @@ begin
     -- until commit.
     insert into memory.sessions as s
            (tenant_id, session_id, user_id, last_seq, message_count, token_count,
-            created_at, updated_at)
-    values (append.tenant, append.session, append.user_id, 1, 1, v_tokens, v_now, v_now)
+            unsummarized_tokens, created_at, updated_at)
+    values (append.tenant, append.session, append.user_id, 1, 1, v_tokens, v_tokens, v_now, v_now)
     on conflict (tenant_id, session_id) do update
        set last_seq = s.last_seq + 1,
            message_count = s.message_count + 1,
            token_count = s.token_count + excluded.token_count,
+           unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
            user_id = coalesce(s.user_id, excluded.user_id),
            updated_at = excluded.updated_at
      where s.deleted_at is null
-    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id,
-              -- Caps: the session's own, else the tenant's.
-              coalesce(s.max_messages, (select t.max_messages from memory.tenants as t
-                                         where t.tenant_id = s.tenant_id)),
-              coalesce(s.max_tokens, (select t.max_tokens from memory.tenants as t
-                                       where t.tenant_id = s.tenant_id))
-         into v_seq, v_first, v_created, v_token_count, v_owner, v_max_messages, v_max_tokens;
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.max_messages,
+              s.max_tokens, s.unsummarized_tokens, s.summary_every_tokens
+         into v_seq, v_first, v_created, v_token_count, v_owner, v_max_messages, v_max_tokens,
+              v_unsummarized, v_summary_every;
 
     if not found then
         raise exception 'memory: session %/% is deleted', append.tenant, append.session
@@ -169,14 +170,19 @@ begin
         insert into memory.tenants as t (tenant_id)
         values (append.tenant)
         on conflict do nothing;
-        update memory.sessions as s
-           set expires_at = v_now + t.default_ttl
-          from memory.tenants as t
-         where t.tenant_id = append.tenant
-           and t.default_ttl is not null
-           and s.tenant_id = append.tenant
-           and s.session_id = append.session;
     end if;
+    select t.* into v_tenant from memory.tenants as t where t.tenant_id = append.tenant;
+    if v_created then
+        if v_tenant.default_ttl is not null then
+            update memory.sessions as s
+               set expires_at = v_now + v_tenant.default_ttl
+             where s.tenant_id = append.tenant
+               and s.session_id = append.session;
+        end if;
+    end if;
+    -- Caps: the session's own, else the tenant's.
+    v_max_messages := coalesce(v_max_messages, v_tenant.max_messages);
+    v_max_tokens := coalesce(v_max_tokens, v_tenant.max_tokens);
 
     insert into memory.messages
            (tenant_id, session_id, seq, role, content, tokens, tokens_estimated, metadata,
@@ -220,6 +226,15 @@ begin
                token_count = s.token_count - v_dropped
          where s.tenant_id = append.tenant
            and s.session_id = append.session;
+    end if;
+
+    -- Background work, never waited for: a digest once enough tokens are
+    -- unsummarized, embeddings when the tenant wants them.
+    if v_unsummarized >= coalesce(v_summary_every, v_tenant.summary_every_tokens, 2147483647) then
+        perform memory._enqueue(append.tenant, append.session, 'summarize');
+    end if;
+    if v_tenant.embed_messages and append.embedding is null then
+        perform memory._enqueue(append.tenant, append.session, 'embed');
     end if;
 
     v_result := row(v_seq, v_now, false)::memory.append_result;

@@ -77,6 +77,8 @@ def context_params(
     query_embedding: Sequence[float] | None,
     strategy: str,
     message_overhead: int,
+    summary_share: float | None = None,
+    recent_share: float | None = None,
 ) -> dict[str, Any]:
     return {
         **session_params(tenant, session),
@@ -85,6 +87,48 @@ def context_params(
         "query_embedding": vector_literal(query_embedding),
         "strategy": _ident("strategy", strategy),
         "message_overhead": message_overhead,
+        "summary_share": summary_share,
+        "recent_share": recent_share,
+    }
+
+
+def recall_params(
+    tenant: str,
+    session: str,
+    *,
+    query: str,
+    query_embedding: Sequence[float] | None,
+    before_seq: int | None,
+    max_rows: int,
+) -> dict[str, Any]:
+    return {
+        **session_params(tenant, session),
+        "query": _ident("query", query),
+        "query_embedding": vector_literal(query_embedding),
+        "before_seq": before_seq,
+        "max_rows": max_rows,
+    }
+
+
+def add_summary_params(
+    tenant: str,
+    session: str,
+    *,
+    level: int,
+    seq_from: int,
+    seq_to: int,
+    content: str,
+    tokens: int,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        **session_params(tenant, session),
+        "level": level,
+        "seq_from": seq_from,
+        "seq_to": seq_to,
+        "content": _ident("content", content),
+        "tokens": tokens,
+        "metadata": metadata_json(metadata),
     }
 
 

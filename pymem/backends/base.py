@@ -10,8 +10,10 @@ from ..models import (
     AppendResult,
     ContextWindow,
     NewMessage,
+    RecalledMessage,
     SessionInfo,
     StoredMessage,
+    Summary,
     TenantStats,
 )
 
@@ -59,7 +61,43 @@ class MemoryBackend(Protocol):
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow: ...
+
+    def recall(
+        self,
+        tenant: str,
+        session: str,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 50,
+    ) -> list[RecalledMessage]: ...
+
+    def list_summaries(self, tenant: str, session: str) -> list[Summary]: ...
+
+    def add_summary(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        level: int,
+        seq_from: int,
+        seq_to: int,
+        content: str,
+        tokens: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int: ...
+
+    def configure_recall(
+        self,
+        tenant: str,
+        *,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None: ...
 
     def session_info(self, tenant: str, session: str) -> SessionInfo: ...
 
@@ -150,7 +188,43 @@ class AsyncMemoryBackend(Protocol):
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow: ...
+
+    async def recall(
+        self,
+        tenant: str,
+        session: str,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 50,
+    ) -> list[RecalledMessage]: ...
+
+    async def list_summaries(self, tenant: str, session: str) -> list[Summary]: ...
+
+    async def add_summary(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        level: int,
+        seq_from: int,
+        seq_to: int,
+        content: str,
+        tokens: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int: ...
+
+    async def configure_recall(
+        self,
+        tenant: str,
+        *,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None: ...
 
     async def session_info(self, tenant: str, session: str) -> SessionInfo: ...
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,14 +23,17 @@ from ..errors import (
     SessionDeleted,
     SessionNotFound,
     SessionOwnedByAnotherUser,
+    SummaryRangeInvalid,
 )
 from ..models import (
     AppendResult,
     ContextItem,
     ContextWindow,
     NewMessage,
+    RecalledMessage,
     SessionInfo,
     StoredMessage,
+    Summary,
     TenantStats,
 )
 from ..validation import (
@@ -45,6 +49,7 @@ from ..validation import (
     estimate_tokens,
     metadata_json,
 )
+from . import _ranking
 
 
 @dataclass
@@ -52,6 +57,8 @@ class _Tenant:
     max_messages: int | None = None
     max_tokens: int | None = None
     default_ttl: timedelta | None = None
+    summary_every_tokens: int | None = 2000
+    embed_messages: bool = False
 
 
 @dataclass
@@ -59,6 +66,14 @@ class _Session:
     info: SessionInfo
     messages: list[StoredMessage] = field(default_factory=list)
     keys: dict[str, tuple[int, str, datetime]] = field(default_factory=dict)
+    summaries: list[Summary] = field(default_factory=list)
+    vectors: dict[int, list[float]] = field(default_factory=dict)
+
+
+def _item(part: str, m: StoredMessage, score: float | None) -> ContextItem:
+    return ContextItem(
+        part=part, seq=m.seq, role=m.role, content=m.content, tokens=m.tokens, score=score
+    )
 
 
 def _now() -> datetime:
@@ -77,6 +92,7 @@ class InMemoryBackend:
         self._tenants: dict[str, _Tenant] = {}
         self._sessions: dict[tuple[str, str], _Session] = {}
         self._embedding_dim = embedding_dim
+        self._next_summary_id = 0
 
     # -- helpers ---------------------------------------------------------------
 
@@ -211,6 +227,10 @@ class InMemoryBackend:
             )
             if idempotency_key is not None:
                 state.keys[idempotency_key] = (seq, request, now)
+            if embedding is not None:
+                state.vectors[seq] = [float(x) for x in embedding]
+            kept = {m.seq for m in messages}
+            state.vectors = {k: v for k, v in state.vectors.items() if k in kept}
             self._sessions[(tenant, session)] = state
             return AppendResult(seq=seq, created_at=now, duplicate=False)
 
@@ -289,9 +309,11 @@ class InMemoryBackend:
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow:
         check_budget(budget)
-        check_range(
+        overhead = check_range(
             "message_overhead",
             message_overhead,
             0,
@@ -299,30 +321,221 @@ class InMemoryBackend:
             "chat formats add about 3 to 4 tokens per message",
         )
         check_strategy(strategy)
+        ss = summary_share if summary_share is not None else (0.3 if strategy == "summary" else 0.1)
+        rs = recent_share if recent_share is not None else (0.7 if strategy == "summary" else 0.1)
+        if ss < 0 or rs < 0 or ss + rs > 1:
+            raise InvalidArgument(
+                f"memory: shares must be >= 0 and add up to at most 1, got summary {ss} "
+                f"and recent {rs}",
+                hint="e.g. summary_share=0.2, recent_share=0.25",
+            )
+        if query_embedding is not None:
+            check_embedding(query_embedding, self._embedding_dim)
         with self._lock:
             state = self._live(tenant, session)
-            picked: list[StoredMessage] = []
-            used = 0
-            for message in reversed(state.messages):
-                cost = message.tokens + message_overhead
-                if used + cost > budget:
-                    break
-                used += cost
-                picked.append(message)
-        items = tuple(
-            ContextItem(
-                part="recent",
-                seq=m.seq,
-                role=m.role,
-                content=m.content,
-                tokens=m.tokens,
-                score=None,
+            messages = list(state.messages)
+            summaries = list(state.summaries)
+            info = state.info
+        if strategy == "recent":
+            items = [_item("recent", m, None) for m in _ranking.tail(messages, budget, overhead)]
+            return ContextWindow(
+                items=tuple(items), budget=budget, strategy=strategy, message_overhead=overhead
             )
-            for m in reversed(picked)
-        )
+
+        v_summary = math.floor(budget * ss)
+        v_recent = math.floor(budget * rs)
+        v_recall = budget - v_summary - v_recent if strategy == "hybrid" else 0
+        if strategy == "summary":
+            v_recent = budget - v_summary
+        reserved = _ranking.tail(messages, v_recent, overhead)
+        first = reserved[0].seq if reserved else info.last_seq + 1
+
+        cover = _ranking.summary_cover(summaries, min(info.summarized_upto, first - 1), v_summary)
+        used = sum(d.tokens + overhead for d in cover)
+        if used > v_summary:
+            kept_cover: list[Summary] = []
+            used = 0
+            for d in sorted(cover, key=lambda x: -x.seq_to):
+                if used + d.tokens + overhead > v_summary:
+                    break
+                kept_cover.append(d)
+                used += d.tokens + overhead
+            cover = sorted(kept_cover, key=lambda d: d.seq_from)
+        v_recall += v_summary - used
+
+        recalled: list[tuple[StoredMessage, float]] = []
+        if (
+            strategy == "hybrid"
+            and v_recall > 0
+            and (query or query_embedding is not None)
+            and first > 1
+        ):
+            used = 0
+            by_seq = {m.seq: m for m in messages}
+            for found in self.recall(
+                tenant,
+                session,
+                query or "",
+                query_embedding=query_embedding,
+                before_seq=first,
+                max_rows=200,
+            ):
+                if used + found.tokens + overhead > v_recall:
+                    continue
+                recalled.append((by_seq[found.seq], found.score))
+                used += found.tokens + overhead
+                if v_recall - used < overhead + 1:
+                    break
+            v_recent += v_recall - used
+        else:
+            v_recent += v_recall
+        taken = frozenset(m.seq for m, _ in recalled)
+        recent = _ranking.tail(messages, v_recent, overhead, taken)
+        items = [
+            ContextItem(
+                part="summary",
+                seq=d.seq_to,
+                role="system",
+                content=d.content,
+                tokens=d.tokens,
+                score=float(d.level),
+            )
+            for d in cover
+        ]
+        turns = [_item("recall", m, score) for m, score in recalled]
+        turns += [_item("recent", m, None) for m in recent]
+        items += sorted(turns, key=lambda i: i.seq or 0)
         return ContextWindow(
-            items=items, budget=budget, strategy=strategy, message_overhead=message_overhead
+            items=tuple(items), budget=budget, strategy=strategy, message_overhead=overhead
         )
+
+    def recall(
+        self,
+        tenant: str,
+        session: str,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 50,
+    ) -> list[RecalledMessage]:
+        check_range(
+            "max_rows", max_rows, 1, 10000, "ask for the few dozen turns a context can hold"
+        )
+        if query_embedding is not None:
+            check_embedding(query_embedding, self._embedding_dim)
+        with self._lock:
+            state = self._live(tenant, session)
+            messages = list(state.messages)
+            vectors = dict(state.vectors)
+        pool = max(max_rows * 2, 100)
+        text = _ranking.bm25_smoothed(messages, query, before_seq)[:pool]
+        vector = (
+            _ranking.cosine_ranking(vectors, query_embedding, before_seq)[:pool]
+            if query_embedding is not None
+            else []
+        )
+        by_seq = {m.seq: m for m in messages}
+        return [
+            RecalledMessage(
+                seq=seq,
+                role=by_seq[seq].role,
+                content=by_seq[seq].content,
+                tokens=by_seq[seq].tokens,
+                score=score,
+                text_rank=tr,
+                vector_rank=vr,
+            )
+            for seq, score, tr, vr in _ranking.fuse(text, vector)[:max_rows]
+        ]
+
+    def list_summaries(self, tenant: str, session: str) -> list[Summary]:
+        with self._lock:
+            state = self._live(tenant, session)
+            return sorted(state.summaries, key=lambda d: (d.seq_from, -d.level))
+
+    def add_summary(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        level: int,
+        seq_from: int,
+        seq_to: int,
+        content: str,
+        tokens: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        if not (
+            1 <= level <= 32
+            and 1 <= seq_from <= seq_to
+            and isinstance(content, str)
+            and tokens >= 0
+        ):
+            raise InvalidArgument(
+                "memory: a summary needs level 1..32, 1 <= seq_from <= seq_to, content and "
+                "tokens >= 0",
+                hint="see memory.add_summary's reference",
+            )
+        metadata_json(metadata)
+        check_content(content)
+        with self._lock:
+            state = self._live(tenant, session)
+            info = state.info
+            same = [d for d in state.summaries if d.level == level - 1]
+            if level == 1:
+                if seq_from != info.summarized_upto + 1 or seq_to > info.last_seq:
+                    raise SummaryRangeInvalid(
+                        f"memory: a level-1 summary of {tenant}/{session} must cover "
+                        f"{info.summarized_upto + 1}..(at most {info.last_seq}), got "
+                        f"{seq_from}..{seq_to}",
+                        hint="read session_info().summarized_upto and summarize from the next seq",
+                    )
+                state.info = replace(info, summarized_upto=seq_to)
+            elif (
+                not any(d.seq_from == seq_from for d in same)
+                or not any(d.seq_to == seq_to for d in same)
+                or any(
+                    d.level == level and d.seq_to >= seq_from and d.seq_from <= seq_to
+                    for d in state.summaries
+                )
+            ):
+                raise SummaryRangeInvalid(
+                    f"memory: a level-{level} summary must span whole level-{level - 1} "
+                    "summaries not yet rolled up",
+                    hint="list them with list_summaries",
+                )
+            self._next_summary_id += 1
+            state.summaries.append(
+                Summary(
+                    summary_id=self._next_summary_id,
+                    level=level,
+                    seq_from=seq_from,
+                    seq_to=seq_to,
+                    content=content,
+                    tokens=tokens,
+                    created_at=_now(),
+                )
+            )
+            return self._next_summary_id
+
+    def configure_recall(
+        self,
+        tenant: str,
+        *,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None:
+        check_ident("tenant", tenant)
+        if summary_every_tokens is not None and summary_every_tokens < 50:
+            raise InvalidArgument(
+                f"memory: summary_every_tokens must be >= 50 or null, got {summary_every_tokens}",
+                hint="None turns summaries off",
+            )
+        with self._lock:
+            policy = self._tenants.setdefault(tenant, _Tenant())
+            policy.summary_every_tokens = summary_every_tokens
+            policy.embed_messages = embed_messages
 
     def session_info(self, tenant: str, session: str) -> SessionInfo:
         with self._lock:
@@ -475,6 +688,18 @@ class AsyncInMemoryBackend:
 
     async def context(self, *args: Any, **kwargs: Any) -> ContextWindow:
         return self.sync.context(*args, **kwargs)
+
+    async def recall(self, *args: Any, **kwargs: Any) -> list[RecalledMessage]:
+        return self.sync.recall(*args, **kwargs)
+
+    async def list_summaries(self, *args: Any, **kwargs: Any) -> list[Summary]:
+        return self.sync.list_summaries(*args, **kwargs)
+
+    async def add_summary(self, *args: Any, **kwargs: Any) -> int:
+        return self.sync.add_summary(*args, **kwargs)
+
+    async def configure_recall(self, *args: Any, **kwargs: Any) -> None:
+        self.sync.configure_recall(*args, **kwargs)
 
     async def session_info(self, *args: Any, **kwargs: Any) -> SessionInfo:
         return self.sync.session_info(*args, **kwargs)

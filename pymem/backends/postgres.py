@@ -15,13 +15,17 @@ from .._queries import QUERIES
 from ..errors import UNREACHABLE_HINT, DatabaseUnavailable, translate_errors
 from ..models import (
     AppendResult,
+    ClaimedJob,
     ContextItem,
     ContextWindow,
     NewMessage,
+    RecalledMessage,
     SessionInfo,
     StoredMessage,
+    Summary,
     TenantStats,
 )
+from ..validation import vector_literal
 from . import _calls
 
 T = TypeVar("T")
@@ -240,6 +244,8 @@ class PostgresBackend:
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow:
         params = _calls.context_params(
             tenant,
@@ -249,6 +255,8 @@ class PostgresBackend:
             query_embedding=query_embedding,
             strategy=strategy,
             message_overhead=message_overhead,
+            summary_share=summary_share,
+            recent_share=recent_share,
         )
         return _window(self._rows("context", params, ContextItem), params)
 
@@ -275,6 +283,141 @@ class PostgresBackend:
 
     def stats(self, tenant: str | None = None) -> list[TenantStats]:
         return self._rows("stats", {"tenant": tenant}, TenantStats)
+
+    # -- recall and summaries --------------------------------------------------
+
+    def recall(
+        self,
+        tenant: str,
+        session: str,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 50,
+    ) -> list[RecalledMessage]:
+        params = _calls.recall_params(
+            tenant,
+            session,
+            query=query,
+            query_embedding=query_embedding,
+            before_seq=before_seq,
+            max_rows=max_rows,
+        )
+        return self._rows("recall", params, RecalledMessage)
+
+    def list_summaries(self, tenant: str, session: str) -> list[Summary]:
+        return self._rows("list_summaries", _calls.session_params(tenant, session), Summary)
+
+    def add_summary(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        level: int,
+        seq_from: int,
+        seq_to: int,
+        content: str,
+        tokens: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        summary_id: int = self._scalar(
+            "add_summary",
+            _calls.add_summary_params(
+                tenant,
+                session,
+                level=level,
+                seq_from=seq_from,
+                seq_to=seq_to,
+                content=content,
+                tokens=tokens,
+                metadata=metadata,
+            ),
+        )
+        return summary_id
+
+    def configure_recall(
+        self,
+        tenant: str,
+        *,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None:
+        self._scalar(
+            "configure_recall",
+            {
+                "tenant": tenant,
+                "summary_every_tokens": summary_every_tokens,
+                "embed_messages": embed_messages,
+            },
+        )
+
+    # -- the job queue (PostgreSQL only) -------------------------------------------
+
+    def claim_jobs(
+        self,
+        worker: str,
+        *,
+        kinds: Sequence[str] = ("summarize", "embed"),
+        max_jobs: int = 1,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> list[ClaimedJob]:
+        params = {"worker": worker, "kinds": list(kinds), "max_jobs": max_jobs, "lease": lease}
+        return self._rows("claim_jobs", params, ClaimedJob)
+
+    def complete_job(self, job: ClaimedJob, worker: str) -> str:
+        status: str = self._scalar(
+            "complete_job",
+            {
+                "tenant": job.tenant_id,
+                "session": job.session_id,
+                "kind": job.kind,
+                "worker": worker,
+            },
+        )
+        return status
+
+    def fail_job(self, job: ClaimedJob, worker: str, error: str, *, max_attempts: int = 5) -> str:
+        status: str = self._scalar(
+            "fail_job",
+            {
+                "tenant": job.tenant_id,
+                "session": job.session_id,
+                "kind": job.kind,
+                "worker": worker,
+                "error": error,
+                "max_attempts": max_attempts,
+            },
+        )
+        return status
+
+    def job_stats(self) -> list[tuple[str, str, int]]:
+        with self.connection() as conn:
+            rows = conn.execute(QUERIES["job_stats"], prepare=True).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def messages_to_embed(
+        self, tenant: str, session: str, max_count: int = 64
+    ) -> list[tuple[int, str]]:
+        params = {**_calls.session_params(tenant, session), "max_count": max_count}
+        with self.connection() as conn:
+            rows = conn.execute(QUERIES["messages_to_embed"], params, prepare=True).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def set_embeddings(
+        self,
+        tenant: str,
+        session: str,
+        seqs: Sequence[int],
+        embeddings: Sequence[Sequence[float]],
+    ) -> int:
+        params = {
+            **_calls.session_params(tenant, session),
+            "seqs": list(seqs),
+            "embeddings": [vector_literal(e) for e in embeddings],
+        }
+        updated: int = self._scalar("set_embeddings", params)
+        return updated
 
 
 class AsyncPostgresBackend:
@@ -445,6 +588,8 @@ class AsyncPostgresBackend:
         query_embedding: Sequence[float] | None = None,
         strategy: str = "recent",
         message_overhead: int = 0,
+        summary_share: float | None = None,
+        recent_share: float | None = None,
     ) -> ContextWindow:
         params = _calls.context_params(
             tenant,
@@ -454,6 +599,8 @@ class AsyncPostgresBackend:
             query_embedding=query_embedding,
             strategy=strategy,
             message_overhead=message_overhead,
+            summary_share=summary_share,
+            recent_share=recent_share,
         )
         return _window(await self._rows("context", params, ContextItem), params)
 
@@ -481,3 +628,142 @@ class AsyncPostgresBackend:
 
     async def stats(self, tenant: str | None = None) -> list[TenantStats]:
         return await self._rows("stats", {"tenant": tenant}, TenantStats)
+
+    # -- recall and summaries --------------------------------------------------
+
+    async def recall(
+        self,
+        tenant: str,
+        session: str,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 50,
+    ) -> list[RecalledMessage]:
+        params = _calls.recall_params(
+            tenant,
+            session,
+            query=query,
+            query_embedding=query_embedding,
+            before_seq=before_seq,
+            max_rows=max_rows,
+        )
+        return await self._rows("recall", params, RecalledMessage)
+
+    async def list_summaries(self, tenant: str, session: str) -> list[Summary]:
+        return await self._rows("list_summaries", _calls.session_params(tenant, session), Summary)
+
+    async def add_summary(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        level: int,
+        seq_from: int,
+        seq_to: int,
+        content: str,
+        tokens: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        summary_id: int = await self._scalar(
+            "add_summary",
+            _calls.add_summary_params(
+                tenant,
+                session,
+                level=level,
+                seq_from=seq_from,
+                seq_to=seq_to,
+                content=content,
+                tokens=tokens,
+                metadata=metadata,
+            ),
+        )
+        return summary_id
+
+    async def configure_recall(
+        self,
+        tenant: str,
+        *,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None:
+        await self._scalar(
+            "configure_recall",
+            {
+                "tenant": tenant,
+                "summary_every_tokens": summary_every_tokens,
+                "embed_messages": embed_messages,
+            },
+        )
+
+    # -- the job queue (PostgreSQL only) -------------------------------------------
+
+    async def claim_jobs(
+        self,
+        worker: str,
+        *,
+        kinds: Sequence[str] = ("summarize", "embed"),
+        max_jobs: int = 1,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> list[ClaimedJob]:
+        params = {"worker": worker, "kinds": list(kinds), "max_jobs": max_jobs, "lease": lease}
+        return await self._rows("claim_jobs", params, ClaimedJob)
+
+    async def complete_job(self, job: ClaimedJob, worker: str) -> str:
+        status: str = await self._scalar(
+            "complete_job",
+            {
+                "tenant": job.tenant_id,
+                "session": job.session_id,
+                "kind": job.kind,
+                "worker": worker,
+            },
+        )
+        return status
+
+    async def fail_job(
+        self, job: ClaimedJob, worker: str, error: str, *, max_attempts: int = 5
+    ) -> str:
+        status: str = await self._scalar(
+            "fail_job",
+            {
+                "tenant": job.tenant_id,
+                "session": job.session_id,
+                "kind": job.kind,
+                "worker": worker,
+                "error": error,
+                "max_attempts": max_attempts,
+            },
+        )
+        return status
+
+    async def job_stats(self) -> list[tuple[str, str, int]]:
+        async with self.connection() as conn:
+            cur = await conn.execute(QUERIES["job_stats"], prepare=True)
+            rows = await cur.fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    async def messages_to_embed(
+        self, tenant: str, session: str, max_count: int = 64
+    ) -> list[tuple[int, str]]:
+        params = {**_calls.session_params(tenant, session), "max_count": max_count}
+        async with self.connection() as conn:
+            cur = await conn.execute(QUERIES["messages_to_embed"], params, prepare=True)
+            rows = await cur.fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    async def set_embeddings(
+        self,
+        tenant: str,
+        session: str,
+        seqs: Sequence[int],
+        embeddings: Sequence[Sequence[float]],
+    ) -> int:
+        params = {
+            **_calls.session_params(tenant, session),
+            "seqs": list(seqs),
+            "embeddings": [vector_literal(e) for e in embeddings],
+        }
+        updated: int = await self._scalar("set_embeddings", params)
+        return updated

@@ -92,7 +92,7 @@ begin
     perform pg_sleep(0.001);
     insert into memory.messages (tenant_id, session_id, seq, role, content, tokens, created_at)
     values (append.tenant, append.session, v_seq, append.role, append.content, 1,
-            clock_timestamp());
+            clock_timestamp() + make_interval(secs => random()));
     return row(v_seq, now(), false)::memory.append_result;
 end;
 $fn$;

@@ -30,12 +30,20 @@ def test_schema_matches_snapshot(dsn: str) -> None:
 
 def test_up_down_up_on_an_empty_database(empty_dsn: str) -> None:
     first = migrate(empty_dsn)
-    assert first.applied == ("pymem_0001_create_schema", "pymem_0002_create_core_tables")
+    assert first.applied == (
+        "pymem_0001_create_schema",
+        "pymem_0002_create_core_tables",
+        "pymem_0003_add_recall_and_jobs",
+    )
     assert _snapshot(empty_dsn) == _expected()
     assert pending_migrations(empty_dsn) == []
 
     back = rollback(empty_dsn)
-    assert back.rolled_back == ("pymem_0002_create_core_tables", "pymem_0001_create_schema")
+    assert back.rolled_back == (
+        "pymem_0003_add_recall_and_jobs",
+        "pymem_0002_create_core_tables",
+        "pymem_0001_create_schema",
+    )
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("select to_regnamespace('memory')").fetchone() == (None,)
 
@@ -46,6 +54,13 @@ def test_up_down_up_on_an_empty_database(empty_dsn: str) -> None:
 
 def test_rollback_one_step_then_forward(empty_dsn: str) -> None:
     migrate(empty_dsn)
+    back = rollback(empty_dsn, steps=1)
+    assert back.rolled_back == ("pymem_0003_add_recall_and_jobs",)
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select to_regclass('memory.jobs')").fetchone() == (None,)
+        assert conn.execute("select to_regclass('memory.sessions')").fetchone() is not None
+        # sql/ matches the newest schema only: its functions are gone until migrate.
+        assert conn.execute("select to_regprocedure('memory.stats(text)')").fetchone() == (None,)
     back = rollback(empty_dsn, steps=1)
     assert back.rolled_back == ("pymem_0002_create_core_tables",)
     with psycopg.connect(empty_dsn) as conn:

@@ -1,0 +1,267 @@
+"""Evidence recall on LoCoMo conversations: which evidence turns reach the context.
+
+For every question with evidence, pymem is asked for a context of a given
+token budget (o200k_base counts) with the question as the query; the score is
+the share of evidence turns present verbatim in that context. A plain Okapi
+BM25 over turns (k1 1.2, b 0.75; a quarter of the budget kept for the newest
+turns, the rest filled by rank) is computed in the same run as the baseline.
+
+Usage:
+  python benchmarks/locomo.py [DATA_DIR] [--budgets 1000 2000 4000]
+                              [--strategies recent summary hybrid] [--dsn DSN]
+
+DATA_DIR holds NN.json files in the LoCoMo format (default: ../shared/data/locomo).
+Without --dsn a private PostgreSQL is started and removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pymem import Memory, NewMessage  # noqa: E402
+from pymem.embedded import EmbeddedPostgres  # noqa: E402
+from pymem.tokens import TiktokenCounter  # noqa: E402
+
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+
+
+@dataclass
+class Turn:
+    dia_id: str
+    role: str
+    content: str
+    date: str
+    tokens: int = 0
+
+
+@dataclass
+class Conversation:
+    name: str
+    turns: list[Turn] = field(default_factory=list)
+    questions: list[tuple[str, int, list[str]]] = field(default_factory=list)
+
+
+def load(data_dir: Path) -> list[Conversation]:
+    conversations = []
+    for path in sorted(data_dir.glob("*.json")):
+        raw = json.loads(path.read_text())
+        conv = Conversation(name=path.stem)
+        speaker_a = raw["speaker_a"]
+        k = 1
+        while f"session_{k}" in raw:
+            date = raw.get(f"session_{k}_date_time", "")
+            for turn in raw[f"session_{k}"]:
+                text = f"{turn['speaker']}: {turn['text']}"
+                if turn.get("blip_caption"):
+                    text += f" [shares a photo: {turn['blip_caption']}]"
+                role = "user" if turn["speaker"] == speaker_a else "assistant"
+                conv.turns.append(Turn(turn["dia_id"], role, text, date))
+            k += 1
+        for qa in raw["qa"]:
+            evidence = [
+                e.strip()
+                for item in qa.get("evidence", [])
+                for e in re.split(r"[;,]", item)
+                if e.strip()
+            ]
+            if evidence:
+                conv.questions.append((qa["question"], int(qa["category"]), evidence))
+        conversations.append(conv)
+    return conversations
+
+
+# -- the baseline: plain BM25 over turns -----------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def bm25_context(conv: Conversation, question: str, budget: int) -> set[str]:
+    turns = conv.turns
+    recent_budget = budget // 4
+    picked: set[str] = set()
+    used = 0
+    for turn in reversed(turns):
+        if used + turn.tokens > recent_budget:
+            break
+        used += turn.tokens
+        picked.add(turn.dia_id)
+    docs = [Counter(_words(t.content)) for t in turns]
+    lengths = [sum(d.values()) for d in docs]
+    avgdl = sum(lengths) / len(lengths)
+    df: Counter[str] = Counter()
+    for d in docs:
+        df.update(d.keys())
+    n = len(docs)
+    scores = []
+    for i, d in enumerate(docs):
+        s = 0.0
+        for w in set(_words(question)):
+            if w in d:
+                idf = math.log(1 + (n - df[w] + 0.5) / (df[w] + 0.5))
+                tf = d[w]
+                s += idf * tf * 2.2 / (tf + 1.2 * (0.25 + 0.75 * lengths[i] / avgdl))
+        scores.append((s, i))
+    for s, i in sorted(scores, reverse=True):
+        if s <= 0:
+            break
+        turn = turns[i]
+        if turn.dia_id in picked or used + turn.tokens > budget:
+            continue
+        used += turn.tokens
+        picked.add(turn.dia_id)
+    return picked
+
+
+# -- pymem ------------------------------------------------------------------------
+
+
+def ingest(mem: Memory, conv: Conversation) -> dict[int, str]:
+    session = mem.session(f"locomo-{conv.name}", tenant="locomo")
+    batch = [
+        NewMessage(
+            t.role, t.content, tokens=t.tokens, metadata={"dia_id": t.dia_id, "date": t.date}
+        )
+        for t in conv.turns
+    ]
+    seq_to_dia = {}
+    for start in range(0, len(batch), 500):
+        for result, turn in zip(
+            session.append_many(batch[start : start + 500]),
+            conv.turns[start : start + 500],
+            strict=True,
+        ):
+            seq_to_dia[result.seq] = turn.dia_id
+    return seq_to_dia
+
+
+def summarize_all(mem: Memory) -> int:
+    """Drain the summary queue with the offline summarizer (when available)."""
+    try:
+        from pymem.worker import Worker
+    except ImportError:
+        return 0
+    worker = Worker(mem, name="locomo")
+    return worker.drain()
+
+
+def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
+    convs = load(args.data)
+    counter = TiktokenCounter("o200k_base")
+    for conv in convs:
+        for turn in conv.turns:
+            turn.tokens = counter.count(turn.content)
+    n_q = sum(len(c.questions) for c in convs)
+    print(
+        f"{len(convs)} conversations, {sum(len(c.turns) for c in convs)} turns, "
+        f"{n_q} questions with evidence"
+    )
+
+    found: dict[tuple[str, int], Counter[int]] = defaultdict(Counter)
+    total: Counter[int] = Counter()
+    latencies: dict[str, list[float]] = defaultdict(list)
+    with Memory.connect(dsn, counter="o200k_base", max_size=2) as mem:
+        maps = {c.name: ingest(mem, c) for c in convs}
+        t0 = time.perf_counter()
+        jobs = summarize_all(mem)
+        print(f"summaries: {jobs} jobs in {time.perf_counter() - t0:.1f}s")
+        for conv in convs:
+            chat = mem.session(f"locomo-{conv.name}", tenant="locomo")
+            seq_to_dia = maps[conv.name]
+            for question, category, evidence in conv.questions:
+                wanted = set(evidence)
+                for budget in args.budgets:
+                    total_key = budget
+                    for strategy in args.strategies:
+                        t1 = time.perf_counter()
+                        window = chat.context(budget=budget, query=question, strategy=strategy)
+                        latencies[strategy].append(time.perf_counter() - t1)
+                        got = {seq_to_dia[i.seq] for i in window if i.part != "summary"}
+                        hits = len(wanted & got)
+                        found[(strategy, budget)][category] += hits
+                        found[(strategy, budget)][0] += hits
+                    got = bm25_context(conv, question, budget)
+                    hits = len(wanted & got)
+                    found[("bm25-baseline", budget)][category] += hits
+                    found[("bm25-baseline", budget)][0] += hits
+                    if total_key == args.budgets[0]:
+                        total[category] += len(wanted)
+                        total[0] += len(wanted)
+
+    results: dict[str, Any] = {"evidence_turns": dict(total), "recall": {}}
+    header = f"{'strategy':<15}{'budget':>7}{'overall':>9}" + "".join(
+        f"{CATEGORIES[c]:>13}" for c in sorted(CATEGORIES)
+    )
+    print("\nevidence recall (share of evidence turns present verbatim in the context)")
+    print(header)
+    for strategy in [*args.strategies, "bm25-baseline"]:
+        for budget in args.budgets:
+            hits = found[(strategy, budget)]
+            row = {c: hits[c] / total[c] for c in total if total[c]}
+            results["recall"][f"{strategy}@{budget}"] = row
+            print(
+                f"{strategy:<15}{budget:>7}{row[0]:>9.3f}"
+                + "".join(f"{row.get(c, 0):>13.3f}" for c in sorted(CATEGORIES))
+            )
+    for strategy, values in latencies.items():
+        values.sort()
+        p50 = values[len(values) // 2] * 1000
+        p99 = values[int(len(values) * 0.99)] * 1000
+        print(
+            f"latency {strategy:<8} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms "
+            f"(sessions of ~{len(convs[0].turns)} turns)"
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared/data/locomo")
+    parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 2000, 4000])
+    parser.add_argument("--strategies", nargs="+", default=["recent", "summary", "hybrid"])
+    parser.add_argument("--dsn", help="use this database instead of a private one")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/locomo.json")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        parser.error(f"no data folder {args.data}")
+    if args.dsn:
+        results = evaluate(args, args.dsn)
+    else:
+        home = Path(tempfile.mkdtemp(prefix="pymem-locomo-"))
+        shutil.rmtree(home)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = EmbeddedPostgres(home, port=port)
+        try:
+            server.start()
+            from pymem.migrate import migrate
+
+            migrate(server.dsn())
+            results = evaluate(args, server.dsn())
+        finally:
+            server.destroy()
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

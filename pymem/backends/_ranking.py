@@ -1,0 +1,164 @@
+"""Pure-Python twins of the SQL ranking and assembly rules (for InMemoryBackend).
+
+They follow memory.recall, memory._summary_cover and memory.context step by
+step. Text matching differs on purpose: PostgreSQL stems words with its
+english dictionary, this module only lowercases them and drops stopwords.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Final
+
+from ..models import StoredMessage, Summary
+
+K1: Final = 1.2
+B: Final = 0.75
+RRF_K: Final = 60.0
+_WORD = re.compile(r"\w+")
+_STOPWORDS_TEXT = """
+a an and are as at be been but by do does did for from had has have he her him his how i
+if in into is it its me my no not of on or our she so than that the their them then
+there these they this to too us was we were what when where which who whom why will with
+you your
+"""
+_HEDGES_TEXT = """
+would like likely might may could think consider say said kind type thing something
+probably possibly
+"""
+STOPWORDS: Final = frozenset(_STOPWORDS_TEXT.split())
+# Words that phrase a question rather than name its subject.
+HEDGES: Final = frozenset(_HEDGES_TEXT.split())
+
+
+def terms(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+
+
+def bm25_smoothed(
+    messages: Sequence[StoredMessage], query: str, before_seq: int | None
+) -> list[tuple[int, float]]:
+    """(seq, score) best first: BM25 smoothed along the conversation, as memory.recall."""
+    wanted = {t for t in terms(query) if t not in HEDGES}
+    if not wanted or not messages:
+        return []
+    docs = [Counter(terms(m.content)) for m in messages]
+    n = len(messages)
+    avgdl = max(sum(m.tokens for m in messages) / n, 1.0)
+    df = {t: sum(1 for d in docs if t in d) for t in wanted}
+    idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items() if c}
+    raw: dict[int, float] = {}
+    for m, d in zip(messages, docs, strict=True):
+        if before_seq is not None and m.seq >= before_seq:
+            continue
+        score = sum(
+            idf[t] * d[t] * (K1 + 1) / (d[t] + K1 * (1 - B + B * m.tokens / avgdl))
+            for t in idf
+            if t in d
+        )
+        if score > 0:
+            raw[m.seq] = score
+    present = {m.seq for m in messages if before_seq is None or m.seq < before_seq}
+    near = {s + o for s in raw for o in (-2, -1, 0, 1, 2)} & present
+    smoothed = {
+        s: raw.get(s, 0.0)
+        + 0.5 * max(raw.get(s - 1, 0.0), raw.get(s + 1, 0.0))
+        + 0.3 * max(raw.get(s - 2, 0.0), raw.get(s + 2, 0.0))
+        for s in near
+    }
+    return sorted(smoothed.items(), key=lambda kv: (-kv[1], -kv[0]))
+
+
+def cosine_ranking(
+    vectors: dict[int, list[float]], query: Sequence[float], before_seq: int | None
+) -> list[int]:
+    def distance(v: list[float]) -> float:
+        dot = sum(a * b for a, b in zip(v, query, strict=True))
+        norm = math.sqrt(sum(a * a for a in v)) * math.sqrt(sum(b * b for b in query))
+        return 1 - dot / norm if norm else 1.0
+
+    eligible = [
+        (distance(v), s) for s, v in vectors.items() if before_seq is None or s < before_seq
+    ]
+    return [s for _, s in sorted(eligible)]
+
+
+def fuse(
+    text: list[tuple[int, float]], vector: list[int]
+) -> list[tuple[int, float, int | None, int | None]]:
+    """(seq, score, text_rank, vector_rank), best first, as memory.recall fuses them."""
+    text_rank = {s: i + 1 for i, (s, _) in enumerate(text)}
+    vector_rank = {s: i + 1 for i, s in enumerate(vector)}
+    bm25 = dict(text)
+    out = []
+    for seq in set(text_rank) | set(vector_rank):
+        if vector:
+            score = sum(1 / (RRF_K + r[seq]) for r in (text_rank, vector_rank) if seq in r)
+        else:
+            score = bm25[seq]
+        out.append((seq, score, text_rank.get(seq), vector_rank.get(seq)))
+    out.sort(key=lambda x: (-x[1], -x[0]))
+    return out
+
+
+def summary_cover(summaries: Sequence[Summary], upto: int, budget: int) -> list[Summary]:
+    """The digests memory._summary_cover picks for turns 1..upto within ``budget``."""
+    if budget <= 0 or upto < 1:
+        return []
+    relevant = [d for d in summaries if d.seq_from <= upto]
+    maximal = [
+        d
+        for d in relevant
+        if not any(
+            p.level > d.level and p.seq_from <= d.seq_from and p.seq_to >= d.seq_to
+            for p in summaries
+        )
+    ]
+    cover: list[Summary] = []
+    cost = 0
+    for d in sorted(maximal, key=lambda x: -x.seq_to):
+        if cost + d.tokens > budget:
+            break
+        cover.append(d)
+        cost += d.tokens
+    changed = True
+    while changed:
+        changed = False
+        for best in sorted((d for d in cover if d.level > 1), key=lambda x: -x.seq_to):
+            children = [
+                c
+                for c in summaries
+                if c.level == best.level - 1
+                and c.seq_from >= best.seq_from
+                and c.seq_to <= best.seq_to
+            ]
+            delta = sum(c.tokens for c in children) - best.tokens
+            if children and cost + delta <= budget:
+                cover = [d for d in cover if d.summary_id != best.summary_id] + children
+                cost += delta
+                changed = True
+                break
+    return sorted(cover, key=lambda d: d.seq_from)
+
+
+def tail(
+    messages: Sequence[StoredMessage],
+    budget: int,
+    overhead: int,
+    taken: frozenset[int] = frozenset(),
+) -> list[StoredMessage]:
+    """The newest contiguous turns that fit, skipping (and not charging) ``taken``."""
+    picked = []
+    used = 0
+    for m in reversed(messages):
+        if m.seq in taken:
+            continue
+        if used + m.tokens + overhead > budget:
+            break
+        used += m.tokens + overhead
+        picked.append(m)
+    picked.reverse()
+    return picked

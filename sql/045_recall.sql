@@ -1,0 +1,218 @@
+-- Recall: the older turns of a session that matter to a query. Okapi BM25
+-- over PostgreSQL full-text vectors (ts_rank has no inverse document
+-- frequency, so it is computed here per session), fused by reciprocal rank
+-- with pgvector cosine distance when embeddings exist.
+
+-------------------------------------------------------------------------------
+-- _lexeme_query: a tsquery matching exactly one lexeme.
+create or replace function memory._lexeme_query(
+    lexeme text
+)
+returns tsquery
+language sql
+immutable strict parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+return ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery;
+
+comment on function memory._lexeme_query(text) is
+$$A tsquery that matches the lexeme `lexeme` exactly (quoted in tsquery
+syntax, so no character of it is an operator).$$;
+
+-------------------------------------------------------------------------------
+-- recall: the turns most relevant to a query, best first.
+create or replace function memory.recall(
+    tenant          text,
+    session         text,
+    query           text,
+    query_embedding public.vector default null,
+    before_seq      bigint default null,
+    max_rows        integer default 50
+)
+returns table (
+    seq         bigint,
+    role        text,
+    content     text,
+    tokens      integer,
+    score       double precision,
+    text_rank   integer,
+    vector_rank integer
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
+set hnsw.iterative_scan = relaxed_order
+as $fn$
+#variable_conflict use_column
+declare
+    k1         constant double precision := 1.2;
+    b          constant double precision := 0.75;
+    rrf_k      constant double precision := 60;
+    v_session  memory.sessions;
+    v_terms    text[];
+    v_lexemes  text[];
+    v_idf      double precision[];
+    v_any      tsquery;
+    v_avgdl    double precision;
+    v_text     bigint[] := '{}';
+    v_text_sc  double precision[] := '{}';
+    v_vector   bigint[] := '{}';
+    v_dim      integer;
+    v_pool     integer;
+    v_min_idf  double precision;
+    -- Words that phrase a question rather than name its subject.
+    v_hedges   constant text[] := array['would', 'like', 'might', 'may', 'could', 'think',
+                                        'consid', 'say', 'said', 'kind', 'type', 'thing',
+                                        'someth', 'probabl', 'possibl'];
+begin
+    if max_rows is null or max_rows < 1 or max_rows > 10000 then
+        raise exception 'memory: max_rows must be between 1 and 10000, got %', max_rows
+            using errcode = 'ME002', hint = 'ask for the few dozen turns a context can hold';
+    end if;
+    v_session := memory._live_session(recall.tenant, recall.session);
+    v_pool := greatest(max_rows * 2, 100);
+    -- The idf of a term found in a fifth of the session's turns.
+    v_min_idf := ln(1 + (v_session.message_count * 0.8 + 0.5)
+                        / (v_session.message_count * 0.2 + 0.5));
+
+    -- Text: BM25 with idf from this session's own document frequencies.
+    v_terms := array(select distinct t
+                       from unnest(tsvector_to_array(
+                                to_tsvector('english'::regconfig, coalesce(recall.query, '')))) as t
+                      where t <> all (v_hedges));
+    if cardinality(v_terms) > 0 and v_session.message_count > 0 then
+        v_avgdl := greatest(v_session.token_count::double precision / v_session.message_count, 1);
+        select array_agg(x.lexeme),
+               array_agg(ln(1 + (v_session.message_count - x.df + 0.5) / (x.df + 0.5)))
+          into v_lexemes, v_idf
+          from (select t.lexeme,
+                       (select count(*)
+                          from memory.messages as m
+                         where m.tenant_id = recall.tenant
+                           and m.session_id = recall.session
+                           and m.search @@ memory._lexeme_query(t.lexeme)) as df
+                  from unnest(v_terms) as t (lexeme)) as x
+         where x.df > 0;
+    end if;
+    if v_lexemes is not null then
+        -- Candidates come from the selective terms: a turn that only holds
+        -- words found in over a fifth of the session cannot score high, and
+        -- scanning such turns is what makes common words slow.
+        v_any := array_to_string(
+                     array(select '''' || replace(replace(w.l, '\', '\\'), '''', '''''') || ''''
+                             from unnest(v_lexemes, v_idf) as w (l, idf)
+                            where w.idf >= v_min_idf
+                               or w.idf >= (select max(x) from unnest(v_idf) as x)),
+                     ' | ')::tsquery;
+        -- BM25 of each matching turn, then smoothed along the conversation:
+        -- an answer usually sits next to the turn that names the topic, so a
+        -- turn also earns half its neighbour's score and 0.3 of the next one's.
+        with bm25 as (
+            select d.seq,
+                   sum(w.idf * u.tf * (k1 + 1)
+                       / (u.tf + k1 * (1 - b + b * d.tokens / v_avgdl))) as score
+              from memory.messages as d
+             cross join lateral (
+                    select x.lexeme, coalesce(array_length(x.positions, 1), 1) as tf
+                      from unnest(d.search) as x) as u
+              join unnest(v_lexemes, v_idf) as w (lexeme, idf) on w.lexeme = u.lexeme
+             where d.tenant_id = recall.tenant
+               and d.session_id = recall.session
+               and d.search @@ v_any
+               and (recall.before_seq is null or d.seq < recall.before_seq)
+             group by d.seq
+        ), near as (
+            select distinct c.seq + o.offs as seq
+              from bm25 as c
+             cross join (values (-2), (-1), (0), (1), (2)) as o (offs)
+             where c.seq + o.offs >= v_session.first_seq
+               and (recall.before_seq is null or c.seq + o.offs < recall.before_seq)
+               and c.seq + o.offs <= v_session.last_seq
+        ), smoothed as (
+            select n.seq,
+                   coalesce(s0.score, 0)
+                   + 0.5 * greatest(coalesce(sm1.score, 0), coalesce(sp1.score, 0))
+                   + 0.3 * greatest(coalesce(sm2.score, 0), coalesce(sp2.score, 0)) as score
+              from near as n
+              left join bm25 as s0 on s0.seq = n.seq
+              left join bm25 as sm1 on sm1.seq = n.seq - 1
+              left join bm25 as sp1 on sp1.seq = n.seq + 1
+              left join bm25 as sm2 on sm2.seq = n.seq - 2
+              left join bm25 as sp2 on sp2.seq = n.seq + 2
+        )
+        select coalesce(array_agg(r.seq order by r.score desc, r.seq desc), '{}'),
+               coalesce(array_agg(r.score order by r.score desc, r.seq desc), '{}')
+          into v_text, v_text_sc
+          from (select sm.seq, sm.score
+                  from smoothed as sm
+                 order by sm.score desc, sm.seq desc
+                 limit v_pool) as r;
+    end if;
+
+    -- Meaning: nearest embeddings by cosine distance, when asked for.
+    if recall.query_embedding is not null then
+        select s.embedding_dim into v_dim from memory.settings as s;
+        if public.vector_dims(recall.query_embedding) <> v_dim then
+            raise exception 'memory: query_embedding has % dimensions, this database stores %',
+                    public.vector_dims(recall.query_embedding), v_dim
+                using errcode = 'ME007', hint = 'embed the query with the model used for messages';
+        end if;
+        -- The dimension is an integer from memory.settings, not user text.
+        execute format(
+            'select coalesce(array_agg(n.seq order by n.distance), ''{}'')
+               from (select m.seq,
+                            (m.embedding::public.vector(%1$s)) operator(public.<=>) $1 as distance
+                       from memory.messages as m
+                      where m.tenant_id = $2
+                        and m.session_id = $3
+                        and m.embedding is not null
+                        and ($4::bigint is null or m.seq < $4)
+                      order by (m.embedding::public.vector(%1$s)) operator(public.<=>) $1
+                      limit $5) as n', v_dim)
+          into v_vector
+          using recall.query_embedding, recall.tenant, recall.session, recall.before_seq, v_pool;
+    end if;
+
+    -- Fuse: reciprocal-rank fusion when both lists exist, else one list's order.
+    return query
+        with ranked as (
+            select coalesce(t.seq, v.seq) as seq, t.rank as text_rank, v.rank as vector_rank,
+                   t.bm25
+              from (select u.seq, u.rank::integer as rank, u.bm25
+                      from unnest(v_text, v_text_sc) with ordinality as u (seq, bm25, rank)) as t
+              full join (select u.seq, u.rank::integer as rank
+                           from unnest(v_vector) with ordinality as u (seq, rank)) as v
+                on v.seq = t.seq
+        ), scored as (
+            select r.seq, r.text_rank, r.vector_rank,
+                   case when cardinality(v_vector) = 0 then r.bm25
+                        else coalesce(1 / (rrf_k + r.text_rank), 0)
+                           + coalesce(1 / (rrf_k + r.vector_rank), 0)
+                   end as score
+              from ranked as r
+        )
+        select m.seq, m.role, m.content, m.tokens, s.score, s.text_rank, s.vector_rank
+          from scored as s
+          join memory.messages as m
+            on m.tenant_id = recall.tenant
+           and m.session_id = recall.session
+           and m.seq = s.seq
+         order by s.score desc, m.seq desc
+         limit recall.max_rows;
+end;
+$fn$;
+
+comment on function memory.recall(text, text, text, public.vector, bigint, integer) is
+$$Return up to `max_rows` turns of a session (only those before `before_seq`
+when given) ranked by relevance to `query`: Okapi BM25 (k1 1.2, b 0.75) over
+the english full-text vectors with this session's document frequencies
+(question phrasing such as "would", "likely", "think" ignored), smoothed
+along the conversation (a turn adds 0.5 of its best direct neighbour's score
+and 0.3 of the best one two turns away, so replies next to a matching turn
+are recalled too), and,
+when `query_embedding` is given, reciprocal-rank fusion (k 60) with pgvector
+cosine distance. `score` is the BM25 score (text only) or the fused score;
+`text_rank` / `vector_rank` are each list's rank (null when absent from it).
+Errors: ME001/ME003 session missing or deleted; ME002 bad max_rows;
+ME006 bad identifier; ME007 query_embedding of the wrong dimension.
+Example: select seq, score, content from memory.recall('acme', 's-1', 'broken tent pole');$$;

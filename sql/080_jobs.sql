@@ -1,0 +1,266 @@
+-- The job queue for background work (summaries, embeddings).
+-- One row per (tenant, session, kind): enqueueing coalesces. Workers claim
+-- with `for update skip locked` under a lease; a worker that dies leaves its
+-- lease to expire and the job comes back. Workers wake on LISTEN pymem_jobs.
+
+-------------------------------------------------------------------------------
+-- _enqueue: ask for work on a session (a no-op when already queued or running).
+create or replace function memory._enqueue(
+    tenant  text,
+    session text,
+    kind    text
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_changed integer;
+begin
+    insert into memory.jobs as j (tenant_id, session_id, kind)
+    values (_enqueue.tenant, _enqueue.session, _enqueue.kind)
+    on conflict (tenant_id, session_id, kind) do update
+       set status = 'queued',
+           attempts = 0,
+           run_after = now(),
+           last_error = null,
+           updated_at = now()
+     where j.status = 'done';
+    get diagnostics v_changed = row_count;
+    if v_changed > 0 then
+        perform pg_notify('pymem_jobs', _enqueue.kind);
+    end if;
+end;
+$fn$;
+
+comment on function memory._enqueue(text, text, text) is
+$$Queue `kind` work ('summarize' or 'embed') for a session and NOTIFY
+pymem_jobs. Queued and running jobs are left alone (a finishing worker checks
+for new work); parked jobs wait for memory.retry_job.$$;
+
+-------------------------------------------------------------------------------
+-- claim_jobs: take up to `max_jobs` ready jobs for one worker.
+create or replace function memory.claim_jobs(
+    worker   text,
+    kinds    text[] default array['summarize', 'embed'],
+    max_jobs integer default 1,
+    lease    interval default '5 minutes'
+)
+returns table (
+    tenant_id  text,
+    session_id text,
+    kind       text,
+    attempts   integer
+)
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+begin
+    perform memory._check_ident('worker', claim_jobs.worker);
+    if max_jobs is null or max_jobs < 1 or max_jobs > 1000
+       or lease is null or lease <= interval '0' then
+        raise exception 'memory: max_jobs must be 1..1000 and lease positive'
+            using errcode = 'ME002', hint = 'claim a few jobs at a time with a lease longer than one job';
+    end if;
+    return query
+        with ready as (
+            select j.tenant_id, j.session_id, j.kind
+              from memory.jobs as j
+             where j.kind = any (claim_jobs.kinds)
+               and ((j.status = 'queued' and j.run_after <= now())
+                    or (j.status = 'running' and j.locked_until < now()))
+             order by j.run_after
+             limit claim_jobs.max_jobs
+               for update skip locked
+        )
+        update memory.jobs as j
+           set status = 'running',
+               attempts = j.attempts + 1,
+               locked_by = claim_jobs.worker,
+               locked_until = now() + claim_jobs.lease,
+               updated_at = now()
+          from ready as r
+         where j.tenant_id = r.tenant_id
+           and j.session_id = r.session_id
+           and j.kind = r.kind
+        returning j.tenant_id, j.session_id, j.kind, j.attempts;
+end;
+$fn$;
+
+comment on function memory.claim_jobs(text, text[], integer, interval) is
+$$Claim up to `max_jobs` jobs of the given kinds that are due, or whose
+previous worker's lease expired (it crashed), for `worker`, leased for
+`lease`. Concurrent workers never claim the same job (for update skip locked).
+Errors: ME002 bad max_jobs or lease; ME006 bad worker name.
+Example: select * from memory.claim_jobs('worker-1', array['summarize']);$$;
+
+-------------------------------------------------------------------------------
+-- complete_job: a worker finished; requeue at once if more work arrived.
+create or replace function memory.complete_job(
+    tenant  text,
+    session text,
+    kind    text,
+    worker  text
+)
+returns text
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_more   boolean;
+    v_status text;
+begin
+    if complete_job.kind = 'summarize' then
+        select s.unsummarized_tokens >= coalesce(s.summary_every_tokens, t.summary_every_tokens,
+                                                 2147483647)
+          into v_more
+          from memory.sessions as s
+          left join memory.tenants as t on t.tenant_id = s.tenant_id
+         where s.tenant_id = complete_job.tenant
+           and s.session_id = complete_job.session;
+    else
+        select exists (select 1
+                         from memory.messages as m
+                        where m.tenant_id = complete_job.tenant
+                          and m.session_id = complete_job.session
+                          and m.embedding is null)
+          into v_more;
+    end if;
+    v_status := case when coalesce(v_more, false) then 'queued' else 'done' end;
+
+    update memory.jobs as j
+       set status = v_status,
+           run_after = now(),
+           attempts = 0,
+           locked_by = null,
+           locked_until = null,
+           last_error = null,
+           updated_at = now()
+     where j.tenant_id = complete_job.tenant
+       and j.session_id = complete_job.session
+       and j.kind = complete_job.kind
+       and j.status = 'running'
+       and j.locked_by = complete_job.worker;
+    if not found then
+        raise exception 'memory: job %/%/% is not held by %', tenant, session, kind, worker
+            using errcode = 'ME013',
+                  hint = 'the lease expired and another worker took the job; its work is redone there';
+    end if;
+    if v_status = 'queued' then
+        perform pg_notify('pymem_jobs', complete_job.kind);
+    end if;
+    return v_status;
+end;
+$fn$;
+
+comment on function memory.complete_job(text, text, text, text) is
+$$Mark a claimed job done, or queued again when more work arrived while it
+ran; returns the new status. Errors: ME013 when `worker` no longer holds the
+job (its lease expired and another worker claimed it).
+Example: select memory.complete_job('acme', 's-1', 'summarize', 'worker-1');$$;
+
+-------------------------------------------------------------------------------
+-- fail_job: a worker failed; retry with backoff or park a poison job.
+create or replace function memory.fail_job(
+    tenant       text,
+    session      text,
+    kind         text,
+    worker       text,
+    error        text,
+    max_attempts integer default 5
+)
+returns text
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_status text;
+begin
+    update memory.jobs as j
+       set status = case when j.attempts >= fail_job.max_attempts then 'parked' else 'queued' end,
+           -- Exponential backoff: 2, 4, 8, ... seconds, at most 10 minutes.
+           run_after = now() + least(interval '10 minutes',
+                                     make_interval(secs => power(2, j.attempts))),
+           locked_by = null,
+           locked_until = null,
+           last_error = left(fail_job.error, 2000),
+           updated_at = now()
+     where j.tenant_id = fail_job.tenant
+       and j.session_id = fail_job.session
+       and j.kind = fail_job.kind
+       and j.status = 'running'
+       and j.locked_by = fail_job.worker
+    returning j.status into v_status;
+    if not found then
+        raise exception 'memory: job %/%/% is not held by %', tenant, session, kind, worker
+            using errcode = 'ME013', hint = 'the lease expired and another worker took the job';
+    end if;
+    return v_status;
+end;
+$fn$;
+
+comment on function memory.fail_job(text, text, text, text, text, integer) is
+$$Record a failed attempt: the job is queued again after 2^attempts seconds
+(at most 10 minutes), or parked with its error once `max_attempts` attempts
+failed. Returns the new status. Errors: ME013 job not held by `worker`.
+Example: select memory.fail_job('acme', 's-1', 'summarize', 'worker-1', 'timeout');$$;
+
+-------------------------------------------------------------------------------
+-- retry_job: put a parked job back in the queue.
+create or replace function memory.retry_job(
+    tenant  text,
+    session text,
+    kind    text
+)
+returns boolean
+language sql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+    with requeued as (
+        update memory.jobs as j
+           set status = 'queued', attempts = 0, run_after = now(), last_error = null,
+               updated_at = now()
+         where j.tenant_id = retry_job.tenant
+           and j.session_id = retry_job.session
+           and j.kind = retry_job.kind
+           and j.status = 'parked'
+        returning 1
+    )
+    select exists (select 1 from requeued);
+$fn$;
+
+comment on function memory.retry_job(text, text, text) is
+$$Queue a parked job again; returns false when there was no parked job.
+Example: select memory.retry_job('acme', 's-1', 'summarize');$$;
+
+-------------------------------------------------------------------------------
+-- job_stats: the queue at a glance.
+create or replace function memory.job_stats()
+returns table (
+    kind       text,
+    status     text,
+    jobs       bigint,
+    oldest     timestamptz
+)
+language sql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+    select j.kind, j.status, count(*), min(j.updated_at)
+      from memory.jobs as j
+     group by j.kind, j.status
+     order by j.kind, j.status;
+$fn$;
+
+comment on function memory.job_stats() is
+$$Count jobs by kind and status, with the oldest update time of each group.
+Example: select * from memory.job_stats();$$;
