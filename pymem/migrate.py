@@ -115,14 +115,13 @@ def rollback(dsn: str, *, steps: int | None = None) -> MigrationReport:
     ``sql/`` of the release that matches the schema left behind.
     """
     migrations = read_migrations(str(migrations_dir()))
-    with translate_errors():
-        with _backend(dsn) as backend, backend.lock():
-            applied = backend.to_rollback(migrations)
-            chosen = applied if steps is None else applied[:steps]
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                if conn.execute("select to_regnamespace('memory')").fetchone() != (None,):
-                    drop_sql_objects(conn)
-            backend.rollback_migrations(chosen)
+    with translate_errors(), _backend(dsn) as backend, backend.lock():
+        applied = backend.to_rollback(migrations)
+        chosen = applied if steps is None else applied[:steps]
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            if conn.execute("select to_regnamespace('memory')").fetchone() != (None,):
+                drop_sql_objects(conn)
+        backend.rollback_migrations(chosen)
     return MigrationReport(
         applied=(),
         rolled_back=tuple(m.id for m in chosen),
