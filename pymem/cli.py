@@ -51,12 +51,21 @@ def _fail(exc: PymemError) -> None:
 
 
 @app.command()
-def migrate(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> None:
+def migrate(
+    dsn: DsnOption = None,
+    embedded: EmbeddedOption = False,
+    embedding_dim: Annotated[
+        int | None,
+        typer.Option(
+            help="Embedding dimension, fixed when the recall migration first runs (default 1536)."
+        ),
+    ] = None,
+) -> None:
     """Apply pending migrations, then re-apply every sql/ file (safe to repeat)."""
     from .migrate import migrate as run
 
     try:
-        report = run(_dsn(dsn, embedded))
+        report = run(_dsn(dsn, embedded), embedding_dim=embedding_dim)
     except PymemError as exc:
         _fail(exc)
         return
@@ -170,6 +179,64 @@ def maintain(
     console.print(
         f"partitions created: {', '.join(row[0]) or 'none'}; expired sessions purged: {row[1]}"
     )
+
+
+@app.command()
+def worker(
+    dsn: DsnOption = None,
+    embedded: EmbeddedOption = False,
+    once: Annotated[bool, typer.Option("--once", help="Drain what is due, then exit.")] = False,
+    summarizer: Annotated[
+        str, typer.Option(help="extractive (offline) or chat (OpenAI-compatible, PYMEM_LLM_*).")
+    ] = "extractive",
+    embedder: Annotated[
+        str, typer.Option(help="none, hashing (offline) or openai (PYMEM_EMBED_*).")
+    ] = "none",
+    name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
+) -> None:
+    """Drain the job queue: digests of long sessions and message embeddings."""
+    import os
+
+    from .backends.postgres import PostgresBackend
+    from .embed import Embedder, HashingEmbedder, OpenAIEmbedder
+    from .summarize import ChatSummarizer, ExtractiveSummarizer, Summarizer
+    from .worker import Worker
+
+    env = os.environ
+    backend = PostgresBackend(_dsn(dsn, embedded), max_size=2).open()
+    chosen_summarizer: Summarizer = ExtractiveSummarizer()
+    if summarizer == "chat":
+        chosen_summarizer = ChatSummarizer(
+            env.get("PYMEM_LLM_BASE_URL", "https://api.openai.com/v1"),
+            model=env.get("PYMEM_LLM_MODEL", "gpt-4o-mini"),
+            api_key=env.get("PYMEM_LLM_API_KEY"),
+        )
+    chosen_embedder: Embedder | None = None
+    dim = int(env.get("PYMEM_EMBED_DIM", "1536"))
+    if embedder == "hashing":
+        chosen_embedder = HashingEmbedder(dim)
+    elif embedder == "openai":
+        chosen_embedder = OpenAIEmbedder(
+            env.get("PYMEM_EMBED_BASE_URL", "https://api.openai.com/v1"),
+            model=env.get("PYMEM_EMBED_MODEL", "text-embedding-3-small"),
+            dimension=dim,
+            api_key=env.get("PYMEM_EMBED_API_KEY"),
+        )
+    w = Worker(backend, name=name, summarizer=chosen_summarizer, embedder=chosen_embedder)
+    console.print(
+        f"worker [cyan]{w.name}[/]: {', '.join(w.kinds)} "
+        f"(summarizer {chosen_summarizer.name}"
+        f"{', embedder ' + chosen_embedder.name if chosen_embedder else ''})"
+    )
+    try:
+        if once:
+            console.print(f"processed {w.drain()} jobs")
+        else:
+            w.run_forever()
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        backend.close()
 
 
 @app.command("sql-reference")

@@ -14,7 +14,7 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import get_backend, read_migrations
 
 from ._paths import migrations_dir, sql_files
@@ -82,14 +82,24 @@ def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
         conn.execute(sql.SQL("drop function if exists {} cascade").format(sql.SQL(signature)))
 
 
-def migrate(dsn: str, *, months_ahead: int = 3) -> MigrationReport:
+def migrate(
+    dsn: str, *, months_ahead: int = 3, embedding_dim: int | None = None
+) -> MigrationReport:
     """Apply pending migrations, re-apply ``sql/``, create partitions ahead.
 
-    Running it twice changes nothing the second time.
+    ``embedding_dim`` fixes the dimension of stored embeddings when the
+    migration that creates their index runs (default 1536); later runs keep
+    the dimension already chosen. Running it twice changes nothing.
     """
     migrations = read_migrations(str(migrations_dir()))
+    yoyo_dsn = dsn
+    if embedding_dim is not None:
+        options = conninfo_to_dict(dsn).get("options") or ""
+        yoyo_dsn = make_conninfo(
+            dsn, options=f"{options} -c pymem.embedding_dim={int(embedding_dim)}".strip()
+        )
     with translate_errors():
-        with _backend(dsn) as backend, backend.lock():
+        with _backend(yoyo_dsn) as backend, backend.lock():
             pending = backend.to_apply(migrations)
             applied = tuple(m.id for m in pending)
             backend.apply_migrations(pending)

@@ -143,3 +143,7 @@ select * from memory.messages_to_embed(%(tenant)s, %(session)s, %(max_count)s::i
 -- Store embeddings by seq; returns how many were stored.
 select memory.set_embeddings(%(tenant)s, %(session)s, %(seqs)s::bigint[],
                              %(embeddings)s::text[]::public.vector[]) as updated;
+
+-- name: summary_cadence
+-- Unsummarized tokens that make a level-1 digest (null: summaries off).
+select memory.summary_cadence(%(tenant)s, %(session)s) as cadence;

@@ -220,6 +220,7 @@ begin
                and c.level = p.level - 1
                and c.seq_from >= p.seq_from
                and c.seq_to <= p.seq_to
+               and c.seq_from <= _summary_cover.upto
              where p.tenant_id = _summary_cover.tenant
                and p.session_id = _summary_cover.session
                and p.summary_id = v_best;
@@ -246,3 +247,33 @@ comment on function memory._summary_cover(text, text, bigint, integer) is
 $$The digests a context shows for turns 1..upto within `budget` tokens: the
 coarsest complete cover that fits (newest first when even that is too big),
 then refined newest-first into finer digests while the budget allows.$$;
+
+-------------------------------------------------------------------------------
+-- summary_cadence: how many unsummarized tokens make a level-1 digest.
+create or replace function memory.summary_cadence(
+    tenant  text,
+    session text
+)
+returns integer
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_every integer;
+begin
+    perform memory._live_session(summary_cadence.tenant, summary_cadence.session);
+    select coalesce(s.summary_every_tokens, t.summary_every_tokens)
+      into v_every
+      from memory.sessions as s
+      left join memory.tenants as t on t.tenant_id = s.tenant_id
+     where s.tenant_id = summary_cadence.tenant
+       and s.session_id = summary_cadence.session;
+    return v_every;
+end;
+$fn$;
+
+comment on function memory.summary_cadence(text, text) is
+$$The session's digest cadence in tokens (its own, else its tenant's); null
+when summaries are off. Errors: ME001 missing; ME003 deleted; ME006 bad identifier.
+Example: select memory.summary_cadence('acme', 's-1');$$;

@@ -134,6 +134,7 @@ def summary_cover(summaries: Sequence[Summary], upto: int, budget: int) -> list[
                 if c.level == best.level - 1
                 and c.seq_from >= best.seq_from
                 and c.seq_to <= best.seq_to
+                and c.seq_from <= upto
             ]
             delta = sum(c.tokens for c in children) - best.tokens
             if children and cost + delta <= budget:

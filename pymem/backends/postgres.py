@@ -396,6 +396,12 @@ class PostgresBackend:
             rows = conn.execute(QUERIES["job_stats"], prepare=True).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
 
+    def summary_cadence(self, tenant: str, session: str) -> int | None:
+        cadence: int | None = self._scalar(
+            "summary_cadence", _calls.session_params(tenant, session)
+        )
+        return cadence
+
     def messages_to_embed(
         self, tenant: str, session: str, max_count: int = 64
     ) -> list[tuple[int, str]]:
@@ -743,6 +749,12 @@ class AsyncPostgresBackend:
             cur = await conn.execute(QUERIES["job_stats"], prepare=True)
             rows = await cur.fetchall()
         return [(r[0], r[1], r[2]) for r in rows]
+
+    async def summary_cadence(self, tenant: str, session: str) -> int | None:
+        cadence: int | None = await self._scalar(
+            "summary_cadence", _calls.session_params(tenant, session)
+        )
+        return cadence
 
     async def messages_to_embed(
         self, tenant: str, session: str, max_count: int = 64

@@ -1,0 +1,213 @@
+"""``pymem worker``: drains the job queue (digests and embeddings).
+
+Appends never wait for a summarizer or an embedding model: they only queue a
+job (one row per session and kind). Workers claim jobs under a lease with
+``for update skip locked``, so any number of them can run; a worker that dies
+mid-job loses its lease and the job comes back to another. Failures are
+retried with exponential backoff and parked after ``max_attempts``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from datetime import timedelta
+
+import psycopg
+
+from .backends.postgres import PostgresBackend
+from .client import Memory
+from .embed import Embedder
+from .errors import PymemError
+from .models import ClaimedJob, StoredMessage, Summary
+from .summarize import ExtractiveSummarizer, Summarizer
+from .tokens import TokenCounter
+
+log = logging.getLogger("pymem.worker")
+
+
+def _default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{threading.get_ident() % 10000}"
+
+
+class Worker:
+    """Processes summarize and embed jobs of one PostgreSQL database."""
+
+    def __init__(
+        self,
+        memory: Memory | PostgresBackend,
+        *,
+        name: str | None = None,
+        summarizer: Summarizer | None = None,
+        embedder: Embedder | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        max_attempts: int = 5,
+        rollup_fanout: int = 4,
+        digest_ratio: float = 0.2,
+        max_digest_tokens: int = 300,
+    ) -> None:
+        backend = memory.backend if isinstance(memory, Memory) else memory
+        if not isinstance(backend, PostgresBackend):
+            raise PymemError(
+                "pymem: the worker needs a PostgreSQL store (Memory.connect)",
+                hint="in-memory stores have no job queue",
+            )
+        self.backend = backend
+        counter: TokenCounter | None = memory.counter if isinstance(memory, Memory) else None
+        self.counter = counter or ExtractiveSummarizer().counter
+        self.name = name or _default_name()
+        self.summarizer = summarizer or ExtractiveSummarizer(self.counter)
+        self.embedder = embedder
+        self.lease = lease
+        self.max_attempts = max_attempts
+        self.fanout = rollup_fanout
+        self.digest_ratio = digest_ratio
+        self.max_digest_tokens = max_digest_tokens
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return ("summarize", "embed") if self.embedder else ("summarize",)
+
+    # -- the loop --------------------------------------------------------------
+
+    def run_once(self, max_jobs: int = 4) -> int:
+        """Claim and process up to ``max_jobs`` due jobs; returns how many were claimed."""
+        jobs = self.backend.claim_jobs(
+            self.name, kinds=self.kinds, max_jobs=max_jobs, lease=self.lease
+        )
+        for job in jobs:
+            self.process(job)
+        return len(jobs)
+
+    def drain(self, max_rounds: int = 100_000) -> int:
+        """Process jobs until none is due; returns how many were processed."""
+        done = 0
+        for _ in range(max_rounds):
+            claimed = self.run_once()
+            if not claimed:
+                break
+            done += claimed
+        return done
+
+    def run_forever(
+        self, *, poll: timedelta = timedelta(seconds=5), stop: threading.Event | None = None
+    ) -> None:
+        """Process jobs as they come: woken by NOTIFY pymem_jobs, polling as a fallback."""
+        stop = stop or threading.Event()
+        with psycopg.connect(self.backend.dsn, autocommit=True) as listener:
+            listener.execute("listen pymem_jobs")
+            while not stop.is_set():
+                try:
+                    self.drain()
+                except PymemError as exc:  # e.g. the database restarting
+                    log.warning("worker %s: %s", self.name, exc)
+                for _ in listener.notifies(timeout=poll.total_seconds(), stop_after=1):
+                    pass
+
+    def process(self, job: ClaimedJob) -> str:
+        """Do one claimed job; returns its new status (done, queued or parked)."""
+        try:
+            if job.kind == "summarize":
+                self._summarize(job.tenant_id, job.session_id)
+            elif job.kind == "embed" and self.embedder is not None:
+                self._embed(job.tenant_id, job.session_id, self.embedder)
+            return self.backend.complete_job(job, self.name)
+        except Exception as exc:  # any failure is recorded on the job, never lost
+            log.warning("job %s/%s/%s failed: %s", job.tenant_id, job.session_id, job.kind, exc)
+            return self.backend.fail_job(
+                job, self.name, f"{type(exc).__name__}: {exc}", max_attempts=self.max_attempts
+            )
+
+    # -- summaries -------------------------------------------------------------
+
+    def _digest_budget(self, tokens: int) -> int:
+        return max(20, min(self.max_digest_tokens, int(tokens * self.digest_ratio)))
+
+    def _summarize(self, tenant: str, session: str) -> None:
+        cadence = self.backend.summary_cadence(tenant, session)
+        if cadence is None:
+            return
+        info = self.backend.session_info(tenant, session)
+        after = info.summarized_upto
+        chunk: list[StoredMessage] = []
+        chunk_tokens = 0
+        while True:
+            page = self.backend.history(tenant, session, after_seq=after, page_size=500)
+            for message in page:
+                chunk.append(message)
+                chunk_tokens += message.tokens
+                if chunk_tokens >= cadence:
+                    self._write_digest(tenant, session, chunk, chunk_tokens)
+                    chunk, chunk_tokens = [], 0
+            if len(page) < 500:
+                break
+            after = page[-1].seq
+        self._roll_up(tenant, session)
+
+    def _write_digest(
+        self, tenant: str, session: str, turns: Sequence[StoredMessage], tokens: int
+    ) -> None:
+        text = self.summarizer.summarize(turns, max_tokens=self._digest_budget(tokens))
+        self.backend.add_summary(
+            tenant,
+            session,
+            level=1,
+            seq_from=turns[0].seq,
+            seq_to=turns[-1].seq,
+            content=text,
+            tokens=self.counter.count(text),
+            metadata={"summarizer": self.summarizer.name, "turns": len(turns)},
+        )
+
+    def _roll_up(self, tenant: str, session: str) -> None:
+        """Combine every ``fanout`` consecutive level-L digests into one of level L+1."""
+        level = 1
+        while True:
+            digests = self.backend.list_summaries(tenant, session)
+            upper = [d for d in digests if d.level == level + 1]
+            loose = sorted(
+                (
+                    d
+                    for d in digests
+                    if d.level == level
+                    and not any(u.seq_from <= d.seq_from and u.seq_to >= d.seq_to for u in upper)
+                ),
+                key=lambda d: d.seq_from,
+            )
+            if not loose and not upper:
+                return
+            while len(loose) >= self.fanout:
+                group, loose = loose[: self.fanout], loose[self.fanout :]
+                self._write_rollup(tenant, session, level + 1, group)
+            level += 1
+
+    def _write_rollup(
+        self, tenant: str, session: str, level: int, group: Sequence[Summary]
+    ) -> None:
+        budget = self._digest_budget(sum(d.tokens for d in group))
+        text = self.summarizer.combine(group, max_tokens=budget)
+        self.backend.add_summary(
+            tenant,
+            session,
+            level=level,
+            seq_from=group[0].seq_from,
+            seq_to=group[-1].seq_to,
+            content=text,
+            tokens=self.counter.count(text),
+            metadata={"summarizer": self.summarizer.name, "digests": len(group)},
+        )
+
+    # -- embeddings ------------------------------------------------------------
+
+    def _embed(self, tenant: str, session: str, embedder: Embedder, batch: int = 64) -> None:
+        while True:
+            todo = self.backend.messages_to_embed(tenant, session, batch)
+            if not todo:
+                return
+            vectors = embedder.embed([content for _, content in todo])
+            self.backend.set_embeddings(tenant, session, [seq for seq, _ in todo], vectors)
+            if len(todo) < batch:
+                return
