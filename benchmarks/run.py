@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -43,6 +44,7 @@ from pymem import Memory, NewMessage  # noqa: E402
 from pymem.backends.postgres import PostgresBackend  # noqa: E402
 from pymem.embedded import EmbeddedPostgres, find_pg_bin  # noqa: E402
 from pymem.migrate import migrate  # noqa: E402
+from pymem.tokens import TiktokenCounter  # noqa: E402
 
 TEXT = "Could you check on my order? It was supposed to arrive yesterday."
 RAW_TABLE = """
@@ -147,19 +149,28 @@ def langchain_append(dsn: str, n: int) -> dict[str, float] | None:
 
 
 def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
-    print(f"\n[2] context(recent, 2000 tokens) vs raw last-50 read, {n} reads each")
+    print(
+        f"\n[2] context(2000 tokens) vs raw last-50 read, {n} reads each (hybrid: {n // 2}), "
+        "synthetic turns with a Zipf vocabulary"
+    )
     results: dict[str, Any] = {}
     backend = PostgresBackend(dsn, max_size=1).open()
     for size in sizes:
         session = f"ctx-{size}"
-        batch = [
-            NewMessage("user" if i % 2 else "assistant", f"{TEXT} ({i})", tokens=18)
-            for i in range(1000)
-        ]
-        for _ in range(size // 1000):
-            backend.append_many("t", session, batch)
+        texts = synthetic_turns(size, seed=size)
+        for start in range(0, size, 1000):
+            backend.append_many(
+                "t",
+                session,
+                [
+                    NewMessage(
+                        "user" if i % 2 else "assistant", texts[i], tokens=COUNTER.count(texts[i])
+                    )
+                    for i, t in enumerate(texts[start : start + 1000], start=start)
+                ],
+            )
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("analyze memory.messages")
+            conn.execute("vacuum analyze memory.messages")  # as autovacuum would
             last50 = summary(
                 timed(
                     lambda i, s=session: conn.execute(
@@ -172,15 +183,23 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
                 )
             )
         recent = summary(timed(lambda i, s=session: backend.context("t", s, budget=2000), n))
+        queries = synthetic_queries(200, seed=size)
+
+        def ask(i: int, s: str = session, q: list[str] = queries) -> object:
+            return backend.context("t", s, budget=2000, query=q[i % len(q)], strategy="hybrid")
+
+        hybrid = summary(timed(ask, n // 2))
         lc = langchain_read(dsn, size, max(5, n // 50))
         print(f"  session of {size:,} messages")
         print(line("  raw last-50 read (prepared SELECT)", last50))
         print(line("  pymem context(recent, 2000)", recent, last50))
+        print(line("  pymem context(hybrid, 2000, query)", hybrid, last50))
         if lc:
             print(line("  langchain-postgres get_messages (whole session)", lc, last50))
         results[str(size)] = {
             "raw_last50": last50,
             "pymem_recent_2000": recent,
+            "pymem_hybrid_2000": hybrid,
             "langchain_get_messages": lc,
         }
     backend.close()
@@ -201,6 +220,36 @@ def langchain_read(dsn: str, size: int, n: int) -> dict[str, float] | None:
                 [HumanMessage(f"{TEXT} ({i})") for i in range(start, min(size, start + 1000))]
             )
         return summary(timed(lambda i: history.get_messages(), n, warmup=2))
+
+
+COUNTER = TiktokenCounter()
+
+
+def _vocabulary(size: int, rng: random.Random) -> list[str]:
+    consonants, vowels = "bcdfghjklmnprstvz", "aeiou"
+    words: set[str] = set()
+    while len(words) < size:
+        n = rng.randint(2, 4)
+        words.add("".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(n)))
+    return sorted(words)
+
+
+def synthetic_turns(n: int, seed: int) -> list[str]:
+    """Chat-like turns over a 5,000-word vocabulary with Zipf frequencies."""
+    rng = random.Random(seed)
+    vocab = _vocabulary(5000, rng)
+    weights = [1 / (rank + 1) for rank in range(len(vocab))]
+    turns = []
+    for _ in range(n):
+        words = rng.choices(vocab, weights, k=rng.randint(6, 40))
+        turns.append(" ".join(words).capitalize() + ".")
+    return turns
+
+
+def synthetic_queries(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed + 1)
+    vocab = _vocabulary(5000, random.Random(seed))
+    return [" ".join(rng.sample(vocab[20:2000], 5)) + "?" for _ in range(n)]
 
 
 # -- 3. many sessions ----------------------------------------------------------

@@ -91,7 +91,8 @@ begin
                          where m.tenant_id = recall.tenant
                            and m.session_id = recall.session
                            and m.search @@ memory._lexeme_query(t.lexeme)) as df
-                  from unnest(v_terms) as t (lexeme)) as x
+                  from unnest(v_terms) as t (lexeme)
+                offset 0) as x  -- evaluate each count once, not once per use
          where x.df > 0;
     end if;
     if v_lexemes is not null then
@@ -113,8 +114,9 @@ begin
                        / (u.tf + k1 * (1 - b + b * d.tokens / v_avgdl))) as score
               from memory.messages as d
              cross join lateral (
+                    -- Only the query's lexemes: mark them, keep the marked ones.
                     select x.lexeme, coalesce(array_length(x.positions, 1), 1) as tf
-                      from unnest(d.search) as x) as u
+                      from unnest(ts_filter(setweight(d.search, 'A', v_lexemes), '{a}')) as x) as u
               join unnest(v_lexemes, v_idf) as w (lexeme, idf) on w.lexeme = u.lexeme
              where d.tenant_id = recall.tenant
                and d.session_id = recall.session
@@ -122,23 +124,31 @@ begin
                and (recall.before_seq is null or d.seq < recall.before_seq)
              group by d.seq
         ), near as (
-            select distinct c.seq + o.offs as seq
+            -- Every scored turn and its neighbours two either side, with the
+            -- turn's own score (0 for neighbours that matched nothing).
+            select n.seq, coalesce(max(c.score) filter (where c.seq = n.seq), 0) as score
               from bm25 as c
-             cross join (values (-2), (-1), (0), (1), (2)) as o (offs)
-             where c.seq + o.offs >= v_session.first_seq
-               and (recall.before_seq is null or c.seq + o.offs < recall.before_seq)
-               and c.seq + o.offs <= v_session.last_seq
+             cross join lateral (select c.seq + o.offs as seq
+                                   from (values (-2), (-1), (0), (1), (2)) as o (offs)) as n
+             where n.seq >= v_session.first_seq
+               and n.seq <= v_session.last_seq
+               and (recall.before_seq is null or n.seq < recall.before_seq)
+             group by n.seq
         ), smoothed as (
-            select n.seq,
-                   coalesce(s0.score, 0)
-                   + 0.5 * greatest(coalesce(sm1.score, 0), coalesce(sp1.score, 0))
-                   + 0.3 * greatest(coalesce(sm2.score, 0), coalesce(sp2.score, 0)) as score
-              from near as n
-              left join bm25 as s0 on s0.seq = n.seq
-              left join bm25 as sm1 on sm1.seq = n.seq - 1
-              left join bm25 as sp1 on sp1.seq = n.seq + 1
-              left join bm25 as sm2 on sm2.seq = n.seq - 2
-              left join bm25 as sp2 on sp2.seq = n.seq + 2
+            -- One ordered pass: a neighbour counts only when it is the adjacent seq.
+            select w.seq,
+                   w.score
+                   + 0.5 * greatest(case when w.p1 = w.seq - 1 then w.s_p1 else 0 end,
+                                    case when w.n1 = w.seq + 1 then w.s_n1 else 0 end)
+                   + 0.3 * greatest(case when w.p2 = w.seq - 2 then w.s_p2 else 0 end,
+                                    case when w.n2 = w.seq + 2 then w.s_n2 else 0 end) as score
+              from (select x.seq, x.score,
+                           lag(x.seq, 1) over o as p1, lag(x.score, 1) over o as s_p1,
+                           lead(x.seq, 1) over o as n1, lead(x.score, 1) over o as s_n1,
+                           lag(x.seq, 2) over o as p2, lag(x.score, 2) over o as s_p2,
+                           lead(x.seq, 2) over o as n2, lead(x.score, 2) over o as s_n2
+                      from near as x
+                    window o as (order by x.seq)) as w
         )
         select coalesce(array_agg(r.seq order by r.score desc, r.seq desc), '{}'),
                coalesce(array_agg(r.score order by r.score desc, r.seq desc), '{}')
@@ -191,14 +201,19 @@ begin
                    end as score
               from ranked as r
         )
-        select m.seq, m.role, m.content, m.tokens, s.score, s.text_rank, s.vector_rank
-          from scored as s
+        , best as (
+            select s.seq, s.score, s.text_rank, s.vector_rank
+              from scored as s
+             order by s.score desc, s.seq desc
+             limit recall.max_rows
+        )
+        select m.seq, m.role, m.content, m.tokens, b.score, b.text_rank, b.vector_rank
+          from best as b
           join memory.messages as m
             on m.tenant_id = recall.tenant
            and m.session_id = recall.session
-           and m.seq = s.seq
-         order by s.score desc, m.seq desc
-         limit recall.max_rows;
+           and m.seq = b.seq
+         order by b.score desc, m.seq desc;
 end;
 $fn$;
 

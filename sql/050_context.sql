@@ -195,7 +195,10 @@ begin
         for r in
             select x.seq, x.role, x.content, x.tokens, x.score
               from memory.recall(context.tenant, context.session, coalesce(query, ''),
-                                 query_embedding, v_first, 200) as x
+                                 query_embedding, v_first,
+                                 -- twice the turns the share buys at the average size
+                                 least(greatest(ceil(2 * v_recall / greatest(v_avg + message_overhead, 1))::integer,
+                                                20), 500)) as x
         loop
             continue when v_used + r.tokens + message_overhead > v_recall;
             v_recalled := v_recalled || r.seq;

@@ -347,6 +347,7 @@ class InMemoryBackend:
         v_recall = budget - v_summary - v_recent if strategy == "hybrid" else 0
         if strategy == "summary":
             v_recent = budget - v_summary
+        avg = info.token_count / max(info.message_count, 1)
         reserved = _ranking.tail(messages, v_recent, overhead)
         first = reserved[0].seq if reserved else info.last_seq + 1
 
@@ -378,7 +379,7 @@ class InMemoryBackend:
                 query or "",
                 query_embedding=query_embedding,
                 before_seq=first,
-                max_rows=200,
+                max_rows=min(max(math.ceil(2 * v_recall / max(avg + overhead, 1)), 20), 500),
             ):
                 if used + found.tokens + overhead > v_recall:
                     continue
