@@ -39,6 +39,7 @@ declare
     v_unsummarized bigint;
     v_summary_every integer;
     v_tenant       memory.tenants;
+    v_embed        boolean;
 begin
     -- Validate everything before the first write. The common case is one
     -- inlined expression; the checks that raise run only when it fails.
@@ -119,10 +120,17 @@ begin
            user_id = coalesce(s.user_id, excluded.user_id),
            updated_at = excluded.updated_at
      where s.deleted_at is null
-    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.max_messages,
-              s.max_tokens, s.unsummarized_tokens, s.summary_every_tokens
-         into v_seq, v_first, v_created, v_token_count, v_owner, v_max_messages, v_max_tokens,
-              v_unsummarized, v_summary_every;
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.unsummarized_tokens,
+              -- The session's own policy, else its tenant's (read in this statement).
+              coalesce(s.max_messages, (select t.max_messages from memory.tenants as t
+                                         where t.tenant_id = s.tenant_id)),
+              coalesce(s.max_tokens, (select t.max_tokens from memory.tenants as t
+                                       where t.tenant_id = s.tenant_id)),
+              coalesce(s.summary_every_tokens, (select t.summary_every_tokens from memory.tenants as t
+                                                 where t.tenant_id = s.tenant_id)),
+              (select t.embed_messages from memory.tenants as t where t.tenant_id = s.tenant_id)
+         into v_seq, v_first, v_created, v_token_count, v_owner, v_unsummarized,
+              v_max_messages, v_max_tokens, v_summary_every, v_embed;
 
     if not found then
         raise exception 'memory: session %/% is deleted', append.tenant, append.session
@@ -167,12 +175,16 @@ begin
     end if;
 
     if v_created then
+        -- A new session: make sure its tenant exists, and take the tenant's
+        -- policy now (the statement above ran before the tenant row did).
         insert into memory.tenants as t (tenant_id)
         values (append.tenant)
         on conflict do nothing;
-    end if;
-    select t.* into v_tenant from memory.tenants as t where t.tenant_id = append.tenant;
-    if v_created then
+        select t.* into v_tenant from memory.tenants as t where t.tenant_id = append.tenant;
+        v_max_messages := v_tenant.max_messages;
+        v_max_tokens := v_tenant.max_tokens;
+        v_summary_every := v_tenant.summary_every_tokens;
+        v_embed := v_tenant.embed_messages;
         if v_tenant.default_ttl is not null then
             update memory.sessions as s
                set expires_at = v_now + v_tenant.default_ttl
@@ -180,9 +192,6 @@ begin
                and s.session_id = append.session;
         end if;
     end if;
-    -- Caps: the session's own, else the tenant's.
-    v_max_messages := coalesce(v_max_messages, v_tenant.max_messages);
-    v_max_tokens := coalesce(v_max_tokens, v_tenant.max_tokens);
 
     insert into memory.messages
            (tenant_id, session_id, seq, role, content, tokens, tokens_estimated, metadata,
@@ -230,10 +239,10 @@ begin
 
     -- Background work, never waited for: a digest once enough tokens are
     -- unsummarized, embeddings when the tenant wants them.
-    if v_unsummarized >= coalesce(v_summary_every, v_tenant.summary_every_tokens, 2147483647) then
+    if v_unsummarized >= coalesce(v_summary_every, 2147483647) then
         perform memory._enqueue(append.tenant, append.session, 'summarize');
     end if;
-    if v_tenant.embed_messages and append.embedding is null then
+    if v_embed and append.embedding is null then
         perform memory._enqueue(append.tenant, append.session, 'embed');
     end if;
 
