@@ -305,14 +305,17 @@ class AsyncSession:
         max_messages: int | None = None,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
     ) -> None:
-        """Cap the session (oldest messages are trimmed first) and set its metadata."""
+        """Cap the session (oldest messages are trimmed first), set its digest cadence
+        (unsummarized tokens per digest) and its metadata. None keeps the tenant's."""
         await self._backend.configure_session(
             self.tenant,
             self.id,
             max_messages=max_messages,
             max_tokens=max_tokens,
             metadata=metadata,
+            summary_every_tokens=summary_every_tokens,
         )
 
     async def delete(self) -> datetime:

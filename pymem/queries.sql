@@ -58,7 +58,8 @@ select memory.extend_session(%(tenant)s, %(session)s, %(ttl)s) as expires_at;
 -- Set a session's caps and metadata.
 select memory.configure_session(
     tenant => %(tenant)s, session => %(session)s, max_messages => %(max_messages)s::integer,
-    max_tokens => %(max_tokens)s::bigint, metadata => %(metadata)s::jsonb);
+    max_tokens => %(max_tokens)s::bigint, metadata => %(metadata)s::jsonb,
+    summary_every_tokens => %(summary_every_tokens)s::integer);
 
 -- name: configure_tenant
 -- Set a tenant's default caps and TTL.

@@ -149,13 +149,15 @@ Errors: ME001 session missing; ME002 ttl <= 0; ME003 deleted; ME006 bad identifi
 Example: select memory.extend_session('acme', 's-1', '30 days');$$;
 
 -------------------------------------------------------------------------------
--- configure_session: set a session's caps and metadata.
+-- configure_session: set a session's caps, digest cadence and metadata.
+drop function if exists memory.configure_session(text, text, integer, bigint, jsonb);
 create or replace function memory.configure_session(
-    tenant       text,
-    session      text,
-    max_messages integer default null,
-    max_tokens   bigint default null,
-    metadata     jsonb default null
+    tenant               text,
+    session              text,
+    max_messages         integer default null,
+    max_tokens           bigint default null,
+    metadata             jsonb default null,
+    summary_every_tokens integer default null
 )
 returns void
 language plpgsql
@@ -172,6 +174,12 @@ begin
         raise exception 'memory: max_tokens must be >= 1, got %', configure_session.max_tokens
             using errcode = 'ME002', hint = 'pass null to keep the tenant default';
     end if;
+    if configure_session.summary_every_tokens is not null
+       and configure_session.summary_every_tokens < 50 then
+        raise exception 'memory: summary_every_tokens must be >= 50, got %',
+                configure_session.summary_every_tokens
+            using errcode = 'ME002', hint = 'pass null to keep the tenant''s cadence';
+    end if;
     perform memory._check_metadata(configure_session.metadata);
     perform memory._live_session(configure_session.tenant, configure_session.session);
 
@@ -179,16 +187,18 @@ begin
        set max_messages = configure_session.max_messages,
            max_tokens = configure_session.max_tokens,
            metadata = coalesce(configure_session.metadata, s.metadata),
+           summary_every_tokens = configure_session.summary_every_tokens,
            updated_at = now()
      where s.tenant_id = configure_session.tenant
        and s.session_id = configure_session.session;
 end;
 $fn$;
 
-comment on function memory.configure_session(text, text, integer, bigint, jsonb) is
-$$Set a session's caps (null: the tenant's default applies) and, when given,
-replace its metadata. Caps take effect at the next append, which trims the
-oldest messages. Errors: ME001 missing; ME002 cap < 1; ME003 deleted;
+comment on function memory.configure_session(text, text, integer, bigint, jsonb, integer) is
+$$Set a session's caps and digest cadence (null: the tenant's applies) and,
+when given, replace its metadata. Caps take effect at the next append, which
+trims the oldest messages; the cadence is the number of unsummarized tokens
+that queue a digest. Errors: ME001 missing; ME002 cap < 1 or cadence < 50; ME003 deleted;
 ME006 bad identifier; ME009 metadata not an object.
 Example: select memory.configure_session('acme', 's-1', max_messages => 500);$$;
 

@@ -156,12 +156,14 @@ def configure_session_params(
     max_messages: int | None,
     max_tokens: int | None,
     metadata: Mapping[str, Any] | None,
+    summary_every_tokens: int | None = None,
 ) -> dict[str, Any]:
     return {
         **session_params(tenant, session),
         "max_messages": max_messages,
         "max_tokens": max_tokens,
         "metadata": None if metadata is None else metadata_json(metadata),
+        "summary_every_tokens": summary_every_tokens,
     }
 
 

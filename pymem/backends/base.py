@@ -121,6 +121,7 @@ class MemoryBackend(Protocol):
         max_messages: int | None = None,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
     ) -> None: ...
 
     def configure_tenant(
@@ -248,6 +249,7 @@ class AsyncMemoryBackend(Protocol):
         max_messages: int | None = None,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
     ) -> None: ...
 
     async def configure_tenant(

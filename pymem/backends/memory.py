@@ -608,7 +608,13 @@ class InMemoryBackend:
         max_messages: int | None = None,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
     ) -> None:
+        if summary_every_tokens is not None and summary_every_tokens < 50:
+            raise InvalidArgument(
+                f"memory: summary_every_tokens must be >= 50, got {summary_every_tokens}",
+                hint="pass None to keep the tenant's cadence",
+            )
         for name, cap in (("max_messages", max_messages), ("max_tokens", max_tokens)):
             if cap is not None and cap < 1:
                 raise InvalidArgument(

@@ -184,11 +184,17 @@ class PostgresBackend:
         max_messages: int | None = None,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
     ) -> None:
         self._scalar(
             "configure_session",
             _calls.configure_session_params(
-                tenant, session, max_messages=max_messages, max_tokens=max_tokens, metadata=metadata
+                tenant,
+                session,
+                max_messages=max_messages,
+                max_tokens=max_tokens,
+                metadata=metadata,
+                summary_every_tokens=summary_every_tokens,
             ),
         )
 
@@ -532,11 +538,17 @@ class AsyncPostgresBackend:
         max_messages: int | None = None,
         max_tokens: int | None = None,
         metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
     ) -> None:
         await self._scalar(
             "configure_session",
             _calls.configure_session_params(
-                tenant, session, max_messages=max_messages, max_tokens=max_tokens, metadata=metadata
+                tenant,
+                session,
+                max_messages=max_messages,
+                max_tokens=max_tokens,
+                metadata=metadata,
+                summary_every_tokens=summary_every_tokens,
             ),
         )
 

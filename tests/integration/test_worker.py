@@ -193,3 +193,13 @@ def test_extractive_summaries_are_deterministic_and_bounded() -> None:
     assert sum("about the" in line for line in lines) > len(lines) / 2, "content beats filler"
     digests = [Summary(i, 1, i * 10 + 1, i * 10 + 10, first, 50, now) for i in range(3)]
     assert summarizer.counter.count(summarizer.combine(digests, max_tokens=30)) <= 33
+
+
+def test_session_cadence_overrides_the_tenant(mem: Memory, dsn: str) -> None:
+    chat = mem.session("quiet", tenant="acme")
+    chat.append("user", "first")
+    chat.configure(summary_every_tokens=100_000)
+    _talk(mem, "quiet", 30)
+    assert _jobs(dsn) == [], "no digest due at this session's cadence"
+    with pytest.raises(errors.InvalidArgument):
+        chat.configure(summary_every_tokens=10)

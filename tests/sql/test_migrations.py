@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from pymem._paths import migrations_dir
 from pymem.migrate import apply_sql, migrate, pending_migrations, rollback
@@ -140,3 +141,22 @@ def test_sql_reference_is_up_to_date(dsn: str) -> None:
     from pymem.errors import sql_error_codes
 
     assert set(ERROR_MEANINGS) == set(sql_error_codes())
+
+
+def test_embedding_dimension_is_chosen_at_migration(empty_dsn: str) -> None:
+    from pymem import Memory, errors
+
+    migrate(empty_dsn, embedding_dim=8)
+    with psycopg.connect(empty_dsn) as conn:
+        assert conn.execute("select embedding_dim from memory.settings").fetchone() == (8,)
+        index = conn.execute(
+            "select pg_get_indexdef('memory.messages_embedding_idx'::regclass)"
+        ).fetchone()
+    assert index is not None and "vector(8)" in index[0]
+    migrate(empty_dsn, embedding_dim=16)  # already chosen: a later run keeps it
+    with Memory.connect(empty_dsn) as mem:
+        chat = mem.session("s")
+        chat.append("user", "eight numbers", embedding=[0.1] * 8)
+        with pytest.raises(errors.EmbeddingDimensionMismatch):
+            chat.append("user", "too many", embedding=[0.1] * 16)
+        assert chat.recall("numbers", query_embedding=[0.1] * 8)[0].vector_rank == 1
