@@ -12,6 +12,7 @@ from .backends.base import AsyncMemoryBackend
 from .backends.memory import AsyncInMemoryBackend
 from .client import _counter, _require_dsn, count_tokens
 from .config import Settings
+from .errors import PymemError
 from .models import (
     AppendResult,
     ContextWindow,
@@ -22,6 +23,7 @@ from .models import (
     Summary,
     TenantStats,
 )
+from .ratelimit import RateLimiter, RateLimits
 from .tokens import TokenCounter
 
 
@@ -34,11 +36,24 @@ class AsyncMemory:
         *,
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
+        limiter: RateLimiter | None = None,
+        rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
     ) -> None:
         settings = Settings.from_env()
         self.backend = backend
         self.counter = _counter(counter, settings)
         self.tenant = tenant or settings.tenant
+        if limiter is not None or rate_limits is not None:
+            raise PymemError(
+                "pymem: rate limits are not available in the async API yet",
+                hint="use Memory (sync) for rate-limited appends",
+            )
+        self.limiter = limiter
+        self.rate_limits = rate_limits
+
+    def limits_for(self, tenant: str) -> RateLimits | None:
+        """The append limits of ``tenant`` (a mapping may name tenants and ``"*"``)."""
+        return None
 
     @classmethod
     async def connect(
@@ -50,11 +65,22 @@ class AsyncMemory:
         min_size: int = 1,
         max_size: int | None = None,
         migrate: bool = False,
+        redis: str | None = None,
+        rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
     ) -> AsyncMemory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
-        With ``migrate=True`` the schema is installed or upgraded first.
+        With ``migrate=True`` the schema is installed or upgraded first. With
+        ``redis`` (a URL, or ``PYMEM_REDIS``) built windows are cached in Redis
+        and rate limits are counted there, PostgreSQL taking over whenever
+        Redis is unavailable. ``rate_limits`` limits appends per tenant, user
+        and session (one RateLimits, or a mapping by tenant with ``"*"``).
         """
+        if redis is not None or rate_limits is not None:
+            raise PymemError(
+                "pymem: the Redis tier and rate limits are not available in the async API yet",
+                hint="use Memory.connect(dsn, redis=...) (sync), or AsyncMemory without them",
+            )
         from .backends.postgres import AsyncPostgresBackend
 
         settings = Settings.from_env()

@@ -22,6 +22,7 @@ from .models import (
     Summary,
     TenantStats,
 )
+from .ratelimit import RateLimiter, RateLimits, enforce
 from .tokens import TokenCounter, counter_for
 
 
@@ -76,11 +77,21 @@ class Memory:
         *,
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
+        limiter: RateLimiter | None = None,
+        rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
     ) -> None:
         settings = Settings.from_env()
         self.backend = backend
         self.counter = _counter(counter, settings)
         self.tenant = tenant or settings.tenant
+        self.limiter = limiter
+        self.rate_limits = rate_limits
+
+    def limits_for(self, tenant: str) -> RateLimits | None:
+        """The append limits of ``tenant`` (a mapping may name tenants and ``"*"``)."""
+        if self.rate_limits is None or isinstance(self.rate_limits, RateLimits):
+            return self.rate_limits
+        return self.rate_limits.get(tenant) or self.rate_limits.get("*")
 
     @classmethod
     def connect(
@@ -92,12 +103,19 @@ class Memory:
         min_size: int = 1,
         max_size: int | None = None,
         migrate: bool = False,
+        redis: str | None = None,
+        rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
     ) -> Memory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
-        With ``migrate=True`` the schema is installed or upgraded first.
+        With ``migrate=True`` the schema is installed or upgraded first. With
+        ``redis`` (a URL, or ``PYMEM_REDIS``) built windows are cached in Redis
+        and rate limits are counted there, PostgreSQL taking over whenever
+        Redis is unavailable. ``rate_limits`` limits appends per tenant, user
+        and session (one RateLimits, or a mapping by tenant with ``"*"``).
         """
         from .backends.postgres import PostgresBackend
+        from .ratelimit import FailoverRateLimiter, PostgresRateLimiter, RedisRateLimiter
 
         settings = Settings.from_env()
         url = _require_dsn(dsn, settings)
@@ -105,8 +123,19 @@ class Memory:
             from .migrate import migrate as run_migrate
 
             run_migrate(url)
-        backend = PostgresBackend(url, min_size=min_size, max_size=max_size or settings.pool_max)
-        return cls(backend.open(), counter=counter, tenant=tenant)
+        pg = PostgresBackend(url, min_size=min_size, max_size=max_size or settings.pool_max).open()
+        redis_url = redis or settings.redis
+        backend: MemoryBackend = pg
+        limiter: RateLimiter = PostgresRateLimiter(pg)
+        if redis_url:
+            from .cache import CachedBackend, connect_redis
+
+            client = connect_redis(redis_url)
+            backend = CachedBackend(pg, client)
+            limiter = FailoverRateLimiter(RedisRateLimiter(client), limiter)
+        return cls(
+            backend, counter=counter, tenant=tenant, limiter=limiter, rate_limits=rate_limits
+        )
 
     @classmethod
     def embedded(
@@ -240,6 +269,7 @@ class Session:
         """
         if tokens is None and isinstance(content, str):
             tokens = self.memory.counter.count(content)
+        self._check_rate()
         return self._backend.append(
             self.tenant,
             self.id,
@@ -255,7 +285,13 @@ class Session:
     def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
         counted = count_tokens(self.memory.counter, messages)
+        self._check_rate()
         return self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
+
+    def _check_rate(self) -> None:
+        limits = self.memory.limits_for(self.tenant)
+        if limits is not None and self.memory.limiter is not None:
+            enforce(self.memory.limiter, limits, self.tenant, self.id, self.user)
 
     def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500

@@ -17,6 +17,7 @@ class Settings:
     - ``PYMEM_POOL_MAX``: largest connection pool size (default 10).
     - ``PYMEM_HOME``: folder of the embedded cluster (default: see embedded.py).
     - ``PYMEM_PG_BIN``: folder of the PostgreSQL binaries for the embedded cluster.
+    - ``PYMEM_REDIS``: Redis URL for the cache tier of ``Memory.connect()``.
     """
 
     dsn: str | None = None
@@ -25,6 +26,7 @@ class Settings:
     pool_max: int = 10
     home: Path | None = None
     pg_bin: Path | None = None
+    redis: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +40,5 @@ class Settings:
             pool_max=int(env.get("PYMEM_POOL_MAX") or 10),
             home=Path(home) if home else None,
             pg_bin=Path(pg_bin) if pg_bin else None,
+            redis=env.get("PYMEM_REDIS") or None,
         )

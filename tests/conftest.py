@@ -22,6 +22,8 @@ from pytest_postgresql import factories
 from pymem.embedded import SUPERUSER, EmbeddedPostgres
 from pymem.migrate import migrate
 
+from .redis_servers import RedisServer
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -72,6 +74,25 @@ def dsn(postgresql: psycopg.Connection[object]) -> str:
     """DSN of a fresh, fully migrated database for this test."""
     info = postgresql.info
     return f"host={info.host} port={info.port} user={info.user} dbname={info.dbname}"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on loopback for the whole run (no persistence)."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared Redis, emptied for this test."""
+    import redis as redis_py
+
+    if redis_server.process is None:  # a test killed it: bring it back
+        redis_server.start()
+    redis_py.Redis.from_url(redis_server.url).flushall()
+    return redis_server.url
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ import pytest
 from pymem.backends.base import MemoryBackend
 from pymem.backends.memory import InMemoryBackend
 from pymem.backends.postgres import PostgresBackend
+from pymem.cache import CachedBackend, connect_redis
 
 
-@pytest.fixture(params=["memory", "postgres"])
+@pytest.fixture(params=["memory", "postgres", "postgres+redis"])
 def backend(request: pytest.FixtureRequest) -> Iterator[MemoryBackend]:
     """Every backend, so the same test proves the same contract on each."""
     if request.param == "memory":
@@ -17,6 +18,13 @@ def backend(request: pytest.FixtureRequest) -> Iterator[MemoryBackend]:
         return
     dsn = request.getfixturevalue("dsn")
     pg = PostgresBackend(dsn, max_size=4).open()
+    if request.param == "postgres+redis":
+        cached = CachedBackend(pg, connect_redis(request.getfixturevalue("redis_url")))
+        try:
+            yield cached
+        finally:
+            cached.close()
+        return
     try:
         yield pg
     finally:

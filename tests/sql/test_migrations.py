@@ -29,22 +29,25 @@ def test_schema_matches_snapshot(dsn: str) -> None:
     assert _snapshot(dsn) == _expected(), "run `make schema-snapshot` and review the diff"
 
 
+def _ids() -> tuple[str, ...]:
+    folder = migrations_dir()
+    return tuple(
+        sorted(
+            p.name[: -len(".sql")]
+            for p in folder.glob("pymem_*.sql")
+            if not p.name.endswith(".rollback.sql")
+        )
+    )
+
+
 def test_up_down_up_on_an_empty_database(empty_dsn: str) -> None:
     first = migrate(empty_dsn)
-    assert first.applied == (
-        "pymem_0001_create_schema",
-        "pymem_0002_create_core_tables",
-        "pymem_0003_add_recall_and_jobs",
-    )
+    assert first.applied == _ids()
     assert _snapshot(empty_dsn) == _expected()
     assert pending_migrations(empty_dsn) == []
 
     back = rollback(empty_dsn)
-    assert back.rolled_back == (
-        "pymem_0003_add_recall_and_jobs",
-        "pymem_0002_create_core_tables",
-        "pymem_0001_create_schema",
-    )
+    assert back.rolled_back == tuple(reversed(_ids()))
     with psycopg.connect(empty_dsn) as conn:
         assert conn.execute("select to_regnamespace('memory')").fetchone() == (None,)
 
@@ -53,19 +56,18 @@ def test_up_down_up_on_an_empty_database(empty_dsn: str) -> None:
     assert _snapshot(empty_dsn) == _expected()
 
 
-def test_rollback_one_step_then_forward(empty_dsn: str) -> None:
+def test_each_migration_rolls_back_alone_then_forward(empty_dsn: str) -> None:
     migrate(empty_dsn)
-    back = rollback(empty_dsn, steps=1)
-    assert back.rolled_back == ("pymem_0003_add_recall_and_jobs",)
+    for expected in reversed(_ids()):
+        back = rollback(empty_dsn, steps=1)
+        assert back.rolled_back == (expected,)
+        with psycopg.connect(empty_dsn) as conn:
+            # sql/ matches the newest schema only: its functions are gone until migrate.
+            assert conn.execute("select to_regprocedure('memory.stats(text)')").fetchone() == (
+                None,
+            )
     with psycopg.connect(empty_dsn) as conn:
-        assert conn.execute("select to_regclass('memory.jobs')").fetchone() == (None,)
-        assert conn.execute("select to_regclass('memory.sessions')").fetchone() is not None
-        # sql/ matches the newest schema only: its functions are gone until migrate.
-        assert conn.execute("select to_regprocedure('memory.stats(text)')").fetchone() == (None,)
-    back = rollback(empty_dsn, steps=1)
-    assert back.rolled_back == ("pymem_0002_create_core_tables",)
-    with psycopg.connect(empty_dsn) as conn:
-        assert conn.execute("select to_regclass('memory.sessions')").fetchone() == (None,)
+        assert conn.execute("select to_regnamespace('memory')").fetchone() == (None,)
     migrate(empty_dsn)
     assert _snapshot(empty_dsn) == _expected()
 

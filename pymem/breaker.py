@@ -1,0 +1,78 @@
+"""A small circuit breaker: stop calling a failing dependency, probe it later."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Literal
+
+State = Literal["closed", "open", "half_open"]
+
+
+class CircuitBreaker:
+    """Closed until ``failure_threshold`` failures in a row; then open for
+    ``reset_after``; then half-open, letting one probe through: its success
+    closes the breaker, its failure opens it again.
+    ``on_change(old, new)`` is called on every transition.
+    """
+
+    def __init__(
+        self,
+        *,
+        failure_threshold: int = 3,
+        reset_after: timedelta = timedelta(seconds=5),
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[State, State], None] | None = None,
+    ) -> None:
+        self.failure_threshold = failure_threshold
+        self.reset_after = reset_after.total_seconds()
+        self.clock = clock
+        self.on_change = on_change
+        self._state: State = "closed"
+        self._failures = 0
+        self._opened_at = 0.0
+        self._probing = False
+        self._lock = threading.Lock()
+
+    @property
+    def state(self) -> State:
+        with self._lock:
+            if self._state == "open" and self.clock() - self._opened_at >= self.reset_after:
+                return "half_open"
+            return self._state
+
+    def _move(self, new: State) -> None:
+        old, self._state = self._state, new
+        if old != new and self.on_change is not None:
+            self.on_change(old, new)
+
+    def allow(self) -> bool:
+        """May the caller use the dependency now?"""
+        with self._lock:
+            if self._state == "closed":
+                return True
+            if self._state == "open":
+                if self.clock() - self._opened_at < self.reset_after:
+                    return False
+                self._move("half_open")
+            if self._probing:
+                return False
+            self._probing = True
+            return True
+
+    def success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._probing = False
+            if self._state != "closed":
+                self._move("closed")
+
+    def failure(self) -> None:
+        with self._lock:
+            self._probing = False
+            self._failures += 1
+            if self._state == "half_open" or self._failures >= self.failure_threshold:
+                self._opened_at = self.clock()
+                self._move("open")
