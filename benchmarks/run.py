@@ -22,6 +22,7 @@ import os
 import platform
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -410,6 +411,119 @@ def bench_pgbench(server: EmbeddedPostgres, seconds: int, clients: int) -> dict[
     return out
 
 
+# -- 5. the Redis tier -------------------------------------------------------------
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], int, Path]:
+    import redis as redis_py
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="pymem-bench-redis-"))
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server") or "/usr/bin/redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            redis_py.Redis(port=port).ping()
+            break
+        except redis_py.ConnectionError:
+            time.sleep(0.02)
+    return proc, port, workdir
+
+
+def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
+    import redis as redis_py
+
+    from pymem.cache import CachedBackend, connect_redis
+
+    proc, port, workdir = start_redis()
+    url = f"redis://127.0.0.1:{port}/0"
+    print(f"\n[5] the Redis tier (redis-server on loopback, hiredis parser), {n} calls each")
+    try:
+        raw = redis_py.Redis(port=port)
+        texts = synthetic_turns(10_000, seed=7)
+        raw.rpush("bench:list", *texts[-50:])
+        lrange = summary(timed(lambda i: raw.lrange("bench:list", -50, -1), n))
+        pg = PostgresBackend(dsn, max_size=2).open()
+        tier = CachedBackend(PostgresBackend(dsn, max_size=2).open(), connect_redis(url))
+        for start in range(0, len(texts), 1000):
+            pg.append_many(
+                "t",
+                "tier",
+                [
+                    NewMessage("user", t, tokens=COUNTER.count(t))
+                    for t in texts[start : start + 1000]
+                ],
+            )
+        queries = synthetic_queries(20, seed=7)
+        pg_recent = summary(timed(lambda i: pg.context("t", "tier", budget=2000), n))
+        hit_recent = summary(timed(lambda i: tier.context("t", "tier", budget=2000), n))
+        pg_hybrid = summary(
+            timed(
+                lambda i: pg.context(
+                    "t", "tier", budget=2000, query=queries[i % 20], strategy="hybrid"
+                ),
+                n // 2,
+            )
+        )
+        hit_hybrid = summary(
+            timed(
+                lambda i: tier.context(
+                    "t", "tier", budget=2000, query=queries[i % 20], strategy="hybrid"
+                ),
+                n // 2,
+            )
+        )
+        pg_append = summary(timed(lambda i: pg.append("t", "app-pg", "user", TEXT, tokens=14), n))
+        tier_append = summary(
+            timed(lambda i: tier.append("t", "app-tier", "user", TEXT, tokens=14), n)
+        )
+        stats = tier.cache_stats
+        print(line("raw Redis LRANGE of 50 turns", lrange))
+        print(line("cache hit: context(recent, 2000)", hit_recent, lrange))
+        print(line("PostgreSQL: context(recent, 2000)", pg_recent, lrange))
+        print(line("cache hit: context(hybrid, 2000, query)", hit_hybrid, lrange))
+        print(line("PostgreSQL: context(hybrid, 2000, query)", pg_hybrid, lrange))
+        print(line("append, PostgreSQL alone", pg_append))
+        print(line("append with the tier (invalidation)", tier_append, pg_append))
+        print(
+            f"  cached windows: {stats.raw_bytes:,} bytes of JSON stored in "
+            f"{stats.stored_bytes:,} (zlib, {stats.compression_ratio:.2f}x)"
+        )
+        pg.close()
+        tier.close()
+        return {
+            "raw_lrange_50": lrange,
+            "hit_recent": hit_recent,
+            "pg_recent": pg_recent,
+            "hit_hybrid": hit_hybrid,
+            "pg_hybrid": pg_hybrid,
+            "append_pg": pg_append,
+            "append_tier": tier_append,
+            "compression_ratio": stats.compression_ratio,
+        }
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -454,6 +568,7 @@ def main() -> None:
         results["context"] = bench_context(dsn, sizes, n // 2)
         results["sessions"] = bench_sessions(dsn, 1000, 3 if args.quick else 10, 16)
         results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
+        results["redis_tier"] = bench_redis_tier(dsn, n)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
         print(f"\nresults written to {args.json}")
