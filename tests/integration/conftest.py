@@ -7,14 +7,22 @@ import pytest
 from pymem.backends.base import MemoryBackend
 from pymem.backends.memory import InMemoryBackend
 from pymem.backends.postgres import PostgresBackend
+from pymem.backends.redis import RedisBackend
 from pymem.cache import CachedBackend, connect_redis
 
 
-@pytest.fixture(params=["memory", "postgres", "postgres+redis"])
+@pytest.fixture(params=["memory", "postgres", "postgres+redis", "redis"])
 def backend(request: pytest.FixtureRequest) -> Iterator[MemoryBackend]:
     """Every backend, so the same test proves the same contract on each."""
     if request.param == "memory":
         yield InMemoryBackend()
+        return
+    if request.param == "redis":
+        standalone = RedisBackend.from_url(request.getfixturevalue("redis_url"))
+        try:
+            yield standalone
+        finally:
+            standalone.close()
         return
     dsn = request.getfixturevalue("dsn")
     pg = PostgresBackend(dsn, max_size=4).open()

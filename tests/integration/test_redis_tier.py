@@ -254,3 +254,29 @@ def test_tier_and_limits_on_a_three_master_cluster(dsn: str, cluster: RedisClust
         assert _admitted(limiter, 8, 10, Limit(25, timedelta(hours=1))) == 25
     finally:
         tier.close()
+
+
+def test_standalone_backend_expires_sessions_and_orders_writers(redis_url: str) -> None:
+    from pymem.backends.redis import RedisBackend
+
+    backend = RedisBackend.from_url(redis_url)
+    try:
+        backend.configure_tenant("acme", default_ttl=timedelta(minutes=5))
+        backend.append("acme", "short", "user", "soon gone", tokens=2)
+        client = redis.Redis.from_url(redis_url)
+        ttls = [client.pttl(k) for k in client.keys("memory:{acme:short}:*")]
+        assert ttls and all(0 < t <= 300_000 for t in ttls)
+
+        def writer(w: int) -> list[int]:
+            return [
+                backend.append("acme", "hot", "user", f"w{w}-{i}", tokens=1).seq for i in range(100)
+            ]
+
+        with ThreadPoolExecutor(8) as pool:
+            seqs = sorted(s for chunk in pool.map(writer, range(8)) for s in chunk)
+        assert seqs == list(range(1, 801))
+        assert [m.seq for m in backend.history("acme", "hot", after_seq=790)] == list(
+            range(791, 801)
+        )
+    finally:
+        backend.close()
