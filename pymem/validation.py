@@ -10,6 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from .errors import (
@@ -195,3 +196,46 @@ def estimate_tokens(content: str) -> int:
         return 0
     words = len(_SPACES.split(_EDGES.sub("", content)))
     return max(math.ceil(len(content) / 4), math.ceil(round(words * 1.3, 10)))
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedAppend:
+    """An append's arguments after the rules of ``memory.append`` accepted them."""
+
+    metadata: dict[str, Any]
+    embedding: list[float] | None
+    tokens: int
+    estimated: bool
+
+
+def check_append(
+    tenant: str,
+    session: str,
+    role: str,
+    content: str,
+    *,
+    tokens: int | None,
+    metadata: Mapping[str, Any] | None,
+    embedding: Sequence[float] | None,
+    idempotency_key: str | None,
+    user_id: str | None,
+    embedding_dim: int,
+) -> CheckedAppend:
+    """Every check ``memory.append`` makes before writing, in the same order."""
+    check_ident("tenant", tenant)
+    check_ident("session", session)
+    if user_id is not None:
+        check_ident("user_id", user_id)
+    if idempotency_key is not None:
+        check_ident("idempotency_key", idempotency_key)
+    check_role(role)
+    check_content(content)
+    check_tokens(tokens)
+    stored: dict[str, Any] = json.loads(metadata_json(metadata))
+    vector = check_embedding(embedding, embedding_dim)
+    return CheckedAppend(
+        metadata=stored,
+        embedding=vector,
+        tokens=estimate_tokens(content) if tokens is None else tokens,
+        estimated=tokens is None,
+    )

@@ -38,15 +38,13 @@ from ..models import (
 )
 from ..validation import (
     DEFAULT_EMBEDDING_DIM,
+    check_append,
     check_budget,
     check_content,
     check_embedding,
     check_ident,
     check_range,
-    check_role,
     check_strategy,
-    check_tokens,
-    estimate_tokens,
     metadata_json,
 )
 from . import _ranking
@@ -129,19 +127,21 @@ class InMemoryBackend:
         idempotency_key: str | None = None,
         user_id: str | None = None,
     ) -> AppendResult:
-        check_ident("tenant", tenant)
-        check_ident("session", session)
-        if user_id is not None:
-            check_ident("user_id", user_id)
-        if idempotency_key is not None:
-            check_ident("idempotency_key", idempotency_key)
-        check_role(role)
-        check_content(content)
-        check_tokens(tokens)
-        stored_metadata: dict[str, Any] = json.loads(metadata_json(metadata))
-        check_embedding(embedding, self._embedding_dim)
-        estimated = tokens is None
-        n_tokens = estimate_tokens(content) if tokens is None else tokens
+        checked = check_append(
+            tenant,
+            session,
+            role,
+            content,
+            tokens=tokens,
+            metadata=metadata,
+            embedding=embedding,
+            idempotency_key=idempotency_key,
+            user_id=user_id,
+            embedding_dim=self._embedding_dim,
+        )
+        stored_metadata = checked.metadata
+        estimated = checked.estimated
+        n_tokens = checked.tokens
 
         with self._lock:
             state = self._sessions.get((tenant, session))

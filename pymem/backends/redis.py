@@ -35,16 +35,7 @@ from ..models import (
     Summary,
     TenantStats,
 )
-from ..validation import (
-    DEFAULT_EMBEDDING_DIM,
-    check_content,
-    check_embedding,
-    check_ident,
-    check_role,
-    check_tokens,
-    estimate_tokens,
-    metadata_json,
-)
+from ..validation import DEFAULT_EMBEDDING_DIM, check_append, check_ident
 from .memory import InMemoryBackend, _Session, _Tenant
 
 T = TypeVar("T")
@@ -341,23 +332,25 @@ class RedisBackend:
         idempotency_key: str | None = None,
         user_id: str | None = None,
     ) -> AppendResult:
-        check_ident("tenant", tenant)
-        check_ident("session", session)
-        if user_id is not None:
-            check_ident("user_id", user_id)
-        if idempotency_key is not None:
-            check_ident("idempotency_key", idempotency_key)
-        check_role(role)
-        check_content(content)
-        check_tokens(tokens)
-        stored_metadata = json.loads(metadata_json(metadata))
-        vector = check_embedding(embedding, self._embedding_dim)
-        estimated = tokens is None
-        n = estimate_tokens(content) if tokens is None else tokens
+        checked = check_append(
+            tenant,
+            session,
+            role,
+            content,
+            tokens=tokens,
+            metadata=metadata,
+            embedding=embedding,
+            idempotency_key=idempotency_key,
+            user_id=user_id,
+            embedding_dim=self._embedding_dim,
+        )
+        n, vector = checked.tokens, checked.embedding
         policy = self._tenant(tenant)
         now = datetime.now(UTC)
         expires = now + policy.default_ttl if policy.default_ttl else None
-        tail = json.dumps([role, content, n, estimated, stored_metadata, now.isoformat()])[1:]
+        tail = json.dumps([role, content, n, checked.estimated, checked.metadata, now.isoformat()])[
+            1:
+        ]
         keys = self._keys(tenant, session)
         request = hashlib.md5(f"{role}:{content}".encode()).hexdigest()
         try:
