@@ -11,9 +11,13 @@
 create extension if not exists btree_gin with schema public;
 
 -- Full-text recall within one session: equality on the leading columns,
--- lexeme lookup on the tsvector, in one GIN index.
+-- lexeme lookup on the tsvector, in one GIN index. fastupdate is off: with
+-- the default pending list, every search scans all recent inserts not yet
+-- merged (measured: 200 ms instead of 7 ms for a hybrid context right after
+-- 10,000 appends); appends pay the merge instead, a few entries each.
 create index messages_session_search_idx
-    on memory.messages using gin (tenant_id, session_id, search);
+    on memory.messages using gin (tenant_id, session_id, search)
+    with (fastupdate = off);
 
 do $migration$
 declare
