@@ -49,11 +49,12 @@ SCRIPT: tuple[tuple[str, str], ...] = (
 def _window_table(title: str, window: ContextWindow) -> Table:
     table = Table(title=title, title_justify="left", show_lines=False, expand=True)
     table.add_column("seq", justify="right", style="dim", width=4)
+    table.add_column("part", width=7)
     table.add_column("role", width=9)
     table.add_column("content", ratio=1)
     table.add_column("tokens", justify="right", width=6)
     for item in window:
-        table.add_row(str(item.seq), item.role, item.content, str(item.tokens))
+        table.add_row(str(item.seq), item.part, item.role, item.content, str(item.tokens))
     table.caption = (
         f"{len(window)} messages, {window.tokens} of {window.budget} tokens "
         f"(strategy: {window.strategy})"
@@ -105,6 +106,13 @@ def run_demo(console: Console, *, dsn: str | None = None, home: str | None = Non
         for budget in (60, 150):
             window = chat.context(budget=budget)
             console.print(_window_table(f"budget {budget} tokens", window))
+        question = "Which address is the replacement going to?"
+        window = chat.context(budget=90, query=question, strategy="hybrid")
+        console.print(_window_table(f'hybrid, budget 90, query "{question}"', window))
+        console.print(
+            "  [dim]hybrid recalls the older turn that answers the question "
+            "(part 'recall') beside the newest one[/]"
+        )
         window = chat.context(budget=400, message_overhead=4)
         console.print(
             f"\nReady for an OpenAI-style API ({window.tokens} tokens incl. 4 per "
