@@ -239,6 +239,68 @@ def worker(
         backend.close()
 
 
+audit_app = typer.Typer(help="Verify the audit chain and keep signed checkpoints of it.")
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_key() -> bytes:
+    import os
+
+    key = os.environ.get("PYMEM_AUDIT_KEY", "")
+    if not key:
+        err.print("[red]error:[/] set PYMEM_AUDIT_KEY to the checkpoint signing key")
+        raise typer.Exit(2)
+    return key.encode()
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[str, typer.Option(help="File to append the signed checkpoint to.")],
+    dsn: DsnOption = None,
+) -> None:
+    """Sign every tenant's chain head and append it to a file kept outside the database."""
+    import json
+
+    from .audit import checkpoint
+
+    with psycopg.connect(_dsn(dsn)) as conn:
+        document = checkpoint(conn, _audit_key())
+    with open(out, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(document, sort_keys=True) + "\n")
+    console.print(f"checkpoint of {len(document['heads'])} chains appended to {out}")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    dsn: DsnOption = None,
+    checkpoint_file: Annotated[
+        str | None, typer.Option("--checkpoint", help="Also check against this file's last line.")
+    ] = None,
+) -> None:
+    """Check every chain, and against a signed checkpoint when given."""
+    import json
+
+    from .audit import verify_checkpoint
+
+    with psycopg.connect(_dsn(dsn)) as conn:
+        if checkpoint_file:
+            with open(checkpoint_file, encoding="utf-8") as fh:
+                document = json.loads(fh.read().strip().splitlines()[-1])
+            try:
+                problems = verify_checkpoint(conn, document, _audit_key())
+            except PymemError as exc:
+                _fail(exc)
+                return
+        else:
+            rows = conn.execute("select * from memory.verify_audit()").fetchall()
+            problems = [f"{t}: row {i}: {p}" for t, i, p in rows]
+    for problem in problems:
+        console.print(f"[red]TAMPERED[/] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    console.print("[green]audit chains intact[/]")
+
+
 @app.command("sql-reference")
 def sql_reference(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> None:
     """Print the SQL reference (Markdown) generated from the function comments."""

@@ -96,6 +96,10 @@ class SummaryRangeInvalid(InvalidArgument):
     """A digest whose range does not continue or span the existing digests."""
 
 
+class AuditLogAppendOnly(PymemError, PermissionError):
+    """An attempt to change or remove audit rows."""
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached."""
 
@@ -130,6 +134,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME012": SessionOwnedByAnotherUser,
     "ME013": JobNotHeld,
     "ME014": SummaryRangeInvalid,
+    "ME016": AuditLogAppendOnly,
 }
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
@@ -192,6 +197,7 @@ def translate_errors() -> Iterator[None]:
 
 
 __all__ = [
+    "AuditLogAppendOnly",
     "DatabaseUnavailable",
     "EmbeddedUnavailable",
     "EmbeddingDimensionMismatch",

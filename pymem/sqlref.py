@@ -29,6 +29,7 @@ ERROR_MEANINGS = {
     "ME012": "session belongs to another user",
     "ME013": "job no longer held by this worker (lease expired)",
     "ME014": "summary range does not continue or span the existing digests",
+    "ME016": "the audit log is append-only",
 }
 
 

@@ -43,11 +43,14 @@ begin
     end if;
 
     if add_summary.level = 1 then
-        -- Level 1 continues exactly where the last digest stopped.
-        if add_summary.seq_from <> v_session.summarized_upto + 1
+        -- Level 1 continues exactly where the last digest stopped (or at the
+        -- oldest retained turn, when caps trimmed turns never summarized).
+        if add_summary.seq_from <> greatest(v_session.summarized_upto + 1, v_session.first_seq)
            or add_summary.seq_to > v_session.last_seq then
             raise exception 'memory: a level-1 summary of %/% must cover %..(at most %), got %..%',
-                    tenant, session, v_session.summarized_upto + 1, v_session.last_seq,
+                    tenant, session,
+                    greatest(v_session.summarized_upto + 1, v_session.first_seq),
+                    v_session.last_seq,
                     add_summary.seq_from, add_summary.seq_to
                 using errcode = 'ME014',
                       hint = 'read memory.session_info(...).summarized_upto and summarize from the next seq';
@@ -98,7 +101,9 @@ $fn$;
 
 comment on function memory.add_summary(text, text, integer, bigint, bigint, text, integer, jsonb) is
 $$Store a digest and return its id. Level 1 must continue exactly after the
-session's summarized_upto (it advances it and lowers unsummarized_tokens);
+session's summarized_upto, or start at its oldest retained turn when caps
+trimmed unsummarized turns (it advances summarized_upto and lowers
+unsummarized_tokens);
 level L > 1 must start where one level L-1 digest starts and end where one
 ends, overlapping no other level-L digest. Normally written by `pymem worker`.
 Errors: ME001/ME003 session missing or deleted; ME002 bad arguments;

@@ -485,10 +485,11 @@ class InMemoryBackend:
             info = state.info
             same = [d for d in state.summaries if d.level == level - 1]
             if level == 1:
-                if seq_from != info.summarized_upto + 1 or seq_to > info.last_seq:
+                start = max(info.summarized_upto + 1, info.first_seq)
+                if seq_from != start or seq_to > info.last_seq:
                     raise SummaryRangeInvalid(
                         f"memory: a level-1 summary of {tenant}/{session} must cover "
-                        f"{info.summarized_upto + 1}..(at most {info.last_seq}), got "
+                        f"{start}..(at most {info.last_seq}), got "
                         f"{seq_from}..{seq_to}",
                         hint="read session_info().summarized_upto and summarize from the next seq",
                     )

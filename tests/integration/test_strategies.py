@@ -156,3 +156,13 @@ def test_recall_fuses_embeddings(backend: MemoryBackend) -> None:
     assert found[0].text_rank == 1 and found[0].vector_rank == 1
     with pytest.raises(errors.EmbeddingDimensionMismatch):
         backend.recall(T, S, "violin", query_embedding=[0.1] * 3)
+
+
+def test_digests_start_at_the_oldest_kept_turn_after_trimming(backend: MemoryBackend) -> None:
+    _conversation(backend, n=10)
+    backend.configure_session(T, S, max_messages=4)
+    backend.append(T, S, "user", "one more", tokens=1)  # trims turns 1..7
+    with pytest.raises(errors.SummaryRangeInvalid):
+        backend.add_summary(T, S, level=1, seq_from=1, seq_to=9, content="gone", tokens=1)
+    backend.add_summary(T, S, level=1, seq_from=8, seq_to=9, content="kept", tokens=1)
+    assert backend.session_info(T, S).summarized_upto == 9
