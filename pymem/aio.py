@@ -180,6 +180,14 @@ class AsyncMemory:
             embed_messages=embed_messages,
         )
 
+    async def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
+        """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
+        return await self.backend.export_subject(tenant or self.tenant, user)
+
+    async def erase_subject(self, user: str, *, tenant: str | None = None) -> list[tuple[str, int]]:
+        """Erase every session of ``user``; returns (session id, messages removed) pairs."""
+        return await self.backend.erase_subject(tenant or self.tenant, user)
+
     async def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return await self.backend.stats(tenant)

@@ -499,6 +499,15 @@ class CachedBackend:
             page_size=page_size,
         )
 
+    def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
+        return self.backend.export_subject(tenant, user_id)
+
+    def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
+        erased = self.backend.erase_subject(tenant, user_id)
+        for session, _ in erased:
+            self.invalidate(tenant, session)
+        return erased
+
     def stats(self, tenant: str | None = None) -> list[TenantStats]:
         return self.backend.stats(tenant)
 

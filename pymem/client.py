@@ -218,6 +218,14 @@ class Memory:
             embed_messages=embed_messages,
         )
 
+    def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
+        """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
+        return self.backend.export_subject(tenant or self.tenant, user)
+
+    def erase_subject(self, user: str, *, tenant: str | None = None) -> list[tuple[str, int]]:
+        """Erase every session of ``user``; returns (session id, messages removed) pairs."""
+        return self.backend.erase_subject(tenant or self.tenant, user)
+
     def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return self.backend.stats(tenant)

@@ -148,3 +148,11 @@ select memory.set_embeddings(%(tenant)s, %(session)s, %(seqs)s::bigint[],
 -- name: summary_cadence
 -- Unsummarized tokens that make a level-1 digest (null: summaries off).
 select memory.summary_cadence(%(tenant)s, %(session)s) as cadence;
+
+-- name: export_subject
+-- Everything held about one user, as JSON.
+select memory.export_subject(%(tenant)s, %(user_id)s) as document;
+
+-- name: erase_subject
+-- Erase a user's sessions; one row per erased session.
+select * from memory.erase_subject(%(tenant)s, %(user_id)s);

@@ -103,7 +103,8 @@ declare
 begin
     if tg_op = 'INSERT' then
         perform memory._audit(new.tenant_id, 'session.create', 'session', new.session_id,
-                              jsonb_build_object('user_id', new.user_id));
+                              jsonb_build_object('user_ref',
+                                                 memory._subject_ref(new.tenant_id, new.user_id)));
     elsif tg_op = 'DELETE' then
         perform memory._audit(old.tenant_id, 'session.purge', 'session', old.session_id,
                               jsonb_build_object('messages', old.message_count));
@@ -122,7 +123,8 @@ begin
                 'summary_every_tokens', new.summary_every_tokens);
         end if;
         if old.user_id is distinct from new.user_id then
-            v_changes := v_changes || jsonb_build_object('user_id', new.user_id);
+            v_changes := v_changes || jsonb_build_object(
+                'user_ref', memory._subject_ref(new.tenant_id, new.user_id));
         end if;
         if old.metadata is distinct from new.metadata then
             v_changes := v_changes || jsonb_build_object('metadata_changed', true);

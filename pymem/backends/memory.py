@@ -74,6 +74,10 @@ def _item(part: str, m: StoredMessage, score: float | None) -> ContextItem:
     )
 
 
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -568,6 +572,68 @@ class InMemoryBackend:
         rows.sort(key=lambda info: info.session_id.encode())
         return rows[:page_size]
 
+    def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
+        check_ident("tenant", tenant)
+        check_ident("user_id", user_id)
+        with self._lock:
+            mine = sorted(
+                (
+                    s
+                    for (t, _), s in self._sessions.items()
+                    if t == tenant and s.info.user_id == user_id
+                ),
+                key=lambda s: s.info.session_id,
+            )
+            sessions = [
+                {
+                    "session_id": s.info.session_id,
+                    "created_at": _iso(s.info.created_at),
+                    "updated_at": _iso(s.info.updated_at),
+                    "expires_at": _iso(s.info.expires_at),
+                    "deleted_at": _iso(s.info.deleted_at),
+                    "metadata": s.info.metadata,
+                    "messages": [
+                        {
+                            "seq": m.seq,
+                            "role": m.role,
+                            "content": m.content,
+                            "tokens": m.tokens,
+                            "metadata": m.metadata,
+                            "created_at": _iso(m.created_at),
+                        }
+                        for m in s.messages
+                    ],
+                    "summaries": [
+                        {
+                            "level": d.level,
+                            "seq_from": d.seq_from,
+                            "seq_to": d.seq_to,
+                            "content": d.content,
+                            "created_at": _iso(d.created_at),
+                        }
+                        for d in sorted(s.summaries, key=lambda d: (d.seq_from, d.level))
+                    ],
+                }
+                for s in mine
+            ]
+        return {
+            "tenant": tenant,
+            "user_id": user_id,
+            "exported_at": _iso(_now()),
+            "sessions": sessions,
+        }
+
+    def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
+        check_ident("tenant", tenant)
+        check_ident("user_id", user_id)
+        with self._lock:
+            mine = sorted(
+                sid
+                for (t, sid), s in self._sessions.items()
+                if t == tenant and s.info.user_id == user_id
+            )
+            return [(sid, self.purge_session(tenant, sid)) for sid in mine]
+
     def stats(self, tenant: str | None = None) -> list[TenantStats]:
         with self._lock:
             totals: dict[str, list[SessionInfo]] = {}
@@ -732,6 +798,12 @@ class AsyncInMemoryBackend:
 
     async def purge_session(self, *args: Any, **kwargs: Any) -> int:
         return self.sync.purge_session(*args, **kwargs)
+
+    async def export_subject(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.sync.export_subject(*args, **kwargs)
+
+    async def erase_subject(self, *args: Any, **kwargs: Any) -> list[tuple[str, int]]:
+        return self.sync.erase_subject(*args, **kwargs)
 
     async def stats(self, *args: Any, **kwargs: Any) -> list[TenantStats]:
         return self.sync.stats(*args, **kwargs)

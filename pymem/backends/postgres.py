@@ -25,7 +25,7 @@ from ..models import (
     Summary,
     TenantStats,
 )
-from ..validation import vector_literal
+from ..validation import check_text, vector_literal
 from . import _calls
 
 T = TypeVar("T")
@@ -286,6 +286,19 @@ class PostgresBackend:
             page_size=page_size,
         )
         return self._rows("list_sessions", params, SessionInfo)
+
+    def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
+        document: dict[str, Any] = self._scalar(
+            "export_subject", {"tenant": tenant, "user_id": check_text("user_id", user_id)}
+        )
+        return document
+
+    def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
+        params = {"tenant": tenant, "user_id": check_text("user_id", user_id)}
+        with self.connection() as conn:
+            cur = conn.execute(QUERIES["erase_subject"], params)
+            rows = cur.fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     def stats(self, tenant: str | None = None) -> list[TenantStats]:
         return self._rows("stats", {"tenant": tenant}, TenantStats)
@@ -643,6 +656,19 @@ class AsyncPostgresBackend:
             page_size=page_size,
         )
         return await self._rows("list_sessions", params, SessionInfo)
+
+    async def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
+        document: dict[str, Any] = await self._scalar(
+            "export_subject", {"tenant": tenant, "user_id": check_text("user_id", user_id)}
+        )
+        return document
+
+    async def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
+        params = {"tenant": tenant, "user_id": check_text("user_id", user_id)}
+        async with self.connection() as conn:
+            cur = await conn.execute(QUERIES["erase_subject"], params)
+            rows = await cur.fetchall()
+        return [(r[0], r[1]) for r in rows]
 
     async def stats(self, tenant: str | None = None) -> list[TenantStats]:
         return await self._rows("stats", {"tenant": tenant}, TenantStats)

@@ -618,6 +618,25 @@ class RedisBackend:
             page_size=page_size,
         )
 
+    def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
+        view = InMemoryBackend(embedding_dim=self._embedding_dim)
+        check_ident("user_id", user_id)
+        for info in self.list_sessions(
+            tenant, owner=user_id, include_deleted=True, page_size=10_000
+        ):
+            snapshot = self._snapshot(tenant, info.session_id)
+            view._sessions.update(snapshot._sessions)
+        return view.export_subject(tenant, user_id)
+
+    def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
+        check_ident("user_id", user_id)
+        return [
+            (info.session_id, self.purge_session(tenant, info.session_id))
+            for info in self.list_sessions(
+                tenant, owner=user_id, include_deleted=True, page_size=10_000
+            )
+        ]
+
     def stats(self, tenant: str | None = None) -> list[TenantStats]:
         view = InMemoryBackend()
         tenants = (

@@ -359,3 +359,31 @@ def test_any_text_round_trips(backend: MemoryBackend, content: str) -> None:
     result = backend.append(T, "prop", "user", content, tokens=1)
     (stored,) = backend.history(T, "prop", after_seq=result.seq - 1, page_size=1)
     assert stored.content == content
+
+
+def test_export_and_erase_a_subject(backend: MemoryBackend) -> None:
+    backend.append(
+        T, "a1", "user", "alice's first secret", tokens=3, user_id="alice", metadata={"k": "v"}
+    )
+    backend.append(T, "a1", "assistant", "noted", tokens=1)
+    backend.append(T, "a2", "user", "alice again", tokens=2, user_id="alice")
+    backend.delete_session(T, "a2")
+    backend.append(T, "b1", "user", "bob's words", tokens=2, user_id="bob")
+    backend.append("other", "a1", "user", "another tenant's alice", tokens=3, user_id="alice")
+    document = backend.export_subject(T, "alice")
+    assert (document["tenant"], document["user_id"]) == (T, "alice")
+    assert [s["session_id"] for s in document["sessions"]] == ["a1", "a2"]
+    first = document["sessions"][0]
+    assert [m["content"] for m in first["messages"]] == ["alice's first secret", "noted"]
+    assert first["messages"][0]["metadata"] == {"k": "v"}
+    assert document["sessions"][1]["deleted_at"] is not None
+
+    assert sorted(backend.erase_subject(T, "alice")) == [("a1", 2), ("a2", 1)]
+    assert backend.export_subject(T, "alice")["sessions"] == []
+    with pytest.raises(errors.SessionNotFound):
+        backend.context(T, "a1", budget=100)
+    assert [m.content for m in backend.history(T, "b1")] == ["bob's words"]
+    assert [m.content for m in backend.history("other", "a1")] == ["another tenant's alice"]
+    assert backend.erase_subject(T, "alice") == []
+    with pytest.raises(errors.InvalidIdentifier):
+        backend.erase_subject(T, "")

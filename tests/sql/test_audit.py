@@ -13,6 +13,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pymem.audit import CheckpointInvalid, checkpoint, verify_checkpoint
 
@@ -243,3 +244,50 @@ def test_cli_checkpoint_and_verify(dsn: str, tmp_path: Any) -> None:
         _rewrite_chain(conn)
     bad = cli("verify", "--checkpoint", str(file))
     assert bad.returncode == 1 and "TAMPERED" in bad.stdout
+
+
+def test_erasure_leaves_no_trace_in_any_table(dsn: str) -> None:
+    canary = "CANARY-7f3a-private-words"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(3):
+            conn.execute(
+                "select memory.append('t', %s, 'user', %s, 4, "
+                "metadata => jsonb_build_object('note', %s::text), "
+                "idempotency_key => %s, user_id => 'subject-zq9')",
+                (f"s{i}", canary, canary, f"k{i}"),
+            )
+        conn.execute("select memory.add_summary('t', 's0', 1, 1, 1, %s, 4)", (canary,))
+        conn.execute("select memory._enqueue('t', 's1', 'summarize')")
+        conn.execute("select * from memory.rate_limit('t', 'user:subject-zq9', 5, '1 hour')")
+        conn.execute(
+            "select memory.append('t', 'keep', 'user', 'unrelated', 1, user_id => 'someone-else')"
+        )
+        exported = conn.execute("select memory.export_subject('t', 'subject-zq9')").fetchone()
+        assert exported is not None and len(exported[0]["sessions"]) == 3
+        erased = conn.execute("select * from memory.erase_subject('t', 'subject-zq9')").fetchall()
+        assert erased == [("s0", 1), ("s1", 1), ("s2", 1)]
+        tables = conn.execute(
+            "select format('%I.%I', n.nspname, c.relname) from pg_class as c "
+            "join pg_namespace as n on n.oid = c.relnamespace "
+            "where n.nspname = 'memory' and c.relkind = 'r'"
+        ).fetchall()
+        for (table,) in tables:
+            hits = conn.execute(
+                sql.SQL(
+                    "select count(*) from {} as x where x::text like %s or x::text like %s"
+                ).format(sql.SQL(table)),
+                (f"%{canary}%", "%subject-zq9%"),
+            ).fetchone()
+            assert hits == (0,), f"trace left in {table}"
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "select action from memory.audit_log where action like 'subject.%' "
+                "order by audit_id"
+            ).fetchall()
+        ]
+        assert actions == ["subject.export", "subject.erase"]
+        assert conn.execute("select * from memory.verify_audit()").fetchall() == []
+        assert conn.execute(
+            "select count(*) from memory.messages where session_id = 'keep'"
+        ).fetchone() == (1,)
