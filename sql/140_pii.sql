@@ -1,0 +1,175 @@
+-- Personal data detection and redaction, applied at append by tenant policy.
+
+-------------------------------------------------------------------------------
+-- _luhn: does a digit string pass the Luhn checksum (payment cards)?
+create or replace function memory._luhn(
+    digits text
+)
+returns boolean
+language plpgsql
+immutable strict parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_sum integer := 0;
+    v_d   integer;
+    v_n   integer := char_length(digits);
+begin
+    if digits !~ '^[0-9]{12,19}$' then
+        return false;
+    end if;
+    for i in 0 .. v_n - 1 loop
+        v_d := substr(digits, v_n - i, 1)::integer;
+        if i % 2 = 1 then
+            v_d := v_d * 2;
+            if v_d > 9 then
+                v_d := v_d - 9;
+            end if;
+        end if;
+        v_sum := v_sum + v_d;
+    end loop;
+    return v_sum % 10 = 0;
+end;
+$fn$;
+
+comment on function memory._luhn(text) is
+$$True when `digits` (12 to 19 digits) passes the Luhn checksum.$$;
+
+-------------------------------------------------------------------------------
+-- _iban_ok: does a string pass the IBAN mod-97 check?
+create or replace function memory._iban_ok(
+    iban text
+)
+returns boolean
+language sql
+immutable strict parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+return case
+    when upper(replace(iban, ' ', '')) !~ '^[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}$' then false
+    else (select string_agg(case when c ~ '[A-Z]' then (ascii(c) - 55)::text else c end, ''
+                            order by o)
+            from unnest(string_to_array(
+                     substr(upper(replace(iban, ' ', '')), 5)
+                     || substr(upper(replace(iban, ' ', '')), 1, 4), null))
+                 with ordinality as u (c, o))::numeric % 97 = 1
+end;
+
+comment on function memory._iban_ok(text) is
+$$True when `iban` (spaces allowed) has an IBAN's shape and its mod-97 check holds.$$;
+
+-------------------------------------------------------------------------------
+-- pii_scan: the personal data found in a text.
+create or replace function memory.pii_scan(
+    content text
+)
+returns table (
+    kind  text,
+    value text
+)
+language plpgsql
+immutable strict parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    m       text[];
+    v_taken text[] := '{}';
+begin
+    for m in select regexp_matches(content,
+                 '-----BEGIN [A-Z ]*PRIVATE KEY-----|\m(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}|\mAKIA[0-9A-Z]{16}\M|\mgh[pousr]_[A-Za-z0-9]{36}\M|\mxox[abpr]-[A-Za-z0-9-]{10,}',
+                 'g') loop
+        kind := 'secret'; value := m[1]; v_taken := v_taken || m[1]; return next;
+    end loop;
+    for m in select regexp_matches(content, '([A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})', 'g') loop
+        kind := 'email'; value := m[1]; v_taken := v_taken || m[1]; return next;
+    end loop;
+    for m in select regexp_matches(content, '\m([A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30})\M', 'g') loop
+        if memory._iban_ok(m[1]) then
+            kind := 'iban'; value := m[1]; v_taken := v_taken || m[1]; return next;
+        end if;
+    end loop;
+    for m in select regexp_matches(content, '(?:^|[^0-9])((?:[0-9][ -]?){11,18}[0-9])(?![0-9])', 'g') loop
+        continue when exists (select 1 from unnest(v_taken) as t where strpos(t, m[1]) > 0);
+        if memory._luhn(regexp_replace(m[1], '[ -]', '', 'g')) then
+            kind := 'card'; value := m[1]; v_taken := v_taken || m[1]; return next;
+        end if;
+    end loop;
+    for m in select regexp_matches(content, '\m([0-9]{1,3}(?:\.[0-9]{1,3}){3})\M', 'g') loop
+        if (select bool_and(o::integer <= 255) from unnest(string_to_array(m[1], '.')) as o) then
+            kind := 'ip'; value := m[1]; v_taken := v_taken || m[1]; return next;
+        end if;
+    end loop;
+    for m in select regexp_matches(content, '((?:[0-9A-Fa-f]{1,4}:){7}[0-9A-Fa-f]{1,4}|(?:[0-9A-Fa-f]{1,4}:){1,7}:(?:[0-9A-Fa-f]{1,4}(?::[0-9A-Fa-f]{1,4}){0,6})?)', 'g') loop
+        if m[1] ~ '[0-9A-Fa-f]{1,4}:.*:' then
+            kind := 'ip'; value := m[1]; v_taken := v_taken || m[1]; return next;
+        end if;
+    end loop;
+    for m in select regexp_matches(content, '\m([0-9]{3}-[0-9]{2}-[0-9]{4}|[A-CEGHJ-PR-TW-Z]{2} ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D])\M', 'g') loop
+        kind := 'national_id'; value := m[1]; v_taken := v_taken || m[1]; return next;
+    end loop;
+    for m in select regexp_matches(content, '((?:\+[0-9]{1,3}[ .-]?)?(?:\(0?[0-9]{1,4}\)[ .-]?)?[0-9]{2,8}(?:[ .-][0-9]{2,8}){0,4}|\+?[0-9]{9,15})(?:x[0-9]{1,5})?', 'g') loop
+        -- Not a phone: too few or too many digits, or part of something found above.
+        continue when char_length(regexp_replace(m[1], '[^0-9]', '', 'g')) not between 9 and 15;
+        continue when exists (select 1 from unnest(v_taken) as t where strpos(t, m[1]) > 0);
+        continue when memory._luhn(regexp_replace(m[1], '[^0-9]', '', 'g'));
+        kind := 'phone'; value := m[1]; return next;
+    end loop;
+end;
+$fn$;
+
+comment on function memory.pii_scan(text) is
+$$Return the personal data found in `content`: kind (secret, email, iban,
+card, ip, national_id, phone) and the matched text (value). Cards must pass the Luhn
+check, IBANs the mod-97 check, IPv4 octets must be <= 255; phone numbers are
+9 to 15 digits not already taken as a card or an identifier.
+Example: select * from memory.pii_scan('mail me at ann@example.org');$$;
+
+-------------------------------------------------------------------------------
+-- redact: replace or mask the personal data in a text.
+create or replace function memory.redact(
+    content text,
+    action  text default 'redact'
+)
+returns table (
+    redacted text,
+    kinds    text[]
+)
+language plpgsql
+immutable parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    r       record;
+    v_text  text := content;
+    v_kinds text[] := '{}';
+begin
+    if action is null or action not in ('redact', 'mask', 'tag') then
+        raise exception 'memory: unknown redaction action %', coalesce(quote_literal(action), 'null')
+            using errcode = 'ME002', hint = 'action must be redact, mask or tag';
+    end if;
+    if content is null then
+        return query select null::text, v_kinds;
+        return;
+    end if;
+    -- Longest matches first, so a match inside another is not replaced half-way.
+    for r in select s.kind, s.value from memory.pii_scan(content) as s
+              order by char_length(s.value) desc loop
+        if not (r.kind = any (v_kinds)) then
+            v_kinds := v_kinds || r.kind;
+        end if;
+        if action = 'redact' then
+            v_text := replace(v_text, r.value, '[' || upper(r.kind) || ']');
+        elsif action = 'mask' then
+            v_text := replace(v_text, r.value,
+                              regexp_replace(left(r.value, -4), '[A-Za-z0-9]', '*', 'g')
+                              || right(r.value, 4));
+        end if;
+    end loop;
+    return query select v_text, (select array_agg(k order by k) from unnest(v_kinds) as k);
+end;
+$fn$;
+
+comment on function memory.redact(text, text) is
+$$Return `content` with its personal data replaced ('redact': [EMAIL], [CARD],
+...), masked but for the last 4 characters ('mask'), or unchanged ('tag'),
+and the kinds found. Errors: ME002 unknown action.
+Example: select * from memory.redact('card 4111 1111 1111 1111', 'mask');$$;
