@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
@@ -121,14 +121,6 @@ class TenantStats:
     messages: int
     tokens: int
     last_activity: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class SessionPage:
-    """One page of a listing and the cursor for the next (None at the end)."""
-
-    sessions: tuple[SessionInfo, ...] = field(default_factory=tuple)
-    next_after: str | None = None
 
 
 class RecalledMessage(NamedTuple):

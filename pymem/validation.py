@@ -134,15 +134,20 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str:
     return text
 
 
-def check_embedding(embedding: Sequence[float] | None, dim: int) -> list[float] | None:
-    if embedding is None:
-        return None
+def _finite_vector(embedding: Sequence[float]) -> list[float]:
     values = [float(x) for x in embedding]
     if not values or any(not math.isfinite(x) for x in values):
         raise InvalidArgument(
             "memory: embedding must be a non-empty list of finite numbers",
             hint="pass the vector your embedding model returned",
         )
+    return values
+
+
+def check_embedding(embedding: Sequence[float] | None, dim: int) -> list[float] | None:
+    if embedding is None:
+        return None
+    values = _finite_vector(embedding)
     if len(values) != dim:
         raise EmbeddingDimensionMismatch(
             f"memory: embedding has {len(values)} dimensions, this database stores {dim}",
@@ -155,13 +160,7 @@ def vector_literal(embedding: Sequence[float] | None) -> str | None:
     """pgvector's text form of an embedding (sent as text, cast by the server)."""
     if embedding is None:
         return None
-    values = [float(x) for x in embedding]
-    if not values or any(not math.isfinite(x) for x in values):
-        raise InvalidArgument(
-            "memory: embedding must be a non-empty list of finite numbers",
-            hint="pass the vector your embedding model returned",
-        )
-    return "[" + ",".join(repr(x) for x in values) + "]"
+    return "[" + ",".join(repr(x) for x in _finite_vector(embedding)) + "]"
 
 
 def check_budget(budget: object) -> int:
