@@ -20,10 +20,7 @@ import argparse
 import json
 import math
 import re
-import shutil
-import socket
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -246,20 +243,8 @@ def main() -> None:
     if args.dsn:
         results = evaluate(args, args.dsn)
     else:
-        home = Path(tempfile.mkdtemp(prefix="pymem-locomo-"))
-        shutil.rmtree(home)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = EmbeddedPostgres(home, port=port)
-        try:
-            server.start()
-            from pymem.migrate import migrate
-
-            migrate(server.dsn())
+        with EmbeddedPostgres.temporary("pymem-locomo-") as server:
             results = evaluate(args, server.dsn())
-        finally:
-            server.destroy()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
 

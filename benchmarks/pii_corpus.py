@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import argparse
 import random
-import shutil
 import string
 import sys
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -149,17 +147,9 @@ def main() -> None:
         run(args.dsn)
         return
     from pymem.embedded import EmbeddedPostgres
-    from pymem.migrate import migrate
 
-    home = Path(tempfile.mkdtemp(prefix="pymem-pii-"))
-    shutil.rmtree(home)
-    server = EmbeddedPostgres(home, port=5498)
-    try:
-        server.start()
-        migrate(server.dsn())
+    with EmbeddedPostgres.temporary("pymem-pii-") as server:
         run(server.dsn())
-    finally:
-        server.destroy()
 
 
 if __name__ == "__main__":

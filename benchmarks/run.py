@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT))
 from pymem import Memory, NewMessage  # noqa: E402
 from pymem.backends.postgres import PostgresBackend  # noqa: E402
 from pymem.embedded import EmbeddedPostgres, find_pg_bin  # noqa: E402
-from pymem.migrate import migrate  # noqa: E402
 from pymem.tokens import TiktokenCounter  # noqa: E402
 
 TEXT = "Could you check on my order? It was supposed to arrive yesterday."
@@ -533,47 +532,41 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/latest.json")
     args = parser.parse_args()
     n = 300 if args.quick else 2000
-    home = Path(tempfile.mkdtemp(prefix="pymem-bench-"))
-    shutil.rmtree(home)
-    import socket
+    with EmbeddedPostgres.temporary(
+        "pymem-bench-",
+        tcp=True,
+        settings={"max_connections": "100", "shared_buffers": "256MB"},
+    ) as server:
+        run_all(args, server, n)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = EmbeddedPostgres(
-        home, port=port, tcp=True, settings={"max_connections": "100", "shared_buffers": "256MB"}
+
+def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
+    dsn = server.dsn()
+    with psycopg.connect(dsn) as conn:
+        version = conn.execute("show server_version").fetchone()
+    print(
+        f"pymem benchmarks — PostgreSQL {version[0] if version else '?'} on loopback, "
+        f"fsync on, {os.cpu_count()} cores, Python {platform.python_version()}"
     )
-    try:
-        server.start()
-        dsn = server.dsn()
-        migrate(dsn)
-        with psycopg.connect(dsn) as conn:
-            version = conn.execute("show server_version").fetchone()
-        print(
-            f"pymem benchmarks — PostgreSQL {version[0] if version else '?'} on loopback, "
-            f"fsync on, {os.cpu_count()} cores, Python {platform.python_version()}"
-        )
-        results: dict[str, Any] = {
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "commit": subprocess.run(
-                ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                capture_output=True,
-                text=True,
-            ).stdout.strip(),
-            "postgres": version[0] if version else None,
-            "cores": os.cpu_count(),
-        }
-        results["append"] = bench_append(dsn, n)
-        sizes = [1000, 10000] + ([100000] if args.full else [])
-        results["context"] = bench_context(dsn, sizes, n // 2)
-        results["sessions"] = bench_sessions(dsn, 1000, 3 if args.quick else 10, 16)
-        results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
-        results["redis_tier"] = bench_redis_tier(dsn, n)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2))
-        print(f"\nresults written to {args.json}")
-    finally:
-        server.destroy()
+    results: dict[str, Any] = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "commit": subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
+        "postgres": version[0] if version else None,
+        "cores": os.cpu_count(),
+    }
+    results["append"] = bench_append(dsn, n)
+    sizes = [1000, 10000] + ([100000] if args.full else [])
+    results["context"] = bench_context(dsn, sizes, n // 2)
+    results["sessions"] = bench_sessions(dsn, 1000, 3 if args.quick else 10, 16)
+    results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
+    results["redis_tier"] = bench_redis_tier(dsn, n)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2))
+    print(f"\nresults written to {args.json}")
 
 
 if __name__ == "__main__":

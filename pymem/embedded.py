@@ -17,7 +17,9 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -274,3 +276,34 @@ class EmbeddedPostgres:
         """Stop the server and delete its folder."""
         self.stop("immediate")
         shutil.rmtree(self.home, ignore_errors=True)
+
+    @classmethod
+    @contextmanager
+    def temporary(
+        cls,
+        prefix: str = "pymem-",
+        *,
+        tcp: bool = False,
+        migrated: bool = True,
+        settings: dict[str, str] | None = None,
+    ) -> Iterator[EmbeddedPostgres]:
+        """A throwaway cluster on a free port, migrated, removed on exit.
+
+        For benchmarks and tools; it lives in a new folder under the system's
+        temporary directory.
+        """
+        home = Path(tempfile.mkdtemp(prefix=prefix))
+        shutil.rmtree(home)  # initdb wants to create it (and chown it) itself
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        server = cls(home, port=port, tcp=tcp, settings=settings)
+        try:
+            server.start()
+            if migrated:
+                from .migrate import migrate
+
+                migrate(server.dsn())
+            yield server
+        finally:
+            server.destroy()

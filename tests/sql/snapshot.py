@@ -7,10 +7,7 @@ Run-time partitions (messages_YYYY_MM) are left out.
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 import psycopg
 
@@ -97,23 +94,17 @@ def snapshot(conn: psycopg.Connection[object]) -> list[str]:
 
 def main() -> None:
     from pymem.embedded import EmbeddedPostgres
-    from pymem.migrate import migrate
 
-    home = Path(tempfile.mkdtemp(prefix="pymem-snapshot-"))
-    shutil.rmtree(home)
-    server = EmbeddedPostgres(home, port=5499)
-    try:
-        server.start()
-        migrate(server.dsn())
-        with psycopg.connect(server.dsn()) as conn:
-            if "--sql-reference" in sys.argv:
-                from pymem.sqlref import render
+    with (
+        EmbeddedPostgres.temporary("pymem-snapshot-") as server,
+        psycopg.connect(server.dsn()) as conn,
+    ):
+        if "--sql-reference" in sys.argv:
+            from pymem.sqlref import render
 
-                sys.stdout.write(render(conn))
-            else:
-                sys.stdout.write("\n".join(snapshot(conn)) + "\n")
-    finally:
-        server.destroy()
+            sys.stdout.write(render(conn))
+        else:
+            sys.stdout.write("\n".join(snapshot(conn)) + "\n")
 
 
 if __name__ == "__main__":
