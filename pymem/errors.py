@@ -100,6 +100,19 @@ class AuditLogAppendOnly(PymemError, PermissionError):
     """An attempt to change or remove audit rows."""
 
 
+class AccessDenied(PymemError, PermissionError):
+    """The database role lacks a privilege for this call (SQLSTATE 42501)."""
+
+    default_hint = (
+        "grant the login pymem_app (applications), pymem_reader (SQL clients) or "
+        "pymem_auditor (audit); see docs/security.md"
+    )
+
+
+class TenantAccessDenied(AccessDenied):
+    """The transaction acts for another tenant, for none, or for one not granted."""
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached."""
 
@@ -135,6 +148,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME013": JobNotHeld,
     "ME014": SummaryRangeInvalid,
     "ME016": AuditLogAppendOnly,
+    "ME017": TenantAccessDenied,
 }
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
@@ -146,6 +160,8 @@ _BAD_VALUE_STATES: Final[Mapping[str, type[PymemError]]] = {
     "22000": InvalidArgument,  # data exception (e.g. vector dimensions)
     "22023": InvalidArgument,  # invalid parameter value
 }
+
+_PRIVILEGE_STATE: Final = "42501"
 
 _SCHEMA_STATES: Final = frozenset({"3F000", "42883", "42P01", "42704"})
 
@@ -172,6 +188,8 @@ def translate(exc: psycopg.Error) -> PymemError | None:
     bad_value = _BAD_VALUE_STATES.get(state)
     if bad_value is not None:
         return bad_value(f"memory: {message}", hint=hint or "check the value's type and format")
+    if state == _PRIVILEGE_STATE:
+        return AccessDenied(f"memory: {message}")
     if state in _SCHEMA_STATES:
         return SchemaNotInstalled(f"memory: {message}")
     if isinstance(exc, psycopg.DataError) and not state:
@@ -197,6 +215,7 @@ def translate_errors() -> Iterator[None]:
 
 
 __all__ = [
+    "AccessDenied",
     "AuditLogAppendOnly",
     "DatabaseUnavailable",
     "EmbeddedUnavailable",
@@ -215,6 +234,7 @@ __all__ = [
     "SessionNotFound",
     "SessionOwnedByAnotherUser",
     "SummaryRangeInvalid",
+    "TenantAccessDenied",
     "UnknownStrategy",
     "translate_errors",
 ]

@@ -68,7 +68,16 @@ def apply_sql(conn: psycopg.Connection[Any]) -> list[str]:
 
 
 def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
-    """Drop the functions ``sql/`` defines, so a rollback can drop what they use."""
+    """Drop the views and functions ``sql/`` defines, so a rollback can drop what they use."""
+    views = conn.execute(
+        """
+        select c.oid::regclass::text
+          from pg_catalog.pg_class as c
+         where c.relnamespace = 'memory'::regnamespace and c.relkind = 'v'
+        """
+    ).fetchall()
+    for (view,) in views:
+        conn.execute(sql.SQL("drop view if exists {} cascade").format(sql.SQL(view)))
     rows = conn.execute(
         """
         select p.oid::regprocedure::text

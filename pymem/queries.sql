@@ -1,6 +1,10 @@
 -- The only SQL text pymem's Python layer sends. Each block is one call of a
 -- memory.* function; the logic lives in sql/.
 
+-- name: set_tenant
+-- Act for a tenant until the end of this transaction (row-level security).
+select set_config('pymem.tenant', %(tenant)s, true);
+
 -- name: append
 -- Store one message; returns (seq, created_at, duplicate).
 select * from memory.append(

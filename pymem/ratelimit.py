@@ -116,7 +116,7 @@ class PostgresRateLimiter:
 
     def acquire(self, tenant: str, key: str, limit: Limit, cost: int = 1) -> Decision:
         _check(limit, cost)
-        with self.backend.connection() as conn, translate_errors():
+        with self.backend.tenant_connection(tenant) as conn, translate_errors():
             row = conn.execute(
                 "select * from memory.rate_limit(%s, %s, %s, %s, %s)",
                 (tenant, key, limit.count, limit.period, cost),

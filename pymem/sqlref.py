@@ -30,6 +30,7 @@ ERROR_MEANINGS = {
     "ME013": "job no longer held by this worker (lease expired)",
     "ME014": "summary range does not continue or span the existing digests",
     "ME016": "the audit log is append-only",
+    "ME017": "the transaction does not act for this tenant (unset, another, or not granted)",
 }
 
 

@@ -10,7 +10,7 @@ create or replace function memory.ensure_partitions(
 )
 returns setof text
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
@@ -66,6 +66,14 @@ begin
                 'create table memory.%I partition of memory.messages for values from (%L) to (%L)',
                 v_name, v_from, v_to);
         end if;
+        -- Created by this function's owner (pymem_maintainer); handed to the
+        -- table owner, and closed to direct reads like every pymem table (the
+        -- parent's policies govern reads through memory.messages).
+        execute format('alter table memory.%I owner to pymem_owner', v_name);
+        execute format('alter table memory.%I enable row level security', v_name);
+        execute format('alter table memory.%I force row level security', v_name);
+        execute format('create policy maintenance on memory.%I to pymem_maintainer '
+                       'using (true) with check (true)', v_name);
         return next v_name;
     end loop;
 end;
@@ -90,7 +98,7 @@ returns table (
     approx_rows    bigint
 )
 language sql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
     select c.relname::text,

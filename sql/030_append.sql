@@ -15,7 +15,7 @@ create or replace function memory.append(
 )
 returns memory.append_result
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -41,6 +41,7 @@ declare
     v_tenant       memory.tenants;
     v_embed        boolean;
 begin
+    perform memory._tenant_guard(append.tenant);
     -- Validate everything before the first write. The common case is one
     -- inlined expression; the checks that raise run only when it fails.
     if not (memory._ident_ok(append.tenant)
@@ -275,12 +276,13 @@ create or replace function memory.append_many(
 )
 returns setof memory.append_result
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_message memory.message_input;
 begin
+    perform memory._tenant_guard(append_many.tenant);
     if messages is null or cardinality(messages) = 0 then
         raise exception 'memory: messages must be a non-empty array'
             using errcode = 'ME002', hint = 'pass at least one memory.message_input';

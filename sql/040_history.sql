@@ -54,11 +54,12 @@ returns table (
     created_at       timestamptz
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
 begin
+    perform memory._tenant_guard(history.tenant);
     if after_seq is null or after_seq < 0 then
         raise exception 'memory: after_seq must be >= 0, got %', after_seq
             using errcode = 'ME002', hint = 'pass 0 for the first page, then the last seq you saw';
@@ -105,11 +106,12 @@ returns table (
     created_at       timestamptz
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
 begin
+    perform memory._tenant_guard(last_messages.tenant);
     if last_messages.count is null or last_messages.count < 1 or last_messages.count > 10000 then
         raise exception 'memory: count must be between 1 and 10000, got %', last_messages.count
             using errcode = 'ME002', hint = 'use memory.history to page through more';

@@ -38,7 +38,7 @@ returns table (
     vector_rank integer
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 set hnsw.iterative_scan = relaxed_order
@@ -65,6 +65,7 @@ declare
                                         'consid', 'say', 'said', 'kind', 'type', 'thing',
                                         'someth', 'probabl', 'possibl'];
 begin
+    perform memory._tenant_guard(recall.tenant);
     if max_rows is null or max_rows < 1 or max_rows > 10000 then
         raise exception 'memory: max_rows must be between 1 and 10000, got %', max_rows
             using errcode = 'ME002', hint = 'ask for the few dozen turns a context can hold';

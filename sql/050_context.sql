@@ -92,7 +92,7 @@ returns table (
     score   double precision
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
@@ -113,6 +113,7 @@ declare
     v_rc_score   double precision[] := '{}';
     r           record;
 begin
+    perform memory._tenant_guard(context.tenant);
     if budget is null or budget < 0 then
         raise exception 'memory: budget must be >= 0 tokens, got %', budget
             using errcode = 'ME005', hint = 'pass the tokens you can spend on history, e.g. 2000';

@@ -24,10 +24,11 @@ returns table (
     deleted_at      timestamptz
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 begin
+    perform memory._tenant_guard(session_info.tenant);
     perform memory._check_ident('tenant', session_info.tenant);
     perform memory._check_ident('session', session_info.session);
     return query
@@ -77,11 +78,12 @@ returns table (
     deleted_at      timestamptz
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 begin
+    perform memory._tenant_guard(list_sessions.tenant);
     perform memory._check_ident('tenant', list_sessions.tenant);
     if list_sessions.owner is not null then
         perform memory._check_ident('owner', list_sessions.owner);
@@ -121,12 +123,13 @@ create or replace function memory.extend_session(
 )
 returns timestamptz
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_expires timestamptz;
 begin
+    perform memory._tenant_guard(extend_session.tenant);
     if ttl is null or ttl <= interval '0' then
         raise exception 'memory: ttl must be positive, got %', ttl
             using errcode = 'ME002', hint = 'pass an interval such as ''30 days''';
@@ -161,11 +164,12 @@ create or replace function memory.configure_session(
 )
 returns void
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 begin
+    perform memory._tenant_guard(configure_session.tenant);
     if configure_session.max_messages is not null and configure_session.max_messages < 1 then
         raise exception 'memory: max_messages must be >= 1, got %', configure_session.max_messages
             using errcode = 'ME002', hint = 'pass null to keep the tenant default';
@@ -212,11 +216,12 @@ create or replace function memory.configure_tenant(
 )
 returns void
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 begin
+    perform memory._tenant_guard(configure_tenant.tenant);
     perform memory._check_ident('tenant', configure_tenant.tenant);
     if configure_tenant.max_messages is not null and configure_tenant.max_messages < 1
        or configure_tenant.max_tokens is not null and configure_tenant.max_tokens < 1
@@ -248,12 +253,13 @@ create or replace function memory.delete_session(
 )
 returns timestamptz
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_deleted timestamptz;
 begin
+    perform memory._tenant_guard(delete_session.tenant);
     perform memory._check_ident('tenant', delete_session.tenant);
     perform memory._check_ident('session', delete_session.session);
     update memory.sessions as s
@@ -284,10 +290,11 @@ create or replace function memory.restore_session(
 )
 returns void
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 begin
+    perform memory._tenant_guard(restore_session.tenant);
     perform memory._check_ident('tenant', restore_session.tenant);
     perform memory._check_ident('session', restore_session.session);
     update memory.sessions as s
@@ -314,12 +321,13 @@ create or replace function memory.purge_session(
 )
 returns bigint
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_messages bigint;
 begin
+    perform memory._tenant_guard(purge_session.tenant);
     perform memory._check_ident('tenant', purge_session.tenant);
     perform memory._check_ident('session', purge_session.session);
     -- Lock the session first so a concurrent append waits, then fails.
@@ -364,12 +372,13 @@ create or replace function memory.purge_expired(
 )
 returns integer
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_session record;
     v_count   integer := 0;
+    v_tenant  text := current_setting('pymem.tenant', true);
 begin
     if as_of is null or max_count is null or max_count < 1 then
         raise exception 'memory: as_of must be given and max_count >= 1'
@@ -383,9 +392,12 @@ begin
          limit purge_expired.max_count
            for update skip locked
     loop
+        -- purge_session acts for one tenant: this transaction takes each in turn.
+        perform set_config('pymem.tenant', v_session.tenant_id, true);
         perform memory.purge_session(v_session.tenant_id, v_session.session_id);
         v_count := v_count + 1;
     end loop;
+    perform set_config('pymem.tenant', coalesce(v_tenant, ''), true);
     return v_count;
 end;
 $fn$;

@@ -14,7 +14,7 @@ returns table (
     last_activity    timestamptz
 )
 language sql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
     select s.tenant_id,
@@ -46,7 +46,7 @@ returns table (
     sessions_expired   integer
 )
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare

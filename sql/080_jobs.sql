@@ -55,7 +55,7 @@ returns table (
     attempts   integer
 )
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -108,7 +108,7 @@ create or replace function memory.complete_job(
 )
 returns text
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -116,6 +116,7 @@ declare
     v_more   boolean;
     v_status text;
 begin
+    perform memory._tenant_guard(complete_job.tenant);
     if complete_job.kind = 'summarize' then
         select s.unsummarized_tokens >= coalesce(s.summary_every_tokens, t.summary_every_tokens,
                                                  2147483647)
@@ -177,13 +178,14 @@ create or replace function memory.fail_job(
 )
 returns text
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 declare
     v_status text;
 begin
+    perform memory._tenant_guard(fail_job.tenant);
     update memory.jobs as j
        set status = case when j.attempts >= fail_job.max_attempts then 'parked' else 'queued' end,
            -- Exponential backoff: 2, 4, 8, ... seconds, at most 10 minutes.
@@ -222,9 +224,10 @@ create or replace function memory.retry_job(
 )
 returns boolean
 language sql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
+    select memory._tenant_guard(retry_job.tenant);
     with requeued as (
         update memory.jobs as j
            set status = 'queued', attempts = 0, run_after = now(), last_error = null,
@@ -252,7 +255,7 @@ returns table (
     oldest     timestamptz
 )
 language sql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
     select j.kind, j.status, count(*), min(j.updated_at)

@@ -16,7 +16,7 @@ create or replace function memory.add_summary(
 )
 returns bigint
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -25,6 +25,7 @@ declare
     v_id      bigint;
     v_covered bigint;
 begin
+    perform memory._tenant_guard(add_summary.tenant);
     if add_summary.level is null or add_summary.level < 1 or add_summary.level > 32
        or add_summary.seq_from is null or add_summary.seq_to is null
        or add_summary.seq_from < 1 or add_summary.seq_to < add_summary.seq_from
@@ -126,10 +127,11 @@ returns table (
     created_at timestamptz
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 begin
+    perform memory._tenant_guard(list_summaries.tenant);
     perform memory._live_session(list_summaries.tenant, list_summaries.session);
     return query
         select d.summary_id, d.level, d.seq_from, d.seq_to, d.content, d.tokens, d.created_at
@@ -261,12 +263,13 @@ create or replace function memory.summary_cadence(
 )
 returns integer
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_every integer;
 begin
+    perform memory._tenant_guard(summary_cadence.tenant);
     perform memory._live_session(summary_cadence.tenant, summary_cadence.session);
     select coalesce(s.summary_every_tokens, t.summary_every_tokens)
       into v_every

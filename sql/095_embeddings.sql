@@ -12,10 +12,11 @@ returns table (
     content text
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 begin
+    perform memory._tenant_guard(messages_to_embed.tenant);
     if max_count is null or max_count < 1 or max_count > 10000 then
         raise exception 'memory: max_count must be between 1 and 10000, got %', max_count
             using errcode = 'ME002', hint = 'embed in batches of a few dozen';
@@ -48,7 +49,7 @@ create or replace function memory.set_embeddings(
 )
 returns integer
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
@@ -56,6 +57,7 @@ declare
     v_bad     integer;
     v_updated integer;
 begin
+    perform memory._tenant_guard(set_embeddings.tenant);
     perform memory._check_ident('tenant', set_embeddings.tenant);
     perform memory._check_ident('session', set_embeddings.session);
     if seqs is null or embeddings is null or cardinality(seqs) <> cardinality(embeddings) then
@@ -98,11 +100,12 @@ create or replace function memory.configure_recall(
 )
 returns void
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 begin
+    perform memory._tenant_guard(configure_recall.tenant);
     perform memory._check_ident('tenant', configure_recall.tenant);
     if configure_recall.summary_every_tokens is not null
        and configure_recall.summary_every_tokens < 50 then

@@ -16,7 +16,7 @@ returns table (
     remaining   integer
 )
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -27,6 +27,7 @@ declare
     v_tat      timestamptz;
     v_new      timestamptz;
 begin
+    perform memory._tenant_guard(rate_limit.tenant);
     perform memory._check_ident('tenant', rate_limit.tenant);
     perform memory._check_ident('limit_key', rate_limit.limit_key);
     if max_count is null or max_count < 1 or period is null or period <= interval '0'
@@ -77,7 +78,7 @@ create or replace function memory.purge_rate_limits(
 )
 returns integer
 language sql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
     with gone as (

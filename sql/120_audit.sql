@@ -46,7 +46,7 @@ as $fn$
 declare
     v_head  memory.audit_heads;
     v_at    timestamptz := clock_timestamp();
-    v_actor text := coalesce(nullif(current_setting('pymem.actor', true), ''), current_user);
+    v_actor text := coalesce(nullif(current_setting('pymem.actor', true), ''), session_user);
     v_hash  bytea;
 begin
     insert into memory.audit_heads as h (tenant_id) values (_audit.tenant) on conflict do nothing;
@@ -67,7 +67,9 @@ $fn$;
 
 comment on function memory._audit(text, text, text, text, jsonb) is
 $$Append an audit row to `tenant`'s hash chain. The actor is the setting
-pymem.actor when set (an application's end user), else the database role.$$;
+pymem.actor when set (an application's end user), else the login role
+(session_user: inside pymem's security definer functions current_user is
+their owner).$$;
 
 -------------------------------------------------------------------------------
 -- Trigger functions: what each table's changes record.
@@ -287,7 +289,7 @@ returns table (
     problem   text
 )
 language plpgsql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -357,7 +359,7 @@ returns table (
     hash      text
 )
 language sql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
     select h.tenant_id, h.last_id, encode(h.last_hash, 'hex')
@@ -381,7 +383,7 @@ create or replace function memory.audit_hash_at(
 )
 returns text
 language sql
-stable security invoker
+stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
     select encode(a.hash, 'hex')

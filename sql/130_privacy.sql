@@ -24,13 +24,14 @@ create or replace function memory.export_subject(
 )
 returns jsonb
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 declare
     v_doc jsonb;
 begin
+    perform memory._tenant_guard(export_subject.tenant);
     perform memory._check_ident('tenant', export_subject.tenant);
     perform memory._check_ident('user_id', export_subject.user_id);
     select jsonb_build_object(
@@ -89,7 +90,7 @@ returns table (
     messages   bigint
 )
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
@@ -99,6 +100,7 @@ declare
     v_total   bigint := 0;
     v_n       bigint;
 begin
+    perform memory._tenant_guard(erase_subject.tenant);
     perform memory._check_ident('tenant', erase_subject.tenant);
     perform memory._check_ident('user_id', erase_subject.user_id);
     for v_session in

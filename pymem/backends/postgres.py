@@ -120,13 +120,33 @@ class PostgresBackend:
         with translate_errors(), self._pool.connection() as conn:
             yield conn
 
+    @contextmanager
+    def tenant_connection(self, tenant: str | None) -> Iterator[psycopg.Connection[Any]]:
+        """Borrow a connection whose next statement acts for ``tenant``.
+
+        The tenant goes in the transaction-local setting pymem.tenant, sent in
+        one pipeline with the statement that follows (one round trip, one
+        implicit transaction), so row-level security sees it and a pooled
+        connection never carries it into another caller's call.
+        """
+        with self.connection() as conn:
+            if tenant is None:
+                yield conn
+                return
+            with conn.pipeline():
+                conn.execute(QUERIES["set_tenant"], {"tenant": tenant}, prepare=True)
+                yield conn
+
     def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        with self.connection() as conn, conn.cursor(row_factory=_factory(row)) as cur:
+        with (
+            self.tenant_connection(params.get("tenant")) as conn,
+            conn.cursor(row_factory=_factory(row)) as cur,
+        ):
             cur.execute(QUERIES[name], params, prepare=True)
             return cur.fetchall()
 
     def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
-        with self.connection() as conn:
+        with self.tenant_connection(params.get("tenant")) as conn:
             found = conn.execute(QUERIES[name], params, prepare=True).fetchone()
         assert found is not None  # each function returns one value or raises
         return found[0]
@@ -295,7 +315,7 @@ class PostgresBackend:
 
     def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
         params = {"tenant": tenant, "user_id": check_text("user_id", user_id)}
-        with self.connection() as conn:
+        with self.tenant_connection(tenant) as conn:
             cur = conn.execute(QUERIES["erase_subject"], params)
             rows = cur.fetchall()
         return [(r[0], r[1]) for r in rows]
@@ -425,7 +445,7 @@ class PostgresBackend:
         self, tenant: str, session: str, max_count: int = 64
     ) -> list[tuple[int, str]]:
         params = {**_calls.session_params(tenant, session), "max_count": max_count}
-        with self.connection() as conn:
+        with self.tenant_connection(tenant) as conn:
             rows = conn.execute(QUERIES["messages_to_embed"], params, prepare=True).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -487,14 +507,36 @@ class AsyncPostgresBackend:
             async with self._pool.connection() as conn:
                 yield conn
 
+    @asynccontextmanager
+    async def tenant_connection(
+        self, tenant: str | None
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Borrow a connection whose next statement acts for ``tenant``.
+
+        The tenant goes in the transaction-local setting pymem.tenant, sent in
+        one pipeline with the statement that follows (one round trip, one
+        implicit transaction), so row-level security sees it and a pooled
+        connection never carries it into another caller's call.
+        """
+        async with self.connection() as conn:
+            if tenant is None:
+                yield conn
+                return
+            async with conn.pipeline():
+                await conn.execute(QUERIES["set_tenant"], {"tenant": tenant}, prepare=True)
+                yield conn
+
     async def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        async with self.connection() as conn, conn.cursor(row_factory=_factory(row)) as cur:
+        async with (
+            self.tenant_connection(params.get("tenant")) as conn,
+            conn.cursor(row_factory=_factory(row)) as cur,
+        ):
             await cur.execute(QUERIES[name], params, prepare=True)
             rows: list[T] = await cur.fetchall()
             return rows
 
     async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
-        async with self.connection() as conn:
+        async with self.tenant_connection(params.get("tenant")) as conn:
             cur = await conn.execute(QUERIES[name], params, prepare=True)
             found = await cur.fetchone()
         assert found is not None  # each function returns one value or raises
@@ -665,7 +707,7 @@ class AsyncPostgresBackend:
 
     async def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
         params = {"tenant": tenant, "user_id": check_text("user_id", user_id)}
-        async with self.connection() as conn:
+        async with self.tenant_connection(tenant) as conn:
             cur = await conn.execute(QUERIES["erase_subject"], params)
             rows = await cur.fetchall()
         return [(r[0], r[1]) for r in rows]
@@ -798,7 +840,7 @@ class AsyncPostgresBackend:
         self, tenant: str, session: str, max_count: int = 64
     ) -> list[tuple[int, str]]:
         params = {**_calls.session_params(tenant, session), "max_count": max_count}
-        async with self.connection() as conn:
+        async with self.tenant_connection(tenant) as conn:
             cur = await conn.execute(QUERIES["messages_to_embed"], params, prepare=True)
             rows = await cur.fetchall()
         return [(r[0], r[1]) for r in rows]

@@ -1,0 +1,245 @@
+-- Who may do what: row-level security policies, views for SQL clients,
+-- function owners and EXECUTE grants. Re-applied after every migrate, so the
+-- privileges always match the functions of this release.
+--
+-- The model, in one paragraph: tables belong to pymem_owner and hold every
+-- role to row-level security, the owner included (FORCE). A transaction acts
+-- for the tenant in the setting pymem.tenant (memory.current_tenant); every
+-- tenant policy compares tenant_id with it, for reads and for writes. The API
+-- functions run as their owner (security definer, search_path pinned), check
+-- their tenant argument against the transaction's first (memory._tenant_guard),
+-- and are the only way pymem_app reaches data. Cross-tenant housekeeping runs
+-- as pymem_maintainer, whose policies see every row and which no login holds.
+
+-------------------------------------------------------------------------------
+-- Tenant policies: one per table, for every command, with the same test for
+-- the rows read (using) and the rows written (with check).
+drop policy if exists tenant_isolation on memory.tenants;
+create policy tenant_isolation on memory.tenants
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.sessions;
+create policy tenant_isolation on memory.sessions
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.messages;
+create policy tenant_isolation on memory.messages
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.idempotency_keys;
+create policy tenant_isolation on memory.idempotency_keys
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.summaries;
+create policy tenant_isolation on memory.summaries
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.jobs;
+create policy tenant_isolation on memory.jobs
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.rate_limits;
+create policy tenant_isolation on memory.rate_limits
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.audit_log;
+create policy tenant_isolation on memory.audit_log
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+drop policy if exists tenant_isolation on memory.audit_heads;
+create policy tenant_isolation on memory.audit_heads
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
+-- Bindings are read by memory.current_tenant (as pymem_maintainer); a login
+-- may see its own.
+drop policy if exists own_grants on memory.tenant_grants;
+create policy own_grants on memory.tenant_grants
+    for select
+    using (role_name = session_user);
+
+-- The one settings row holds no tenant data (the embedding dimension).
+drop policy if exists read_settings on memory.settings;
+create policy read_settings on memory.settings
+    for select
+    using (true);
+
+-- Auditors verify every tenant's chain.
+drop policy if exists auditor_read on memory.audit_log;
+create policy auditor_read on memory.audit_log
+    for select to pymem_auditor
+    using (true);
+
+drop policy if exists auditor_read on memory.audit_heads;
+create policy auditor_read on memory.audit_heads
+    for select to pymem_auditor
+    using (true);
+
+-- Housekeeping across tenants, for the owner of the maintenance functions
+-- only; partitions (reached directly only by housekeeping) get this one policy.
+do $maintenance$
+declare
+    v_table text;
+begin
+    for v_table in
+        select c.relname
+          from pg_catalog.pg_class as c
+         where c.relnamespace = 'memory'::regnamespace
+           and c.relkind in ('r', 'p')
+         order by c.relname
+    loop
+        -- Catalog names only, quoted with %I.
+        execute format('drop policy if exists maintenance on memory.%I', v_table);
+        execute format('create policy maintenance on memory.%I to pymem_maintainer '
+                       'using (true) with check (true)', v_table);
+    end loop;
+end;
+$maintenance$;
+
+-------------------------------------------------------------------------------
+-- grant_tenant / revoke_tenant: bind a login to the tenants it may set.
+create or replace function memory.grant_tenant(
+    tenant    text,
+    role_name text
+)
+returns boolean
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    perform memory._check_ident('tenant', grant_tenant.tenant);
+    perform memory._check_ident('role_name', grant_tenant.role_name);
+    if not exists (select from pg_catalog.pg_roles as r where r.rolname = grant_tenant.role_name) then
+        raise exception 'memory: role % does not exist', grant_tenant.role_name
+            using errcode = 'ME002', hint = 'create the login first: create role ... login in role pymem_reader';
+    end if;
+    insert into memory.tenant_grants as g (tenant_id, role_name)
+    values (grant_tenant.tenant, grant_tenant.role_name)
+    on conflict do nothing;
+    return found;
+end;
+$fn$;
+
+comment on function memory.grant_tenant(text, text) is
+$$Let the login `role_name` act for `tenant`. A login with any grant (and every
+pymem_reader member) may then set pymem.tenant only to tenants it was granted;
+other tenants show it no rows. Returns false when the grant existed.
+Example: select memory.grant_tenant('acme', 'bi_acme');$$;
+
+create or replace function memory.revoke_tenant(
+    tenant    text,
+    role_name text
+)
+returns boolean
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    delete from memory.tenant_grants as g
+     where g.tenant_id = revoke_tenant.tenant
+       and g.role_name = revoke_tenant.role_name;
+    return found;
+end;
+$fn$;
+
+comment on function memory.revoke_tenant(text, text) is
+$$Take back a memory.grant_tenant; returns false when there was none. Takes
+effect at the login's next statement.
+Example: select memory.revoke_tenant('acme', 'bi_acme');$$;
+
+-------------------------------------------------------------------------------
+-- Views for SQL clients. security_invoker: the reader's own privileges and
+-- row-level security apply, so a view never widens what a login sees.
+create or replace view memory.session_overview
+    with (security_invoker = true) as
+select s.tenant_id, s.session_id, s.user_id, s.message_count, s.token_count,
+       s.created_at, s.updated_at, s.expires_at, s.deleted_at, s.metadata
+  from memory.sessions as s;
+
+comment on view memory.session_overview is
+$$The sessions of the transaction's tenant (set pymem.tenant first), deleted
+ones included. Example:
+begin; select set_config('pymem.tenant', 'acme', true);
+select * from memory.session_overview order by updated_at desc limit 20; commit;$$;
+
+create or replace view memory.message_log
+    with (security_invoker = true) as
+select m.tenant_id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata, m.created_at
+  from memory.messages as m
+  join memory.sessions as s
+    on s.tenant_id = m.tenant_id
+   and s.session_id = m.session_id
+ where s.deleted_at is null;
+
+comment on view memory.message_log is
+$$The messages of the transaction's tenant in live sessions. Example:
+begin; select set_config('pymem.tenant', 'acme', true);
+select seq, role, content from memory.message_log where session_id = 's-1' order by seq; commit;$$;
+
+-------------------------------------------------------------------------------
+-- Owners and EXECUTE. Nothing is executable by PUBLIC; each role gets its list.
+do $grants$
+declare
+    v_maintainer constant text[] := array[
+        'audit_checkpoint', 'audit_hash_at', 'claim_jobs', 'current_tenant', 'ensure_partitions',
+        'grant_tenant', 'job_stats', 'maintain', 'partitions', 'purge_expired',
+        'purge_rate_limits', 'revoke_tenant', 'stats', 'verify_audit'];
+    v_app constant text[] := array[
+        'add_summary', 'append', 'append_many', 'claim_jobs', 'complete_job', 'configure_recall',
+        'configure_session', 'configure_tenant', 'context', 'current_tenant', 'delete_session',
+        'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session', 'fail_job',
+        'history', 'job_stats', 'last_messages', 'list_sessions', 'list_summaries',
+        'messages_to_embed', 'pii_scan', 'purge_session', 'rate_limit', 'recall', 'redact',
+        'restore_session', 'retry_job', 'session_info', 'set_embeddings', 'summary_cadence'];
+    v_reader constant text[] := array[
+        'context', 'current_tenant', 'estimate_tokens', 'export_subject', 'history',
+        'last_messages', 'list_sessions', 'list_summaries', 'pii_scan', 'recall', 'redact',
+        'session_info'];
+    v_auditor constant text[] := array[
+        'audit_checkpoint', 'audit_hash_at', 'current_tenant', 'verify_audit'];
+    v_fn record;
+begin
+    for v_fn in
+        select p.oid::regprocedure::text as signature, p.proname::text as name
+          from pg_catalog.pg_proc as p
+         where p.pronamespace = 'memory'::regnamespace
+           and not exists (select from pg_catalog.pg_depend as d
+                            where d.objid = p.oid and d.deptype = 'e')
+    loop
+        -- Signatures come from the catalog (regprocedure text is quoted).
+        execute format('alter function %s owner to %I', v_fn.signature,
+                       case when v_fn.name = any (v_maintainer) then 'pymem_maintainer'
+                            else 'pymem_owner' end);
+        execute format('revoke all on function %s from public', v_fn.signature);
+        execute format('grant execute on function %s to pymem_owner', v_fn.signature);
+        if v_fn.name = any (v_app) then
+            execute format('grant execute on function %s to pymem_app', v_fn.signature);
+        end if;
+        if v_fn.name = any (v_reader) then
+            execute format('grant execute on function %s to pymem_reader', v_fn.signature);
+        end if;
+        if v_fn.name = any (v_auditor) then
+            execute format('grant execute on function %s to pymem_auditor', v_fn.signature);
+        end if;
+    end loop;
+end;
+$grants$;
+
+alter view memory.session_overview owner to pymem_owner;
+alter view memory.message_log owner to pymem_owner;
+
+grant usage on schema memory to pymem_app, pymem_reader, pymem_auditor;
+revoke all on all tables in schema memory from public;
+grant select on memory.sessions, memory.messages, memory.summaries,
+                memory.session_overview, memory.message_log to pymem_reader;
+grant select on memory.audit_log, memory.audit_heads to pymem_auditor;
