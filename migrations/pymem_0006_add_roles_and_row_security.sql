@@ -1,13 +1,15 @@
 -- Roles and row-level security.
 --
--- Five roles (cluster-wide, created once, NOLOGIN; logins are granted them):
+-- Six roles (cluster-wide, created once, NOLOGIN; logins are granted them):
 --   pymem_owner       owns schema memory, its tables and the tenant functions;
 --                     members run migrations and may act for any tenant.
 --   pymem_maintainer  owns the cross-tenant maintenance functions (partitions,
 --                     retention, job claims, audit verification); never
 --                     granted to a login.
---   pymem_app         applications and workers: EXECUTE on the API functions,
---                     no table privileges.
+--   pymem_app         applications: EXECUTE on the API functions, no table
+--                     privileges.
+--   pymem_worker      background workers (with pymem_app): claim jobs across
+--                     tenants, see the queue.
 --   pymem_reader      read-only SQL clients: read functions and views, bound
 --                     to the tenants listed in memory.tenant_grants.
 --   pymem_auditor     reads and verifies the audit log of every tenant.
@@ -23,7 +25,7 @@ declare
     v_role text;
 begin
     foreach v_role in array array['pymem_owner', 'pymem_maintainer', 'pymem_app',
-                                  'pymem_reader', 'pymem_auditor'] loop
+                                  'pymem_worker', 'pymem_reader', 'pymem_auditor'] loop
         if not exists (select from pg_catalog.pg_roles where rolname = v_role) then
             execute format('create role %I nologin', v_role);
         end if;

@@ -194,11 +194,12 @@ declare
         'audit_checkpoint', 'audit_hash_at', 'claim_jobs', 'current_tenant', 'ensure_partitions',
         'grant_tenant', 'job_stats', 'maintain', 'partitions', 'purge_expired',
         'purge_rate_limits', 'revoke_tenant', 'stats', 'verify_audit'];
+    v_worker constant text[] := array['claim_jobs', 'job_stats'];
     v_app constant text[] := array[
-        'add_summary', 'append', 'append_many', 'claim_jobs', 'complete_job', 'configure_recall',
+        'add_summary', 'append', 'append_many', 'complete_job', 'configure_recall',
         'configure_session', 'configure_tenant', 'context', 'current_tenant', 'delete_session',
         'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session', 'fail_job',
-        'history', 'job_stats', 'last_messages', 'list_sessions', 'list_summaries',
+        'history', 'last_messages', 'list_sessions', 'list_summaries',
         'messages_to_embed', 'pii_scan', 'purge_session', 'rate_limit', 'recall', 'redact',
         'restore_session', 'retry_job', 'session_info', 'set_embeddings', 'summary_cadence'];
     v_reader constant text[] := array[
@@ -225,6 +226,9 @@ begin
         if v_fn.name = any (v_app) then
             execute format('grant execute on function %s to pymem_app', v_fn.signature);
         end if;
+        if v_fn.name = any (v_worker) then
+            execute format('grant execute on function %s to pymem_worker', v_fn.signature);
+        end if;
         if v_fn.name = any (v_reader) then
             execute format('grant execute on function %s to pymem_reader', v_fn.signature);
         end if;
@@ -238,7 +242,7 @@ $grants$;
 alter view memory.session_overview owner to pymem_owner;
 alter view memory.message_log owner to pymem_owner;
 
-grant usage on schema memory to pymem_app, pymem_reader, pymem_auditor;
+grant usage on schema memory to pymem_app, pymem_worker, pymem_reader, pymem_auditor;
 revoke all on all tables in schema memory from public;
 grant select on memory.sessions, memory.messages, memory.summaries,
                 memory.session_overview, memory.message_log to pymem_reader;
