@@ -1,11 +1,8 @@
 -- Roles and row-level security.
 --
--- Six roles (cluster-wide, created once, NOLOGIN; logins are granted them):
---   pymem_owner       owns schema memory, its tables and the tenant functions;
---                     members run migrations and may act for any tenant.
---   pymem_maintainer  owns the cross-tenant maintenance functions (partitions,
---                     retention, job claims, audit verification); never
---                     granted to a login.
+-- Five roles (cluster-wide, created once, NOLOGIN; logins are granted them):
+--   pymem_owner       owns schema memory, its tables and functions; members
+--                     run migrations and may act for any tenant.
 --   pymem_app         applications: EXECUTE on the API functions, no table
 --                     privileges.
 --   pymem_worker      background workers (with pymem_app): claim jobs across
@@ -24,17 +21,14 @@ do $roles$
 declare
     v_role text;
 begin
-    foreach v_role in array array['pymem_owner', 'pymem_maintainer', 'pymem_app',
-                                  'pymem_worker', 'pymem_reader', 'pymem_auditor'] loop
+    foreach v_role in array array['pymem_owner', 'pymem_app', 'pymem_worker',
+                                  'pymem_reader', 'pymem_auditor'] loop
         if not exists (select from pg_catalog.pg_roles where rolname = v_role) then
             execute format('create role %I nologin', v_role);
         end if;
     end loop;
 end;
 $roles$;
-
--- The maintainer attaches partitions and re-owns them: it needs owner rights.
-grant pymem_owner to pymem_maintainer;
 
 -- Which tenants a bound login (every pymem_reader member) may set.
 create table memory.tenant_grants (

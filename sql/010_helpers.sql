@@ -109,24 +109,19 @@ count: the larger of characters/4 and words*1.3. Rows stored with it are marked
 Example: select memory.estimate_tokens('hello there, world'); -- 5$$;
 
 -------------------------------------------------------------------------------
--- _privileged: may the login act for any tenant? Superusers, BYPASSRLS roles
--- and members of pymem_owner (the role migrations run as) may.
+-- _privileged: may the login act for any tenant? Members of pymem_owner (the
+-- role migrations run as) may, and superusers, who are members of every role.
+-- No `set search_path`, so that it inlines: the body uses pg_catalog only.
 create or replace function memory._privileged()
 returns boolean
 language sql
-stable security invoker
-set search_path = pg_catalog, pg_temp
-as $fn$
-    select coalesce((select r.rolsuper or r.rolbypassrls
-                       from pg_catalog.pg_roles as r
-                      where r.rolname = session_user), false)
-        or pg_catalog.pg_has_role(session_user, 'pymem_owner', 'member');
-$fn$;
+stable parallel safe security invoker
+return pg_catalog.pg_has_role(session_user, 'pymem_owner', 'member');
 
 comment on function memory._privileged() is
 $$True when the login (session_user, not the owner of a running security
-definer function) is a superuser, has BYPASSRLS, or is a member of
-pymem_owner. Such logins may name any tenant in a call.$$;
+definer function) is a superuser or a member of pymem_owner. Such logins may
+name any tenant in a call.$$;
 
 -------------------------------------------------------------------------------
 -- current_tenant: the tenant this transaction acts for, as the row-level
@@ -143,11 +138,13 @@ begin
     if v_tenant is null then
         return null;
     end if;
+    if memory._privileged() then
+        return v_tenant;
+    end if;
     -- A bound login (any pymem_reader member, or any login listed in
     -- tenant_grants) sees only the tenants it was granted.
-    if (exists (select from memory.tenant_grants as g where g.role_name = session_user)
-        or pg_catalog.pg_has_role(session_user, 'pymem_reader', 'member'))
-       and not memory._privileged()
+    if (pg_catalog.pg_has_role(session_user, 'pymem_reader', 'member')
+        or exists (select from memory.tenant_grants as g where g.role_name = session_user))
        and not exists (select from memory.tenant_grants as g
                         where g.role_name = session_user and g.tenant_id = v_tenant) then
         return null;

@@ -66,13 +66,11 @@ begin
                 'create table memory.%I partition of memory.messages for values from (%L) to (%L)',
                 v_name, v_from, v_to);
         end if;
-        -- Created by this function's owner (pymem_maintainer); handed to the
-        -- table owner, and closed to direct reads like every pymem table (the
-        -- parent's policies govern reads through memory.messages).
-        execute format('alter table memory.%I owner to pymem_owner', v_name);
+        -- Closed to direct reads like every pymem table: reads go through
+        -- memory.messages, whose policies govern them.
         execute format('alter table memory.%I enable row level security', v_name);
         execute format('alter table memory.%I force row level security', v_name);
-        execute format('create policy maintenance on memory.%I to pymem_maintainer '
+        execute format('create policy functions on memory.%I to pymem_owner '
                        'using (true) with check (true)', v_name);
         return next v_name;
     end loop;

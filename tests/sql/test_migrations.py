@@ -120,14 +120,14 @@ def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
             "where p.pronamespace = 'memory'::regnamespace "
             "and obj_description(p.oid, 'pg_proc') is null"
         ).fetchall()
-        # Inlinable SQL helpers (language sql, immutable) may not pin it: a
-        # pinned setting stops inlining. Everything else, definer or not, does.
+        # Inlinable SQL helpers (language sql, immutable or stable, invoker)
+        # may not pin it: a pinned setting stops inlining. Everything else does.
         unpinned = conn.execute(
             "select p.oid::regprocedure::text from pg_proc as p "
             "join pg_language as l on l.oid = p.prolang "
             "where p.pronamespace = 'memory'::regnamespace "
             "and not coalesce(p.proconfig::text like '%search_path=%', false) "
-            "and (p.prosecdef or l.lanname <> 'sql' or p.provolatile <> 'i')"
+            "and (p.prosecdef or l.lanname <> 'sql' or p.provolatile = 'v')"
         ).fetchall()
     assert undocumented == [], "every function needs `comment on function`"
     assert unpinned == [], "every function pins search_path"
