@@ -4,7 +4,9 @@ from .aio import AsyncMemory, AsyncSession
 from .backends import AsyncInMemoryBackend, AsyncMemoryBackend, InMemoryBackend, MemoryBackend
 from .client import Memory, Session
 from .errors import (
+    AccessDenied,
     DatabaseUnavailable,
+    DecryptionFailed,
     EmbeddedUnavailable,
     EmbeddingDimensionMismatch,
     IdempotencyKeyReused,
@@ -13,14 +15,17 @@ from .errors import (
     InvalidIdentifier,
     InvalidMetadata,
     InvalidRole,
+    KeyUnavailable,
     MessageTooLarge,
     PymemError,
     SchemaNotInstalled,
     SessionDeleted,
     SessionNotFound,
     SessionOwnedByAnotherUser,
+    TenantAccessDenied,
     UnknownStrategy,
 )
+from .keys import EnvKeyProvider, FileKeyProvider, KeyProvider, KmsKeyProvider
 from .models import (
     AppendResult,
     ContextItem,
@@ -35,6 +40,7 @@ from .tokens import TiktokenCounter, TokenCounter
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDenied",
     "AppendResult",
     "AsyncInMemoryBackend",
     "AsyncMemory",
@@ -43,8 +49,11 @@ __all__ = [
     "ContextItem",
     "ContextWindow",
     "DatabaseUnavailable",
+    "DecryptionFailed",
     "EmbeddedUnavailable",
     "EmbeddingDimensionMismatch",
+    "EnvKeyProvider",
+    "FileKeyProvider",
     "IdempotencyKeyReused",
     "InMemoryBackend",
     "InvalidArgument",
@@ -52,6 +61,9 @@ __all__ = [
     "InvalidIdentifier",
     "InvalidMetadata",
     "InvalidRole",
+    "KeyProvider",
+    "KeyUnavailable",
+    "KmsKeyProvider",
     "Memory",
     "MemoryBackend",
     "MessageTooLarge",
@@ -64,6 +76,7 @@ __all__ = [
     "SessionNotFound",
     "SessionOwnedByAnotherUser",
     "StoredMessage",
+    "TenantAccessDenied",
     "TenantStats",
     "TiktokenCounter",
     "TokenCounter",

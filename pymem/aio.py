@@ -13,6 +13,7 @@ from .backends.memory import AsyncInMemoryBackend
 from .client import _counter, _require_dsn, count_tokens
 from .config import Settings
 from .errors import PymemError
+from .keys import EnvKeyProvider, KeyProvider, with_master_key
 from .models import (
     AppendResult,
     ContextWindow,
@@ -67,6 +68,7 @@ class AsyncMemory:
         migrate: bool = False,
         redis: str | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
+        keys: KeyProvider | None = None,
     ) -> AsyncMemory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -75,6 +77,9 @@ class AsyncMemory:
         and rate limits are counted there, PostgreSQL taking over whenever
         Redis is unavailable. ``rate_limits`` limits appends per tenant, user
         and session (one RateLimits, or a mapping by tenant with ``"*"``).
+        ``keys`` supplies the master key for tenants that encrypt their content
+        (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
+        connection's startup options, never in SQL.
         """
         if redis is not None or rate_limits is not None:
             raise PymemError(
@@ -85,14 +90,16 @@ class AsyncMemory:
 
         settings = Settings.from_env()
         url = _require_dsn(dsn, settings)
+        provider = keys or (EnvKeyProvider() if settings.master_key_set else None)
         if migrate:
             import asyncio
 
             from .migrate import migrate as run_migrate
 
             await asyncio.to_thread(run_migrate, url)
+        pool_url = with_master_key(url, provider) if provider else url
         backend = AsyncPostgresBackend(
-            url, min_size=min_size, max_size=max_size or settings.pool_max
+            pool_url, min_size=min_size, max_size=max_size or settings.pool_max
         )
         return cls(await backend.open(), counter=counter, tenant=tenant)
 

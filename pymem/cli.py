@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -299,6 +299,112 @@ def audit_verify(
     if problems:
         raise typer.Exit(1)
     console.print("[green]audit chains intact[/]")
+
+
+keys_app = typer.Typer(help="Encryption at rest: master keys, tenant modes, rotation.")
+app.add_typer(keys_app, name="keys")
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="The tenant to act for.")]
+BatchOption = Annotated[
+    int, typer.Option("--batch", help="Rows re-encrypted per transaction (appends go on).")
+]
+
+
+def _keyed_connection(dsn: str | None, *, previous: bool = False) -> psycopg.Connection[Any]:
+    from .keys import EnvKeyProvider, with_master_key
+
+    try:
+        url = with_master_key(_dsn(dsn), EnvKeyProvider(), previous=previous)
+        return psycopg.connect(url, autocommit=True)
+    except PymemError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+
+
+def _reencrypt(conn: psycopg.Connection[Any], tenant: str, batch: int) -> None:
+    from .encryption import Progress, reencrypt_all
+
+    def report(step: Progress) -> None:
+        console.print(
+            f"  {step.sessions} sessions, {step.messages} messages, {step.summaries} digests;"
+            f" {step.sessions_remaining} sessions to go"
+        )
+
+    total = reencrypt_all(conn, tenant, batch_rows=batch, on_batch=report)
+    console.print(
+        f"[green]{tenant}[/]: {total.messages} messages and {total.summaries} digests rewritten"
+    )
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random master key (64 hex digits) for PYMEM_MASTER_KEY."""
+    from .keys import generate_master_key
+
+    print(generate_master_key())
+
+
+@keys_app.command("configure")
+def keys_configure(
+    tenant: TenantOption,
+    mode: Annotated[str, typer.Option(help="none, content or content_with_search.")],
+    dsn: DsnOption = None,
+    batch: BatchOption = 2000,
+) -> None:
+    """Choose how a tenant stores text, then bring its existing rows to it."""
+    from .encryption import configure
+
+    with _keyed_connection(dsn) as conn:
+        try:
+            version = configure(conn, tenant, mode)
+            console.print(f"{tenant}: mode {mode}, data key {version}")
+            _reencrypt(conn, tenant, batch)
+        except PymemError as exc:
+            _fail(exc)
+
+
+@keys_app.command("rotate")
+def keys_rotate(tenant: TenantOption, dsn: DsnOption = None, batch: BatchOption = 2000) -> None:
+    """New data key for a tenant; re-encrypt its rows online; destroy the old key."""
+    from .encryption import rotate
+
+    with _keyed_connection(dsn) as conn:
+        try:
+            console.print(f"{tenant}: data key {rotate(conn, tenant)}")
+            _reencrypt(conn, tenant, batch)
+        except PymemError as exc:
+            _fail(exc)
+
+
+@keys_app.command("rewrap")
+def keys_rewrap(dsn: DsnOption = None) -> None:
+    """Move every data key from PYMEM_PREVIOUS_MASTER_KEY to PYMEM_MASTER_KEY."""
+    from .encryption import rewrap_all
+
+    with _keyed_connection(dsn, previous=True) as conn:
+        try:
+            done = rewrap_all(conn)
+        except PymemError as exc:
+            _fail(exc)
+            return
+    for tenant, count in done.items():
+        console.print(f"{tenant}: {count} data keys re-wrapped")
+    console.print("[green]done[/]: the previous master key is no longer needed")
+
+
+@keys_app.command("status")
+def keys_status(dsn: DsnOption = None) -> None:
+    """Each encrypting tenant's mode, key versions and sessions still to re-encrypt."""
+    from .encryption import status
+
+    with psycopg.connect(_dsn(dsn)) as conn:
+        rows = status(conn)
+    table = Table("tenant", "mode", "active key", "keys", "sessions behind")
+    for r in rows:
+        table.add_row(
+            r.tenant, r.mode, str(r.active_version or "-"), str(r.versions), str(r.sessions_behind)
+        )
+    console.print(table)
 
 
 @app.command("sql-reference")

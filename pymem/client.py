@@ -12,6 +12,7 @@ from .backends.base import MemoryBackend
 from .backends.memory import InMemoryBackend
 from .config import Settings
 from .errors import InvalidArgument
+from .keys import EnvKeyProvider, KeyProvider, with_master_key
 from .models import (
     AppendResult,
     ContextWindow,
@@ -105,6 +106,7 @@ class Memory:
         migrate: bool = False,
         redis: str | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
+        keys: KeyProvider | None = None,
     ) -> Memory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -113,17 +115,24 @@ class Memory:
         and rate limits are counted there, PostgreSQL taking over whenever
         Redis is unavailable. ``rate_limits`` limits appends per tenant, user
         and session (one RateLimits, or a mapping by tenant with ``"*"``).
+        ``keys`` supplies the master key for tenants that encrypt their content
+        (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
+        connection's startup options, never in SQL.
         """
         from .backends.postgres import PostgresBackend
         from .ratelimit import FailoverRateLimiter, PostgresRateLimiter, RedisRateLimiter
 
         settings = Settings.from_env()
         url = _require_dsn(dsn, settings)
+        provider = keys or (EnvKeyProvider() if settings.master_key_set else None)
         if migrate:
             from .migrate import migrate as run_migrate
 
             run_migrate(url)
-        pg = PostgresBackend(url, min_size=min_size, max_size=max_size or settings.pool_max).open()
+        pool_url = with_master_key(url, provider) if provider else url
+        pg = PostgresBackend(
+            pool_url, min_size=min_size, max_size=max_size or settings.pool_max
+        ).open()
         redis_url = redis or settings.redis
         backend: MemoryBackend = pg
         limiter: RateLimiter = PostgresRateLimiter(pg)

@@ -18,6 +18,8 @@ class Settings:
     - ``PYMEM_HOME``: folder of the embedded cluster (default: see embedded.py).
     - ``PYMEM_PG_BIN``: folder of the PostgreSQL binaries for the embedded cluster.
     - ``PYMEM_REDIS``: Redis URL for the cache tier of ``Memory.connect()``.
+    - ``PYMEM_MASTER_KEY``: master key (64 hex digits) for encrypting tenants;
+      only whether it is set is kept here (see :mod:`pymem.keys`).
     """
 
     dsn: str | None = None
@@ -27,6 +29,7 @@ class Settings:
     home: Path | None = None
     pg_bin: Path | None = None
     redis: str | None = None
+    master_key_set: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,4 +44,5 @@ class Settings:
             home=Path(home) if home else None,
             pg_bin=Path(pg_bin) if pg_bin else None,
             redis=env.get("PYMEM_REDIS") or None,
+            master_key_set=bool(env.get("PYMEM_MASTER_KEY")),
         )

@@ -113,6 +113,20 @@ class TenantAccessDenied(AccessDenied):
     """The transaction acts for another tenant, for none, or for one not granted."""
 
 
+class KeyUnavailable(PymemError):
+    """The master or data key needed to seal or open content is missing or wrong."""
+
+    default_hint = "see docs/security.md, 'Encryption at rest'"
+
+
+class DecryptionFailed(KeyUnavailable):
+    """Ciphertext that does not open under its key (wrong key or altered bytes)."""
+
+    default_hint = (
+        "the stored ciphertext was altered, or the key is not the one it was sealed under"
+    )
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached."""
 
@@ -149,6 +163,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME014": SummaryRangeInvalid,
     "ME016": AuditLogAppendOnly,
     "ME017": TenantAccessDenied,
+    "ME018": KeyUnavailable,
 }
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
@@ -162,6 +177,7 @@ _BAD_VALUE_STATES: Final[Mapping[str, type[PymemError]]] = {
 }
 
 _PRIVILEGE_STATE: Final = "42501"
+_PGCRYPTO_STATE: Final = "39000"  # pgcrypto's errors (external routine invocation)
 
 _SCHEMA_STATES: Final = frozenset({"3F000", "42883", "42P01", "42704"})
 
@@ -188,6 +204,8 @@ def translate(exc: psycopg.Error) -> PymemError | None:
     bad_value = _BAD_VALUE_STATES.get(state)
     if bad_value is not None:
         return bad_value(f"memory: {message}", hint=hint or "check the value's type and format")
+    if state == _PGCRYPTO_STATE and "wrong key or corrupt data" in message.lower():
+        return DecryptionFailed(f"memory: {message}")
     if state == _PRIVILEGE_STATE:
         return AccessDenied(f"memory: {message}")
     if state in _SCHEMA_STATES:
@@ -218,6 +236,7 @@ __all__ = [
     "AccessDenied",
     "AuditLogAppendOnly",
     "DatabaseUnavailable",
+    "DecryptionFailed",
     "EmbeddedUnavailable",
     "EmbeddingDimensionMismatch",
     "IdempotencyKeyReused",
@@ -227,6 +246,7 @@ __all__ = [
     "InvalidMetadata",
     "InvalidRole",
     "JobNotHeld",
+    "KeyUnavailable",
     "MessageTooLarge",
     "PymemError",
     "SchemaNotInstalled",

@@ -31,6 +31,7 @@ ERROR_MEANINGS = {
     "ME014": "summary range does not continue or span the existing digests",
     "ME016": "the audit log is append-only",
     "ME017": "the transaction does not act for this tenant (unset, another, or not granted)",
+    "ME018": "master key missing, malformed or not the one that wrapped the data key",
 }
 
 

@@ -49,11 +49,12 @@ begin
                 'with moved as (delete from memory.messages_default as d
                                  where d.created_at >= $1 and d.created_at < $2
                                  returning d.tenant_id, d.session_id, d.seq, d.role, d.content,
-                                           d.tokens, d.tokens_estimated, d.metadata, d.embedding,
+                                           d.sealed, d.key_version, d.search, d.tokens,
+                                           d.tokens_estimated, d.metadata, d.embedding,
                                            d.idempotency_key, d.created_at)
-                 insert into memory.%I (tenant_id, session_id, seq, role, content, tokens,
-                                        tokens_estimated, metadata, embedding, idempotency_key,
-                                        created_at)
+                 insert into memory.%I (tenant_id, session_id, seq, role, content, sealed,
+                                        key_version, search, tokens, tokens_estimated, metadata,
+                                        embedding, idempotency_key, created_at)
                  select * from moved', v_name)
                 using v_from, v_to;
             get diagnostics v_moved = row_count;

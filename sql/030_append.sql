@@ -40,6 +40,9 @@ declare
     v_summary_every integer;
     v_tenant       memory.tenants;
     v_embed        boolean;
+    v_encryption   text;
+    v_version      integer;
+    v_keys         bytea[];
 begin
     perform memory._tenant_guard(append.tenant);
     -- Validate everything before the first write. The common case is one
@@ -92,16 +95,23 @@ begin
         end if;
     end if;
 
+    -- An encrypting tenant seals the text under its active data key.
+    select t.encryption into v_encryption from memory.tenants as t where t.tenant_id = append.tenant;
+    if v_encryption is not null and v_encryption <> 'none' then
+        v_version := memory._active_key(append.tenant);
+        v_keys := memory._data_keys(append.tenant);
+    end if;
+
     -- A retry of a committed append returns the original and writes nothing.
     if append.idempotency_key is not null then
-        v_hash := md5(append.role || ':' || append.content);
+        v_hash := memory._request_hash(append.role, append.content, v_version, v_keys);
         select k.seq, k.created_at, true
           into v_result.seq, v_result.created_at, v_result.duplicate
           from memory.idempotency_keys as k
          where k.tenant_id = append.tenant
            and k.session_id = append.session
            and k.idempotency_key = append.idempotency_key
-           and k.request_hash = v_hash;
+           and memory._request_matches(k.request_hash, append.role, append.content, v_keys);
         if found then
             return v_result;
         end if;
@@ -111,8 +121,9 @@ begin
     -- until commit.
     insert into memory.sessions as s
            (tenant_id, session_id, user_id, last_seq, message_count, token_count,
-            unsummarized_tokens, created_at, updated_at)
-    values (append.tenant, append.session, append.user_id, 1, 1, v_tokens, v_tokens, v_now, v_now)
+            unsummarized_tokens, key_version, created_at, updated_at)
+    values (append.tenant, append.session, append.user_id, 1, 1, v_tokens, v_tokens, v_version,
+            v_now, v_now)
     on conflict (tenant_id, session_id) do update
        set last_seq = s.last_seq + 1,
            message_count = s.message_count + 1,
@@ -158,7 +169,7 @@ begin
              where k.tenant_id = append.tenant
                and k.session_id = append.session
                and k.idempotency_key = append.idempotency_key
-               and k.request_hash = v_hash;
+               and memory._request_matches(k.request_hash, append.role, append.content, v_keys);
             if not found then
                 raise exception 'memory: idempotency key % was already used for another message',
                         quote_literal(append.idempotency_key)
@@ -195,10 +206,15 @@ begin
     end if;
 
     insert into memory.messages
-           (tenant_id, session_id, seq, role, content, tokens, tokens_estimated, metadata,
-            embedding, idempotency_key, created_at)
-    values (append.tenant, append.session, v_seq, append.role, append.content, v_tokens,
-            v_estimated, v_metadata, append.embedding, append.idempotency_key, v_now);
+           (tenant_id, session_id, seq, role, content, sealed, key_version, search, tokens,
+            tokens_estimated, metadata, embedding, idempotency_key, created_at)
+    values (append.tenant, append.session, v_seq, append.role,
+            case when v_version is null then append.content end,
+            case when v_version is not null then memory._seal(append.content, v_keys[v_version]) end,
+            v_version,
+            case when v_encryption = 'content' then null
+                 else to_tsvector('english'::regconfig, append.content) end,
+            v_tokens, v_estimated, v_metadata, append.embedding, append.idempotency_key, v_now);
 
     -- Over a cap: trim the oldest messages first.
     v_new_first := v_first;

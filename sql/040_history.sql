@@ -71,7 +71,9 @@ begin
     perform memory._live_session(history.tenant, history.session);
 
     return query
-        select m.seq, m.role, m.content, m.tokens, m.tokens_estimated, m.metadata, m.created_at
+        select m.seq, m.role,
+               memory._reveal(m.content, m.sealed, m.key_version, (select memory._data_keys(history.tenant))),
+               m.tokens, m.tokens_estimated, m.metadata, m.created_at
           from memory.messages as m
          where m.tenant_id = history.tenant
            and m.session_id = history.session
@@ -119,7 +121,9 @@ begin
     perform memory._live_session(last_messages.tenant, last_messages.session);
 
     return query
-        select t.seq, t.role, t.content, t.tokens, t.tokens_estimated, t.metadata, t.created_at
+        select t.seq, t.role,
+               memory._reveal(t.content, t.sealed, t.key_version, (select memory._data_keys(last_messages.tenant))),
+               t.tokens, t.tokens_estimated, t.metadata, t.created_at
           from (select m.*
                   from memory.messages as m
                  where m.tenant_id = last_messages.tenant

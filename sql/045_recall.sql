@@ -208,7 +208,9 @@ begin
              order by s.score desc, s.seq desc
              limit recall.max_rows
         )
-        select m.seq, m.role, m.content, m.tokens, b.score, b.text_rank, b.vector_rank
+        select m.seq, m.role,
+               memory._reveal(m.content, m.sealed, m.key_version, (select memory._data_keys(recall.tenant))),
+               m.tokens, b.score, b.text_rank, b.vector_rank
           from best as b
           join memory.messages as m
             on m.tenant_id = recall.tenant

@@ -53,9 +53,10 @@ begin
     end loop;
 
     return query
-        select t.seq, t.role, t.content, t.tokens,
-               sum(t.tokens + message_overhead) over ()::bigint
-          from (select m.seq, m.role, m.content, m.tokens
+        select t.seq, t.role,
+               memory._reveal(t.content, t.sealed, t.key_version, (select memory._data_keys(_tail.tenant))),
+               t.tokens, sum(t.tokens + message_overhead) over ()::bigint
+          from (select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens
                   from memory.messages as m
                  where m.tenant_id = _tail.tenant
                    and m.session_id = _tail.session
@@ -217,7 +218,9 @@ begin
 
     -- 3. The newest turns with the recent share plus everything left over.
     return query
-        select 'summary'::text, d.seq_to, 'system'::text, d.content, d.tokens, d.level::double precision
+        select 'summary'::text, d.seq_to, 'system'::text,
+               memory._reveal(d.content, d.sealed, d.key_version, (select memory._data_keys(context.tenant))),
+               d.tokens, d.level::double precision
           from memory.summaries as d
          where d.tenant_id = context.tenant
            and d.session_id = context.session

@@ -24,6 +24,7 @@ declare
     v_session memory.sessions;
     v_id      bigint;
     v_covered bigint;
+    v_version integer;
 begin
     perform memory._tenant_guard(add_summary.tenant);
     if add_summary.level is null or add_summary.level < 1 or add_summary.level > 32
@@ -90,11 +91,17 @@ begin
         end if;
     end if;
 
+    v_version := memory._active_key(add_summary.tenant);
     insert into memory.summaries
-           (tenant_id, session_id, level, seq_from, seq_to, content, tokens, metadata)
+           (tenant_id, session_id, level, seq_from, seq_to, content, sealed, key_version, tokens,
+            metadata)
     values (add_summary.tenant, add_summary.session, add_summary.level, add_summary.seq_from,
-            add_summary.seq_to, add_summary.content, add_summary.tokens,
-            coalesce(add_summary.metadata, '{}'::jsonb))
+            add_summary.seq_to,
+            case when v_version is null then add_summary.content end,
+            case when v_version is not null
+                 then memory._seal(add_summary.content,
+                                   (memory._data_keys(add_summary.tenant))[v_version]) end,
+            v_version, add_summary.tokens, coalesce(add_summary.metadata, '{}'::jsonb))
     returning summary_id into v_id;
     return v_id;
 end;
@@ -134,7 +141,9 @@ begin
     perform memory._tenant_guard(list_summaries.tenant);
     perform memory._live_session(list_summaries.tenant, list_summaries.session);
     return query
-        select d.summary_id, d.level, d.seq_from, d.seq_to, d.content, d.tokens, d.created_at
+        select d.summary_id, d.level, d.seq_from, d.seq_to,
+               memory._reveal(d.content, d.sealed, d.key_version, (select memory._data_keys(list_summaries.tenant))),
+               d.tokens, d.created_at
           from memory.summaries as d
          where d.tenant_id = list_summaries.tenant
            and d.session_id = list_summaries.session
@@ -241,7 +250,9 @@ begin
     end loop;
 
     return query
-        select d.summary_id, d.level, d.seq_from, d.seq_to, d.content, d.tokens
+        select d.summary_id, d.level, d.seq_from, d.seq_to,
+               memory._reveal(d.content, d.sealed, d.key_version, (select memory._data_keys(_summary_cover.tenant))),
+               d.tokens
           from memory.summaries as d
          where d.tenant_id = _summary_cover.tenant
            and d.session_id = _summary_cover.session

@@ -24,7 +24,8 @@ begin
     perform memory._check_ident('tenant', messages_to_embed.tenant);
     perform memory._check_ident('session', messages_to_embed.session);
     return query
-        select m.seq, m.content
+        select m.seq,
+               memory._reveal(m.content, m.sealed, m.key_version, (select memory._data_keys(messages_to_embed.tenant)))
           from memory.messages as m
          where m.tenant_id = messages_to_embed.tenant
            and m.session_id = messages_to_embed.session

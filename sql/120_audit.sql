@@ -86,7 +86,8 @@ begin
         jsonb_build_object('max_messages', new.max_messages, 'max_tokens', new.max_tokens,
                            'default_ttl', new.default_ttl,
                            'summary_every_tokens', new.summary_every_tokens,
-                           'embed_messages', new.embed_messages, 'settings', new.settings));
+                           'embed_messages', new.embed_messages, 'encryption', new.encryption,
+                           'settings', new.settings));
     return null;
 end;
 $fn$;
@@ -180,7 +181,8 @@ begin
     perform memory._audit(new.tenant_id, 'message.update', 'message',
                           new.session_id || '/' || new.seq,
                           jsonb_build_object(
-                              'content_changed', old.content is distinct from new.content,
+                              'content_changed', old.content is distinct from new.content
+                                                 or old.sealed is distinct from new.sealed,
                               'role_changed', old.role is distinct from new.role,
                               'metadata_changed', old.metadata is distinct from new.metadata));
     return null;
@@ -189,7 +191,8 @@ $fn$;
 
 comment on function memory._audit_message_updates() is
 $$Trigger: record a change of a stored message's content, role or metadata
-(which fields changed, not their values).$$;
+(which fields changed, not their values). A change of data key alone
+(memory.reencrypt) is recorded once per batch as key.reencrypt instead.$$;
 
 create or replace function memory._audit_summaries()
 returns trigger
@@ -207,6 +210,33 @@ $fn$;
 
 comment on function memory._audit_summaries() is
 $$Trigger: record each digest written (its range and level).$$;
+
+create or replace function memory._audit_keys()
+returns trigger
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if tg_op = 'INSERT' then
+        perform memory._audit(new.tenant_id, 'key.create', 'key', new.key_version::text,
+                              jsonb_build_object('master', new.master_fingerprint));
+    elsif tg_op = 'DELETE' then
+        perform memory._audit(old.tenant_id, 'key.destroy', 'key', old.key_version::text, '{}');
+    elsif old.master_fingerprint is distinct from new.master_fingerprint then
+        perform memory._audit(new.tenant_id, 'key.rewrap', 'key', new.key_version::text,
+                              jsonb_build_object('from', old.master_fingerprint,
+                                                 'to', new.master_fingerprint));
+    elsif old.retired_at is null and new.retired_at is not null then
+        perform memory._audit(new.tenant_id, 'key.retire', 'key', new.key_version::text, '{}');
+    end if;
+    return null;
+end;
+$fn$;
+
+comment on function memory._audit_keys() is
+$$Trigger: record data key creation, retirement, re-wrapping and destruction
+(version and master key fingerprint; never key material).$$;
 
 create or replace function memory._audit_log_append_only()
 returns trigger
@@ -258,10 +288,17 @@ drop trigger if exists messages_audit_update on memory.messages;
 create trigger messages_audit_update
     after update on memory.messages
     for each row
-    when (old.content is distinct from new.content
-          or old.role is distinct from new.role
-          or old.metadata is distinct from new.metadata)
+    when (old.role is distinct from new.role
+          or old.metadata is distinct from new.metadata
+          or (old.key_version is not distinct from new.key_version
+              and (old.content is distinct from new.content
+                   or old.sealed is distinct from new.sealed)))
     execute function memory._audit_message_updates();
+
+drop trigger if exists tenant_keys_audit on memory.tenant_keys;
+create trigger tenant_keys_audit
+    after insert or update or delete on memory.tenant_keys
+    for each row execute function memory._audit_keys();
 
 drop trigger if exists summaries_audit on memory.summaries;
 create trigger summaries_audit

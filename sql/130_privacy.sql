@@ -46,7 +46,9 @@ begin
                    'deleted_at', s.deleted_at,
                    'metadata', s.metadata,
                    'messages', (select coalesce(jsonb_agg(jsonb_build_object(
-                                    'seq', m.seq, 'role', m.role, 'content', m.content,
+                                    'seq', m.seq, 'role', m.role,
+                                    'content', memory._reveal(m.content, m.sealed, m.key_version,
+                                                              (select memory._data_keys(export_subject.tenant))),
                                     'tokens', m.tokens, 'metadata', m.metadata,
                                     'created_at', m.created_at) order by m.seq), '[]'::jsonb)
                                   from memory.messages as m
@@ -54,7 +56,9 @@ begin
                                    and m.session_id = s.session_id),
                    'summaries', (select coalesce(jsonb_agg(jsonb_build_object(
                                      'level', d.level, 'seq_from', d.seq_from,
-                                     'seq_to', d.seq_to, 'content', d.content,
+                                     'seq_to', d.seq_to,
+                                     'content', memory._reveal(d.content, d.sealed, d.key_version,
+                                                               (select memory._data_keys(export_subject.tenant))),
                                      'created_at', d.created_at) order by d.seq_from, d.level),
                                      '[]'::jsonb)
                                    from memory.summaries as d

@@ -55,6 +55,11 @@ create policy tenant_isolation on memory.rate_limits
     using (tenant_id = (select memory.current_tenant()))
     with check (tenant_id = (select memory.current_tenant()));
 
+drop policy if exists tenant_isolation on memory.tenant_keys;
+create policy tenant_isolation on memory.tenant_keys
+    using (tenant_id = (select memory.current_tenant()))
+    with check (tenant_id = (select memory.current_tenant()));
+
 drop policy if exists tenant_isolation on memory.audit_log;
 create policy tenant_isolation on memory.audit_log
     using (tenant_id = (select memory.current_tenant()))
@@ -182,7 +187,9 @@ select * from memory.session_overview order by updated_at desc limit 20; commit;
 
 create or replace view memory.message_log
     with (security_invoker = true) as
-select m.tenant_id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata, m.created_at
+select m.tenant_id, m.session_id, m.seq, m.role,
+       memory.reveal(m.content, m.sealed, m.key_version) as content,
+       m.tokens, m.metadata, m.created_at
   from memory.messages as m
   join memory.sessions as s
     on s.tenant_id = m.tenant_id
@@ -190,7 +197,8 @@ select m.tenant_id, m.session_id, m.seq, m.role, m.content, m.tokens, m.metadata
  where s.deleted_at is null;
 
 comment on view memory.message_log is
-$$The messages of the transaction's tenant in live sessions. Example:
+$$The messages of the transaction's tenant in live sessions, decrypted when
+sealed (the connection needs the master key then). Example:
 begin; select set_config('pymem.tenant', 'acme', true);
 select seq, role, content from memory.message_log where session_id = 's-1' order by seq; commit;$$;
 
@@ -205,11 +213,12 @@ declare
         'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session', 'fail_job',
         'history', 'last_messages', 'list_sessions', 'list_summaries',
         'messages_to_embed', 'pii_scan', 'purge_session', 'rate_limit', 'recall', 'redact',
-        'restore_session', 'retry_job', 'session_info', 'set_embeddings', 'summary_cadence'];
+        'restore_session', 'retry_job', 'reveal', 'session_info', 'set_embeddings',
+        'summary_cadence'];
     v_reader constant text[] := array[
         'context', 'current_tenant', 'estimate_tokens', 'export_subject', 'history',
         'last_messages', 'list_sessions', 'list_summaries', 'pii_scan', 'recall', 'redact',
-        'session_info'];
+        'reveal', 'session_info'];
     v_auditor constant text[] := array[
         'audit_checkpoint', 'audit_hash_at', 'current_tenant', 'verify_audit'];
     v_fn record;

@@ -75,8 +75,9 @@ def test_default_partition_rows_move_into_new_partition(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("select memory.append('t', 's', 'user', 'now', 1)")
         conn.execute(
-            "insert into memory.messages (tenant_id, session_id, seq, role, content, tokens, "
-            "created_at) values ('t', 's', 2, 'user', 'from the future', 3, %s)",
+            "insert into memory.messages (tenant_id, session_id, seq, role, content, search, "
+            "tokens, created_at) values ('t', 's', 2, 'user', 'from the future', "
+            "to_tsvector('english', 'from the future'), 3, %s)",
             (far,),
         )
         assert conn.execute("select count(*) from memory.messages_default").fetchone() == (1,)
