@@ -427,6 +427,18 @@ begin
            for update skip locked;
         exit when not found;
 
+        -- Idempotency fingerprints follow the key, so retries still match.
+        update memory.idempotency_keys as k
+           set request_hash = memory._request_hash(
+                   m.role, memory._reveal(m.content, m.sealed, m.key_version, v_keys), v_target, v_keys)
+          from memory.messages as m
+         where k.tenant_id = reencrypt.tenant
+           and k.session_id = v_session
+           and m.tenant_id = reencrypt.tenant
+           and m.session_id = v_session
+           and m.seq = k.seq
+           and m.key_version is distinct from v_target;
+
         with source as (
             select m.seq, m.created_at,
                    memory._reveal(m.content, m.sealed, m.key_version, v_keys) as plain
@@ -487,7 +499,8 @@ $fn$;
 comment on function memory.reencrypt(text, integer) is
 $$Re-encrypt (or decrypt, when encryption is off) whole sessions of `tenant`
 until about `max_rows` messages and digests were rewritten: each row moves to
-the active data key and the tenant's mode (its search column too). Online:
+the active data key and the tenant's mode (its search column and idempotency
+fingerprint too). Online:
 each session is locked only while its rows are rewritten, appends elsewhere go
 on, and new rows are already written the new way. Call it until
 sessions_remaining is 0, then memory.destroy_retired_keys. Audited as
