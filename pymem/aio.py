@@ -24,6 +24,7 @@ from .models import (
     Summary,
     TenantStats,
 )
+from .pii import PiiFilter, scrub_batch
 from .ratelimit import RateLimiter, RateLimits
 from .tokens import TokenCounter
 
@@ -39,8 +40,10 @@ class AsyncMemory:
         tenant: str | None = None,
         limiter: RateLimiter | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
+        pii: PiiFilter | None = None,
     ) -> None:
         settings = Settings.from_env()
+        self.pii = pii
         self.backend = backend
         self.counter = _counter(counter, settings)
         self.tenant = tenant or settings.tenant
@@ -69,6 +72,7 @@ class AsyncMemory:
         redis: str | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         keys: KeyProvider | None = None,
+        pii: PiiFilter | None = None,
     ) -> AsyncMemory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -79,7 +83,8 @@ class AsyncMemory:
         and session (one RateLimits, or a mapping by tenant with ``"*"``).
         ``keys`` supplies the master key for tenants that encrypt their content
         (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
-        connection's startup options, never in SQL.
+        connection's startup options, never in SQL. ``pii`` runs Python
+        classifiers on each message before it is sent (see :mod:`pymem.pii`).
         """
         if redis is not None or rate_limits is not None:
             raise PymemError(
@@ -101,7 +106,7 @@ class AsyncMemory:
         backend = AsyncPostgresBackend(
             pool_url, min_size=min_size, max_size=max_size or settings.pool_max
         )
-        return cls(await backend.open(), counter=counter, tenant=tenant)
+        return cls(await backend.open(), counter=counter, tenant=tenant, pii=pii)
 
     @classmethod
     async def embedded(
@@ -122,10 +127,14 @@ class AsyncMemory:
 
     @classmethod
     def in_memory(
-        cls, *, counter: TokenCounter | str | None = None, tenant: str | None = None
+        cls,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+        pii: PiiFilter | None = None,
     ) -> AsyncMemory:
         """No server at all: everything lives in this process and dies with it."""
-        return cls(AsyncInMemoryBackend(), counter=counter, tenant=tenant)
+        return cls(AsyncInMemoryBackend(), counter=counter, tenant=tenant, pii=pii)
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -187,6 +196,24 @@ class AsyncMemory:
             embed_messages=embed_messages,
         )
 
+    async def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
+        """Set the tenant's personal data policy, applied by PostgreSQL at every append.
+
+        ``policy`` maps a kind (email, phone, card, iban, ip, national_id,
+        secret, a Python classifier's kind, or ``default``) to off, redact,
+        mask, block or tag; ``{}`` turns it off. PostgreSQL backends only.
+        """
+        name = tenant or self.tenant
+        configure = getattr(self.backend, "configure_pii", None)
+        if configure is None:
+            raise PymemError(
+                "pymem: personal data policies are kept by PostgreSQL backends only",
+                hint="with this backend, give the policy in code: PiiFilter(policy=...)",
+            )
+        await configure(name, policy)
+        if self.pii is not None:
+            self.pii.forget(name)
+
     async def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
         return await self.backend.export_subject(tenant or self.tenant, user)
@@ -244,6 +271,9 @@ class AsyncSession:
         Pass an ``idempotency_key`` to make retries safe: a retry returns the
         original seq with ``duplicate=True`` and stores nothing.
         """
+        if self.memory.pii is not None and isinstance(content, str):
+            policy = await self._pii_policy()
+            content, metadata = self.memory.pii.scrub(content, metadata, policy)
         if tokens is None and isinstance(content, str):
             tokens = self.memory.counter.count(content)
         return await self._backend.append(
@@ -260,8 +290,21 @@ class AsyncSession:
 
     async def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
+        if self.memory.pii is not None:
+            messages = scrub_batch(self.memory.pii, await self._pii_policy(), messages)
         counted = count_tokens(self.memory.counter, messages)
         return await self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
+
+    async def _pii_policy(self) -> dict[str, str]:
+        pii = self.memory.pii
+        assert pii is not None
+        found = pii.cached_policy(self.tenant)
+        if found is not None:
+            return found
+        reader = getattr(self._backend, "pii_policy", None)
+        if reader is None:
+            return pii.policy_for(self.tenant, None)  # raises: no policies here
+        return pii.remember(self.tenant, await reader(self.tenant))
 
     async def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500

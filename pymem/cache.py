@@ -394,6 +394,12 @@ class CachedBackend:
             tenant, summary_every_tokens=summary_every_tokens, embed_messages=embed_messages
         )
 
+    def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
+        self.backend.configure_pii(tenant, policy)
+
+    def pii_policy(self, tenant: str) -> dict[str, str]:
+        return self.backend.pii_policy(tenant)
+
     # -- reads: from the cache when it can ------------------------------------------
 
     def context(

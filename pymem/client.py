@@ -11,7 +11,7 @@ from typing import Any
 from .backends.base import MemoryBackend
 from .backends.memory import InMemoryBackend
 from .config import Settings
-from .errors import InvalidArgument
+from .errors import InvalidArgument, PymemError
 from .keys import EnvKeyProvider, KeyProvider, with_master_key
 from .models import (
     AppendResult,
@@ -23,6 +23,7 @@ from .models import (
     Summary,
     TenantStats,
 )
+from .pii import PiiFilter, scrub_batch
 from .ratelimit import RateLimiter, RateLimits, enforce
 from .tokens import TokenCounter, counter_for
 
@@ -80,8 +81,10 @@ class Memory:
         tenant: str | None = None,
         limiter: RateLimiter | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
+        pii: PiiFilter | None = None,
     ) -> None:
         settings = Settings.from_env()
+        self.pii = pii
         self.backend = backend
         self.counter = _counter(counter, settings)
         self.tenant = tenant or settings.tenant
@@ -107,6 +110,7 @@ class Memory:
         redis: str | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         keys: KeyProvider | None = None,
+        pii: PiiFilter | None = None,
     ) -> Memory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -117,7 +121,8 @@ class Memory:
         and session (one RateLimits, or a mapping by tenant with ``"*"``).
         ``keys`` supplies the master key for tenants that encrypt their content
         (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
-        connection's startup options, never in SQL.
+        connection's startup options, never in SQL. ``pii`` runs Python
+        classifiers on each message before it is sent (see :mod:`pymem.pii`).
         """
         from .backends.postgres import PostgresBackend
         from .ratelimit import FailoverRateLimiter, PostgresRateLimiter, RedisRateLimiter
@@ -143,7 +148,12 @@ class Memory:
             backend = CachedBackend(pg, client)
             limiter = FailoverRateLimiter(RedisRateLimiter(client), limiter)
         return cls(
-            backend, counter=counter, tenant=tenant, limiter=limiter, rate_limits=rate_limits
+            backend,
+            counter=counter,
+            tenant=tenant,
+            limiter=limiter,
+            rate_limits=rate_limits,
+            pii=pii,
         )
 
     @classmethod
@@ -163,10 +173,14 @@ class Memory:
 
     @classmethod
     def in_memory(
-        cls, *, counter: TokenCounter | str | None = None, tenant: str | None = None
+        cls,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+        pii: PiiFilter | None = None,
     ) -> Memory:
         """No server at all: everything lives in this process and dies with it."""
-        return cls(InMemoryBackend(), counter=counter, tenant=tenant)
+        return cls(InMemoryBackend(), counter=counter, tenant=tenant, pii=pii)
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -227,6 +241,24 @@ class Memory:
             embed_messages=embed_messages,
         )
 
+    def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
+        """Set the tenant's personal data policy, applied by PostgreSQL at every append.
+
+        ``policy`` maps a kind (email, phone, card, iban, ip, national_id,
+        secret, a Python classifier's kind, or ``default``) to off, redact,
+        mask, block or tag; ``{}`` turns it off. PostgreSQL backends only.
+        """
+        name = tenant or self.tenant
+        configure = getattr(self.backend, "configure_pii", None)
+        if configure is None:
+            raise PymemError(
+                "pymem: personal data policies are kept by PostgreSQL backends only",
+                hint="with this backend, give the policy in code: PiiFilter(policy=...)",
+            )
+        configure(name, policy)
+        if self.pii is not None:
+            self.pii.forget(name)
+
     def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
         return self.backend.export_subject(tenant or self.tenant, user)
@@ -284,6 +316,9 @@ class Session:
         Pass an ``idempotency_key`` to make retries safe: a retry returns the
         original seq with ``duplicate=True`` and stores nothing.
         """
+        if self.memory.pii is not None and isinstance(content, str):
+            policy = self._pii_policy()
+            content, metadata = self.memory.pii.scrub(content, metadata, policy)
         if tokens is None and isinstance(content, str):
             tokens = self.memory.counter.count(content)
         self._check_rate()
@@ -301,9 +336,15 @@ class Session:
 
     def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
+        if self.memory.pii is not None:
+            messages = scrub_batch(self.memory.pii, self._pii_policy(), messages)
         counted = count_tokens(self.memory.counter, messages)
         self._check_rate()
         return self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
+
+    def _pii_policy(self) -> dict[str, str]:
+        assert self.memory.pii is not None
+        return self.memory.pii.policy_for(self.tenant, self._backend)
 
     def _check_rate(self) -> None:
         limits = self.memory.limits_for(self.tenant)

@@ -127,6 +127,10 @@ class DecryptionFailed(KeyUnavailable):
     )
 
 
+class PiiBlocked(InvalidArgument):
+    """Personal data that the tenant's policy refuses to store; nothing was written."""
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached."""
 
@@ -164,6 +168,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME016": AuditLogAppendOnly,
     "ME017": TenantAccessDenied,
     "ME018": KeyUnavailable,
+    "ME019": PiiBlocked,
 }
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
@@ -248,6 +253,7 @@ __all__ = [
     "JobNotHeld",
     "KeyUnavailable",
     "MessageTooLarge",
+    "PiiBlocked",
     "PymemError",
     "SchemaNotInstalled",
     "SessionDeleted",

@@ -160,3 +160,11 @@ select memory.export_subject(%(tenant)s, %(user_id)s) as document;
 -- name: erase_subject
 -- Erase a user's sessions; one row per erased session.
 select * from memory.erase_subject(%(tenant)s, %(user_id)s);
+
+-- name: configure_pii
+-- Set a tenant's personal data policy.
+select memory.configure_pii(%(tenant)s, %(policy)s::jsonb);
+
+-- name: pii_policy
+-- A tenant's personal data policy.
+select memory.pii_policy(%(tenant)s);

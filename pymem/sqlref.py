@@ -32,6 +32,7 @@ ERROR_MEANINGS = {
     "ME016": "the audit log is append-only",
     "ME017": "the transaction does not act for this tenant (unset, another, or not granted)",
     "ME018": "master key missing, malformed or not the one that wrapped the data key",
+    "ME019": "personal data that the tenant's policy blocks",
 }
 
 

@@ -43,6 +43,10 @@ declare
     v_encryption   text;
     v_version      integer;
     v_keys         bytea[];
+    v_pii          jsonb;
+    v_kinds        text[];
+    v_content      text := append.content;
+    v_active       integer;
 begin
     perform memory._tenant_guard(append.tenant);
     -- Validate everything before the first write. The common case is one
@@ -95,8 +99,30 @@ begin
         end if;
     end if;
 
+    -- The tenant's personal data policy applies first: what it removes is
+    -- never hashed, sealed, cached, audited or stored.
+    select t.encryption, t.pii_policy into v_encryption, v_pii
+      from memory.tenants as t
+     where t.tenant_id = append.tenant;
+    if v_pii is not null and v_pii <> '{}'::jsonb then
+        select p.content, p.kinds into v_content, v_kinds from memory._apply_pii(v_pii, append.content) as p;
+        if cardinality(v_kinds) > 0 then
+            -- Merged with kinds a client-side classifier already listed.
+            v_metadata := v_metadata || jsonb_build_object('pii', (
+                select jsonb_agg(distinct u.kind order by u.kind)
+                  from (select jsonb_array_elements_text(
+                                   case when jsonb_typeof(v_metadata -> 'pii') = 'array'
+                                        then v_metadata -> 'pii' else '[]'::jsonb end)
+                        union
+                        select unnest(v_kinds)) as u (kind)));
+        end if;
+        if v_content is distinct from append.content then
+            -- Placeholders and masks may tokenize differently: never under-count.
+            v_tokens := greatest(v_tokens, memory.estimate_tokens(v_content));
+        end if;
+    end if;
+
     -- An encrypting tenant seals the text under its active data key.
-    select t.encryption into v_encryption from memory.tenants as t where t.tenant_id = append.tenant;
     if v_encryption is not null and v_encryption <> 'none' then
         v_version := memory._active_key(append.tenant);
         v_keys := memory._data_keys(append.tenant);
@@ -104,14 +130,14 @@ begin
 
     -- A retry of a committed append returns the original and writes nothing.
     if append.idempotency_key is not null then
-        v_hash := memory._request_hash(append.role, append.content, v_version, v_keys);
+        v_hash := memory._request_hash(append.role, v_content, v_version, v_keys);
         select k.seq, k.created_at, true
           into v_result.seq, v_result.created_at, v_result.duplicate
           from memory.idempotency_keys as k
          where k.tenant_id = append.tenant
            and k.session_id = append.session
            and k.idempotency_key = append.idempotency_key
-           and memory._request_matches(k.request_hash, append.role, append.content, v_keys);
+           and memory._request_matches(k.request_hash, append.role, v_content, v_keys);
         if found then
             return v_result;
         end if;
@@ -155,6 +181,35 @@ begin
             using errcode = 'ME012', hint = 'use a new session id for this user';
     end if;
 
+    -- The data key, read again now that the session row is ours: a rotation
+    -- and memory.reencrypt of this session may have committed since the read
+    -- above, and a row must never be sealed under an older key than the one
+    -- its session is marked with (that key may be destroyed next).
+    select t.encryption,
+           case when t.encryption <> 'none'
+                then (select max(k.key_version)
+                        from memory.tenant_keys as k
+                       where k.tenant_id = t.tenant_id
+                         and k.retired_at is null) end
+      into v_encryption, v_active
+      from memory.tenants as t
+     where t.tenant_id = append.tenant;
+    if v_active is distinct from v_version then
+        v_version := v_active;
+        if v_version is not null and (v_keys is null or v_keys[v_version] is null) then
+            v_keys := memory._data_keys(append.tenant);
+        end if;
+        if append.idempotency_key is not null then
+            v_hash := memory._request_hash(append.role, v_content, v_version, v_keys);
+        end if;
+        if v_created then
+            update memory.sessions as s
+               set key_version = v_version
+             where s.tenant_id = append.tenant
+               and s.session_id = append.session;
+        end if;
+    end if;
+
     if append.idempotency_key is not null then
         insert into memory.idempotency_keys as k
                (tenant_id, session_id, idempotency_key, seq, request_hash, created_at)
@@ -169,7 +224,7 @@ begin
              where k.tenant_id = append.tenant
                and k.session_id = append.session
                and k.idempotency_key = append.idempotency_key
-               and memory._request_matches(k.request_hash, append.role, append.content, v_keys);
+               and memory._request_matches(k.request_hash, append.role, v_content, v_keys);
             if not found then
                 raise exception 'memory: idempotency key % was already used for another message',
                         quote_literal(append.idempotency_key)
@@ -209,11 +264,11 @@ begin
            (tenant_id, session_id, seq, role, content, sealed, key_version, search, tokens,
             tokens_estimated, metadata, embedding, idempotency_key, created_at)
     values (append.tenant, append.session, v_seq, append.role,
-            case when v_version is null then append.content end,
-            case when v_version is not null then memory._seal(append.content, v_keys[v_version]) end,
+            case when v_version is null then v_content end,
+            case when v_version is not null then memory._seal(v_content, v_keys[v_version]) end,
             v_version,
             case when v_encryption = 'content' then null
-                 else to_tsvector('english'::regconfig, append.content) end,
+                 else to_tsvector('english'::regconfig, v_content) end,
             v_tokens, v_estimated, v_metadata, append.embedding, append.idempotency_key, v_now);
 
     -- Over a cap: trim the oldest messages first.
@@ -278,6 +333,7 @@ Retrying with the same `idempotency_key` returns the original seq with
 duplicate = true and writes nothing.
 Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
 ME007 embedding dimension; ME008 content too large for the limit or token cap;
+ME019 personal data that the tenant's policy blocks (memory.configure_pii);
 ME009 metadata not an object; ME010 unknown role; ME011 idempotency key reused
 for another message; ME012 session belongs to another user.
 Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;

@@ -427,6 +427,15 @@ begin
            for update skip locked;
         exit when not found;
 
+        -- Under the session lock no append of this session is in flight: read
+        -- the key again, in case a rotation committed since this call began.
+        if memory._active_key(reencrypt.tenant) is distinct from v_target then
+            select t.encryption into v_mode from memory.tenants as t
+             where t.tenant_id = reencrypt.tenant;
+            v_target := memory._active_key(reencrypt.tenant);
+            v_keys := memory._data_keys(reencrypt.tenant);
+        end if;
+
         -- Idempotency fingerprints follow the key, so retries still match.
         update memory.idempotency_keys as k
            set request_hash = memory._request_hash(

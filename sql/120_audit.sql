@@ -87,6 +87,7 @@ begin
                            'default_ttl', new.default_ttl,
                            'summary_every_tokens', new.summary_every_tokens,
                            'embed_messages', new.embed_messages, 'encryption', new.encryption,
+                           'pii_policy', new.pii_policy,
                            'settings', new.settings));
     return null;
 end;

@@ -173,3 +173,136 @@ $$Return `content` with its personal data replaced ('redact': [EMAIL], [CARD],
 ...), masked but for the last 4 characters ('mask'), or unchanged ('tag'),
 and the kinds found. Errors: ME002 unknown action.
 Example: select * from memory.redact('card 4111 1111 1111 1111', 'mask');$$;
+
+-------------------------------------------------------------------------------
+-- _apply_pii: a tenant policy applied to one text.
+create or replace function memory._apply_pii(
+    policy   jsonb,
+    original text
+)
+returns table (
+    content text,
+    kinds   text[]
+)
+language plpgsql
+immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    r        record;
+    v_text   text := _apply_pii.original;
+    v_kinds  text[] := '{}';
+    v_action text;
+begin
+    -- Longest matches first, so a match inside another is not replaced half-way.
+    for r in select s.kind, s.value from memory.pii_scan(_apply_pii.original) as s
+              order by char_length(s.value) desc loop
+        v_action := coalesce(policy ->> r.kind, policy ->> 'default', 'off');
+        continue when v_action = 'off';
+        if v_action = 'block' then
+            -- Name the kind, never the value: the error may be logged.
+            raise exception 'memory: the message contains personal data (%) that this tenant''s policy blocks', r.kind
+                using errcode = 'ME019',
+                      hint = 'remove it before storing, or change the policy with memory.configure_pii';
+        end if;
+        if not (r.kind = any (v_kinds)) then
+            v_kinds := v_kinds || r.kind;
+        end if;
+        if v_action = 'redact' then
+            v_text := replace(v_text, r.value, '[' || upper(r.kind) || ']');
+        elsif v_action = 'mask' then
+            v_text := replace(v_text, r.value,
+                              regexp_replace(left(r.value, -4), '[A-Za-z0-9]', '*', 'g')
+                              || right(r.value, 4));
+        end if;
+    end loop;
+    return query select v_text, coalesce((select array_agg(k order by k) from unnest(v_kinds) as k),
+                                         '{}'::text[]);
+end;
+$fn$;
+
+comment on function memory._apply_pii(jsonb, text) is
+$$Apply a personal data policy ({kind or "default": off|redact|mask|block|tag})
+to `original`: the text to store and the kinds acted on (for metadata.pii).
+Errors: ME019 when a kind found is set to block.$$;
+
+-------------------------------------------------------------------------------
+-- configure_pii: set a tenant's personal data policy.
+create or replace function memory.configure_pii(
+    tenant text,
+    policy jsonb
+)
+returns jsonb
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_bad text;
+begin
+    perform memory._tenant_guard(configure_pii.tenant);
+    perform memory._check_ident('tenant', configure_pii.tenant);
+    if configure_pii.policy is null or jsonb_typeof(configure_pii.policy) <> 'object' then
+        raise exception 'memory: a personal data policy is a JSON object'
+            using errcode = 'ME002', hint = 'e.g. {"default": "redact", "card": "block"}';
+    end if;
+    -- Kinds beyond the SQL rules' (person, location, ...) are for Python
+    -- classifiers (pymem.pii.PiiFilter): any short lower-case name.
+    select e.key into v_bad
+      from jsonb_each(configure_pii.policy) as e
+     where e.key !~ '^[a-z][a-z0-9_]{0,39}$'
+     limit 1;
+    if found then
+        raise exception 'memory: % is not a kind of personal data', quote_literal(v_bad)
+            using errcode = 'ME002',
+                  hint = 'kinds: email, phone, card, iban, ip, national_id, secret, default, '
+                         'or a lower-case name your Python classifiers report';
+    end if;
+    select e.key into v_bad
+      from jsonb_each(configure_pii.policy) as e
+     where jsonb_typeof(e.value) <> 'string'
+        or e.value #>> '{}' not in ('off', 'redact', 'mask', 'block', 'tag')
+     limit 1;
+    if found then
+        raise exception 'memory: unknown action for %', quote_literal(v_bad)
+            using errcode = 'ME002', hint = 'actions: off, redact, mask, block, tag';
+    end if;
+    insert into memory.tenants as t (tenant_id, pii_policy)
+    values (configure_pii.tenant, configure_pii.policy)
+    on conflict (tenant_id) do update set pii_policy = excluded.pii_policy;
+    return configure_pii.policy;
+end;
+$fn$;
+
+comment on function memory.configure_pii(text, jsonb) is
+$$Set how memory.append treats personal data for `tenant`: a JSON object from
+kind (email, phone, card, iban, ip, national_id, secret; other lower-case names
+for Python classifiers such as person) or "default" to an
+action: off, redact ([EMAIL]), mask (all but the last 4 characters), block
+(the append fails with ME019, nothing is written) or tag (text kept). Kinds
+acted on are listed in the message's metadata under "pii". The policy applies
+before hashing, encryption, caching and audit. '{}' turns it off.
+Errors: ME002 unknown kind or action.
+Example: select memory.configure_pii('acme', '{"default": "redact", "card": "block"}');$$;
+
+-------------------------------------------------------------------------------
+-- pii_policy: read a tenant's policy.
+create or replace function memory.pii_policy(
+    tenant text
+)
+returns jsonb
+language plpgsql
+stable security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    perform memory._tenant_guard(pii_policy.tenant);
+    return coalesce((select t.pii_policy from memory.tenants as t
+                      where t.tenant_id = pii_policy.tenant), '{}'::jsonb);
+end;
+$fn$;
+
+comment on function memory.pii_policy(text) is
+$$The personal data policy of `tenant` ('{}' when none), as set by
+memory.configure_pii. Python classifiers apply it to what they find.
+Example: select memory.pii_policy('acme');$$;

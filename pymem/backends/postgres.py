@@ -9,6 +9,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import psycopg
 from psycopg.rows import RowFactory, RowMaker, class_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from .._queries import QUERIES
@@ -25,6 +26,7 @@ from ..models import (
     Summary,
     TenantStats,
 )
+from ..pii import check_policy
 from ..validation import check_text, vector_literal
 from . import _calls
 
@@ -390,6 +392,15 @@ class PostgresBackend:
                 "embed_messages": embed_messages,
             },
         )
+
+    def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
+        """Set the tenant's personal data policy (memory.configure_pii)."""
+        self._scalar("configure_pii", {"tenant": tenant, "policy": Jsonb(check_policy(policy))})
+
+    def pii_policy(self, tenant: str) -> dict[str, str]:
+        """The tenant's personal data policy (memory.pii_policy)."""
+        policy: dict[str, str] = self._scalar("pii_policy", {"tenant": tenant})
+        return policy
 
     # -- the job queue (PostgreSQL only) -------------------------------------------
 
@@ -782,6 +793,17 @@ class AsyncPostgresBackend:
                 "embed_messages": embed_messages,
             },
         )
+
+    async def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
+        """Set the tenant's personal data policy (memory.configure_pii)."""
+        await self._scalar(
+            "configure_pii", {"tenant": tenant, "policy": Jsonb(check_policy(policy))}
+        )
+
+    async def pii_policy(self, tenant: str) -> dict[str, str]:
+        """The tenant's personal data policy (memory.pii_policy)."""
+        policy: dict[str, str] = await self._scalar("pii_policy", {"tenant": tenant})
+        return policy
 
     # -- the job queue (PostgreSQL only) -------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -277,7 +278,10 @@ def test_rotation_during_concurrent_appends(dsn: str) -> None:
             t.start()
         versions = []
         with psycopg.connect(keyed(dsn), autocommit=True) as conn:
-            for _ in range(3):
+            for round_ in range(3):
+                # Rotate while the writers are mid-stream: after 80, 200, 320 appends.
+                while sum(map(len, acked.values())) < 80 + 120 * round_ and not errors:
+                    time.sleep(0.002)
                 versions.append(rotate(conn, "rot"))
                 reencrypt_all(conn, "rot", batch_rows=40)
             for t in threads:
@@ -311,7 +315,7 @@ def test_rotation_during_concurrent_appends(dsn: str) -> None:
             )
         ]
         assert actions.count("key.create") == 4 and actions.count("key.destroy") >= 3
-        assert "key.reencrypt" in actions
+        assert "key.reencrypt" in actions, actions
 
 
 def test_mode_changes_and_master_key_rewrap(dsn: str) -> None:
@@ -336,3 +340,43 @@ def test_mode_changes_and_master_key_rewrap(dsn: str) -> None:
         assert mem.session("s", tenant="t").messages()[0].content == "before any key"
     with pytest.raises(KeyUnavailable), Memory.connect(dsn, keys=StaticKeys(MASTER)) as mem:
         mem.session("s", tenant="t").messages()
+
+
+def test_append_waiting_on_a_reencrypted_session_takes_the_new_key(dsn: str) -> None:
+    """Staged interleaving: an append reads the key, then waits for the session
+    row that a rotation's re-encryption holds; when it gets the row it must seal
+    under the new key, or its row would outlive the key it needs."""
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        configure(conn, "st", "content")
+        conn.execute("select set_config('pymem.tenant', 'st', false)")
+        conn.execute("select memory.append('st', 's', 'user', 'first', 1)")
+    done: list[Any] = []
+
+    def late_append() -> None:
+        with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+            conn.execute("select set_config('pymem.tenant', 'st', false)")
+            done.append(
+                conn.execute("select memory.append('st', 's', 'user', 'late', 1)").fetchone()
+            )
+
+    with psycopg.connect(keyed(dsn)) as rotating, psycopg.connect(dsn, autocommit=True) as watch:
+        rotating.execute("select set_config('pymem.tenant', 'st', false)")
+        rotating.execute("select memory.rotate_key('st')")
+        assert rotating.execute("select sessions from memory.reencrypt('st')").fetchone() == (1,)
+        writer = threading.Thread(target=late_append)
+        writer.start()
+        deadline = time.monotonic() + 10
+        while watch.execute("select count(*) from pg_locks where not granted").fetchone() == (0,):
+            assert time.monotonic() < deadline, "the append never waited for the session row"
+            time.sleep(0.005)
+        rotating.commit()
+        writer.join()
+    assert done and done[0] is not None
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        conn.execute("select set_config('pymem.tenant', 'st', false)")
+        assert conn.execute(
+            "select array_agg(distinct key_version) from memory.messages where tenant_id = 'st'"
+        ).fetchone() == ([2],)
+        assert conn.execute("select memory.destroy_retired_keys('st')").fetchone() == (1,)
+        texts = [r[2] for r in conn.execute("select * from memory.history('st', 's')")]
+    assert texts == ["first", "late"]
