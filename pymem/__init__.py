@@ -17,6 +17,7 @@ from .errors import (
     InvalidRole,
     KeyUnavailable,
     MessageTooLarge,
+    PiiBlocked,
     PymemError,
     SchemaNotInstalled,
     SessionDeleted,
@@ -35,6 +36,7 @@ from .models import (
     StoredMessage,
     TenantStats,
 )
+from .pii import PiiFilter
 from .tokens import TiktokenCounter, TokenCounter
 
 __version__ = "0.1.0"
@@ -68,6 +70,8 @@ __all__ = [
     "MemoryBackend",
     "MessageTooLarge",
     "NewMessage",
+    "PiiBlocked",
+    "PiiFilter",
     "PymemError",
     "SchemaNotInstalled",
     "Session",
