@@ -17,6 +17,7 @@ Usage: python benchmarks/run.py [--quick] [--full] [--json PATH]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -523,6 +525,100 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+# -- 6. security: roles, encryption, personal data policy ----------------------------
+
+
+def bench_security(dsn: str, n: int) -> dict[str, Any]:
+    print(f"\n[6] security features, {n} appends / {n // 2} reads each, same server")
+    from pymem.keys import generate_master_key, with_master_key
+
+    class Keys:
+        key = bytes.fromhex(generate_master_key())
+
+        def master_key(self) -> bytes:
+            return self.key
+
+        def previous_master_key(self) -> bytes | None:
+            return None
+
+    keys = Keys()
+    with psycopg.connect(with_master_key(dsn, keys), autocommit=True) as conn:
+        conn.execute(RAW_TABLE)
+        raw = summary(
+            timed(
+                lambda i: conn.execute(
+                    RAW_INSERT, ("t", "raw6", i + 100, "user", TEXT, 14), prepare=True
+                ),
+                n,
+            )
+        )
+        conn.execute("select set_config('pymem.tenant', 'sealed', false)")
+        conn.execute("select memory.configure_encryption('sealed', 'content_with_search')")
+        conn.execute("select set_config('pymem.tenant', 'redacting', false)")
+        conn.execute("select memory.configure_pii('redacting', '{\"default\": \"redact\"}')")
+        conn.execute("select set_config('pymem.tenant', '', false)")
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
+            conn.execute("create role pymem_bench_app login in role pymem_app")
+    app_dsn = make_conninfo(dsn, user="pymem_bench_app")
+    out: dict[str, Any] = {"raw_insert": raw}
+    cases = [
+        ("plain tenant, superuser", dsn, "plain"),
+        ("plain tenant, pymem_app login", app_dsn, "plain-app"),
+        ("personal data policy: redact", dsn, "redacting"),
+        ("sealed tenant (content_with_search)", dsn, "sealed"),
+    ]
+    print(line("raw prepared INSERT (psycopg)", raw))
+    pii_text = TEXT + " Mail ann@example.org or call +44 20 7946 0958."
+    for label, url, tenant in cases:
+        backend = PostgresBackend(with_master_key(url, keys), max_size=1).open()
+        text = pii_text if tenant == "redacting" else TEXT
+        stats = summary(
+            timed(lambda i, b=backend, t=tenant, x=text: b.append(t, "s6", "user", x, tokens=14), n)
+        )
+        out[f"append_{tenant}"] = stats
+        print(line(f"append: {label}", stats, raw))
+        backend.close()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        last50 = summary(
+            timed(
+                lambda i: conn.execute(
+                    "select * from bench_raw where tenant_id = 't' and session_id = 'raw6' "
+                    "order by seq desc limit 50",
+                    prepare=True,
+                ).fetchall(),
+                n // 2,
+            )
+        )
+    print(line("raw last-50 read (prepared SELECT)", last50))
+    out["raw_last50"] = last50
+    # Context on 1,000 synthetic turns per tenant (the same turns for both).
+    texts = synthetic_turns(1000, seed=6)
+    queries = synthetic_queries(64, seed=6)
+    backend = PostgresBackend(with_master_key(dsn, keys), max_size=1).open()
+    for tenant in ("plain", "sealed"):
+        backend.append_many(
+            tenant,
+            "ctx6",
+            [NewMessage("user", text, tokens=COUNTER.count(text)) for text in texts],
+        )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("vacuum analyze memory.messages")
+    for tenant in ("plain", "sealed"):
+        for strategy in ("recent", "hybrid"):
+            stats = summary(
+                timed(
+                    lambda i, t=tenant, st=strategy: backend.context(
+                        t, "ctx6", budget=2000, query=queries[i % len(queries)], strategy=st
+                    ),
+                    n // 2,
+                )
+            )
+            out[f"context_{strategy}_{tenant}"] = stats
+            print(line(f"context({strategy}, 2000), {tenant}, 1k turns", stats, last50))
+    backend.close()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -564,6 +660,7 @@ def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
     results["sessions"] = bench_sessions(dsn, 1000, 3 if args.quick else 10, 16)
     results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
     results["redis_tier"] = bench_redis_tier(dsn, n)
+    results["security"] = bench_security(dsn, n)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nresults written to {args.json}")

@@ -203,7 +203,14 @@ def worker(
     from .worker import Worker
 
     env = os.environ
-    backend = PostgresBackend(_dsn(dsn, embedded), max_size=2).open()
+    # Encrypting tenants' turns are read and their digests sealed: the worker
+    # takes the master key from PYMEM_MASTER_KEY like the application does.
+    url = _dsn(dsn, embedded)
+    if Settings.from_env().master_key_set:
+        from .keys import EnvKeyProvider, with_master_key
+
+        url = with_master_key(url, EnvKeyProvider())
+    backend = PostgresBackend(url, max_size=2).open()
     chosen_summarizer: Summarizer = ExtractiveSummarizer()
     if summarizer == "chat":
         chosen_summarizer = ChatSummarizer(

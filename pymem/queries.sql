@@ -1,22 +1,23 @@
 -- The only SQL text pymem's Python layer sends. Each block is one call of a
--- memory.* function; the logic lives in sql/.
-
--- name: set_tenant
--- Act for a tenant until the end of this transaction (row-level security).
-select set_config('pymem.tenant', %(tenant)s, true);
+-- memory.* function; the logic lives in sql/. A call for a tenant first sets
+-- pymem.tenant for its own transaction (row-level security and the functions'
+-- tenant guard read it): set_config in FROM, whose result the function takes
+-- as its tenant, so it runs first, in the same statement and round trip.
 
 -- name: append
 -- Store one message; returns (seq, created_at, duplicate).
-select * from memory.append(
-    tenant => %(tenant)s, session => %(session)s, role => %(role)s, content => %(content)s,
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.append(
+    tenant => t.tenant, session => %(session)s, role => %(role)s, content => %(content)s,
     tokens => %(tokens)s::integer, metadata => %(metadata)s::jsonb,
     embedding => %(embedding)s::public.vector,
-    idempotency_key => %(idempotency_key)s, user_id => %(user_id)s);
+    idempotency_key => %(idempotency_key)s, user_id => %(user_id)s) as r;
 
 -- name: append_many
 -- Store a batch in order, all or nothing; one row per message.
-select * from memory.append_many(
-    tenant => %(tenant)s, session => %(session)s,
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.append_many(
+    tenant => t.tenant, session => %(session)s,
     messages => array(
         select row(m.role, m.content, m.tokens, m.metadata, m.embedding::public.vector,
                    m.idempotency_key)::memory.message_input
@@ -25,63 +26,74 @@ select * from memory.append_many(
                with ordinality as m (role, content, tokens, metadata, embedding,
                                      idempotency_key, ord)
          order by m.ord),
-    user_id => %(user_id)s);
+    user_id => %(user_id)s) as r;
 
 -- name: history
 -- One page of messages after a seq, in conversation order.
-select * from memory.history(%(tenant)s, %(session)s, %(after_seq)s::bigint, %(page_size)s::integer);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.history(t.tenant, %(session)s, %(after_seq)s::bigint, %(page_size)s::integer) as r;
 
 -- name: last_messages
 -- The newest messages, in conversation order.
-select * from memory.last_messages(%(tenant)s, %(session)s, %(count)s::integer);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.last_messages(t.tenant, %(session)s, %(count)s::integer) as r;
 
 -- name: context
 -- The context window within a token budget.
-select * from memory.context(
-    tenant => %(tenant)s, session => %(session)s, budget => %(budget)s::integer, query => %(query)s,
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.context(
+    tenant => t.tenant, session => %(session)s, budget => %(budget)s::integer, query => %(query)s,
     query_embedding => %(query_embedding)s::public.vector, strategy => %(strategy)s,
     message_overhead => %(message_overhead)s::integer,
     summary_share => %(summary_share)s::double precision,
-    recent_share => %(recent_share)s::double precision);
+    recent_share => %(recent_share)s::double precision) as r;
 
 -- name: session_info
 -- One session's counters and settings.
-select * from memory.session_info(%(tenant)s, %(session)s);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.session_info(t.tenant, %(session)s) as r;
 
 -- name: list_sessions
 -- A page of a tenant's sessions.
-select * from memory.list_sessions(
-    tenant => %(tenant)s, owner => %(owner)s, include_deleted => %(include_deleted)s,
-    after_session => %(after_session)s, page_size => %(page_size)s::integer);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.list_sessions(
+    tenant => t.tenant, owner => %(owner)s, include_deleted => %(include_deleted)s,
+    after_session => %(after_session)s, page_size => %(page_size)s::integer) as r;
 
 -- name: extend_session
 -- Push a session's expiry; returns the new expiry.
-select memory.extend_session(%(tenant)s, %(session)s, %(ttl)s) as expires_at;
+select memory.extend_session(t.tenant, %(session)s, %(ttl)s) as expires_at
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: configure_session
 -- Set a session's caps and metadata.
 select memory.configure_session(
-    tenant => %(tenant)s, session => %(session)s, max_messages => %(max_messages)s::integer,
+    tenant => t.tenant, session => %(session)s, max_messages => %(max_messages)s::integer,
     max_tokens => %(max_tokens)s::bigint, metadata => %(metadata)s::jsonb,
-    summary_every_tokens => %(summary_every_tokens)s::integer);
+    summary_every_tokens => %(summary_every_tokens)s::integer)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: configure_tenant
 -- Set a tenant's default caps and TTL.
 select memory.configure_tenant(
-    tenant => %(tenant)s, max_messages => %(max_messages)s::integer, max_tokens => %(max_tokens)s::bigint,
-    default_ttl => %(default_ttl)s);
+    tenant => t.tenant, max_messages => %(max_messages)s::integer, max_tokens => %(max_tokens)s::bigint,
+    default_ttl => %(default_ttl)s)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: delete_session
 -- Soft delete; returns the deletion time.
-select memory.delete_session(%(tenant)s, %(session)s) as deleted_at;
+select memory.delete_session(t.tenant, %(session)s) as deleted_at
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: restore_session
 -- Undo a soft delete.
-select memory.restore_session(%(tenant)s, %(session)s);
+select memory.restore_session(t.tenant, %(session)s)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: purge_session
 -- Hard delete; returns the number of messages removed.
-select memory.purge_session(%(tenant)s, %(session)s) as purged;
+select memory.purge_session(t.tenant, %(session)s) as purged
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: stats
 -- Totals per tenant.
@@ -99,27 +111,31 @@ select migration_id from public._yoyo_migration
 
 -- name: recall
 -- Older turns ranked by relevance to a query.
-select * from memory.recall(
-    tenant => %(tenant)s, session => %(session)s, query => %(query)s,
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.recall(
+    tenant => t.tenant, session => %(session)s, query => %(query)s,
     query_embedding => %(query_embedding)s::public.vector, before_seq => %(before_seq)s::bigint,
-    max_rows => %(max_rows)s::integer);
+    max_rows => %(max_rows)s::integer) as r;
 
 -- name: list_summaries
 -- A session's digests.
-select * from memory.list_summaries(%(tenant)s, %(session)s);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.list_summaries(t.tenant, %(session)s) as r;
 
 -- name: add_summary
 -- Store a digest; returns its id.
 select memory.add_summary(
-    tenant => %(tenant)s, session => %(session)s, level => %(level)s::integer,
+    tenant => t.tenant, session => %(session)s, level => %(level)s::integer,
     seq_from => %(seq_from)s::bigint, seq_to => %(seq_to)s::bigint, content => %(content)s,
-    tokens => %(tokens)s::integer, metadata => %(metadata)s::jsonb) as summary_id;
+    tokens => %(tokens)s::integer, metadata => %(metadata)s::jsonb) as summary_id
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: configure_recall
 -- A tenant's background work policy.
 select memory.configure_recall(
-    tenant => %(tenant)s, summary_every_tokens => %(summary_every_tokens)s::integer,
-    embed_messages => %(embed_messages)s);
+    tenant => t.tenant, summary_every_tokens => %(summary_every_tokens)s::integer,
+    embed_messages => %(embed_messages)s)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: claim_jobs
 -- Lease ready jobs to a worker.
@@ -129,12 +145,14 @@ select * from memory.claim_jobs(
 
 -- name: complete_job
 -- Finish a job; returns its new status.
-select memory.complete_job(%(tenant)s, %(session)s, %(kind)s, %(worker)s) as status;
+select memory.complete_job(t.tenant, %(session)s, %(kind)s, %(worker)s) as status
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: fail_job
 -- Record a failed attempt; returns the new status.
-select memory.fail_job(%(tenant)s, %(session)s, %(kind)s, %(worker)s, %(error)s,
-                       %(max_attempts)s::integer) as status;
+select memory.fail_job(t.tenant, %(session)s, %(kind)s, %(worker)s, %(error)s,
+                       %(max_attempts)s::integer) as status
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: job_stats
 -- Jobs by kind and status.
@@ -142,29 +160,36 @@ select * from memory.job_stats();
 
 -- name: messages_to_embed
 -- Messages without an embedding, oldest first.
-select * from memory.messages_to_embed(%(tenant)s, %(session)s, %(max_count)s::integer);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.messages_to_embed(t.tenant, %(session)s, %(max_count)s::integer) as r;
 
 -- name: set_embeddings
 -- Store embeddings by seq; returns how many were stored.
-select memory.set_embeddings(%(tenant)s, %(session)s, %(seqs)s::bigint[],
-                             %(embeddings)s::text[]::public.vector[]) as updated;
+select memory.set_embeddings(t.tenant, %(session)s, %(seqs)s::bigint[],
+                             %(embeddings)s::text[]::public.vector[]) as updated
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: summary_cadence
 -- Unsummarized tokens that make a level-1 digest (null: summaries off).
-select memory.summary_cadence(%(tenant)s, %(session)s) as cadence;
+select memory.summary_cadence(t.tenant, %(session)s) as cadence
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: export_subject
 -- Everything held about one user, as JSON.
-select memory.export_subject(%(tenant)s, %(user_id)s) as document;
+select memory.export_subject(t.tenant, %(user_id)s) as document
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: erase_subject
 -- Erase a user's sessions; one row per erased session.
-select * from memory.erase_subject(%(tenant)s, %(user_id)s);
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.erase_subject(t.tenant, %(user_id)s) as r;
 
 -- name: configure_pii
 -- Set a tenant's personal data policy.
-select memory.configure_pii(%(tenant)s, %(policy)s::jsonb);
+select memory.configure_pii(t.tenant, %(policy)s::jsonb)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: pii_policy
 -- A tenant's personal data policy.
-select memory.pii_policy(%(tenant)s);
+select memory.pii_policy(t.tenant)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);

@@ -116,9 +116,10 @@ class PostgresRateLimiter:
 
     def acquire(self, tenant: str, key: str, limit: Limit, cost: int = 1) -> Decision:
         _check(limit, cost)
-        with self.backend.tenant_connection(tenant) as conn, translate_errors():
+        with self.backend.connection() as conn, translate_errors():
             row = conn.execute(
-                "select * from memory.rate_limit(%s, %s, %s, %s, %s)",
+                "select r.* from set_config('pymem.tenant', %s, true) as t (tenant), "
+                "memory.rate_limit(t.tenant, %s, %s, %s, %s) as r",
                 (tenant, key, limit.count, limit.period, cost),
                 prepare=True,
             ).fetchone()

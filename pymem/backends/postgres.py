@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import psycopg
 from psycopg.rows import RowFactory, RowMaker, class_row
@@ -32,6 +32,9 @@ from . import _calls
 
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
+
+# Act for a tenant until the end of the current transaction.
+SET_TENANT: Final = "select set_config('pymem.tenant', %s, true)"
 
 _CONNECTION_KWARGS: Mapping[str, Any] = {"autocommit": True, "prepare_threshold": 0}
 
@@ -123,32 +126,25 @@ class PostgresBackend:
             yield conn
 
     @contextmanager
-    def tenant_connection(self, tenant: str | None) -> Iterator[psycopg.Connection[Any]]:
-        """Borrow a connection whose next statement acts for ``tenant``.
+    def tenant_connection(self, tenant: str) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection inside a transaction that acts for ``tenant``.
 
-        The tenant goes in the transaction-local setting pymem.tenant, sent in
-        one pipeline with the statement that follows (one round trip, one
-        implicit transaction), so row-level security sees it and a pooled
-        connection never carries it into another caller's call.
+        For your own SQL against pymem's views and functions: row-level
+        security and the functions' tenant guard read the transaction-local
+        setting pymem.tenant, gone at commit. pymem's own calls set it in the
+        statement itself (see queries.sql).
         """
-        with self.connection() as conn:
-            if tenant is None:
-                yield conn
-                return
-            with conn.pipeline():
-                conn.execute(QUERIES["set_tenant"], {"tenant": tenant}, prepare=True)
-                yield conn
+        with self.connection() as conn, conn.transaction():
+            conn.execute(SET_TENANT, (tenant,))
+            yield conn
 
     def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        with (
-            self.tenant_connection(params.get("tenant")) as conn,
-            conn.cursor(row_factory=_factory(row)) as cur,
-        ):
+        with self.connection() as conn, conn.cursor(row_factory=_factory(row)) as cur:
             cur.execute(QUERIES[name], params, prepare=True)
             return cur.fetchall()
 
     def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
-        with self.tenant_connection(params.get("tenant")) as conn:
+        with self.connection() as conn:
             found = conn.execute(QUERIES[name], params, prepare=True).fetchone()
         assert found is not None  # each function returns one value or raises
         return found[0]
@@ -317,7 +313,7 @@ class PostgresBackend:
 
     def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
         params = {"tenant": tenant, "user_id": check_text("user_id", user_id)}
-        with self.tenant_connection(tenant) as conn:
+        with self.connection() as conn:
             cur = conn.execute(QUERIES["erase_subject"], params)
             rows = cur.fetchall()
         return [(r[0], r[1]) for r in rows]
@@ -456,7 +452,7 @@ class PostgresBackend:
         self, tenant: str, session: str, max_count: int = 64
     ) -> list[tuple[int, str]]:
         params = {**_calls.session_params(tenant, session), "max_count": max_count}
-        with self.tenant_connection(tenant) as conn:
+        with self.connection() as conn:
             rows = conn.execute(QUERIES["messages_to_embed"], params, prepare=True).fetchall()
         return [(r[0], r[1]) for r in rows]
 
@@ -519,35 +515,26 @@ class AsyncPostgresBackend:
                 yield conn
 
     @asynccontextmanager
-    async def tenant_connection(
-        self, tenant: str | None
-    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """Borrow a connection whose next statement acts for ``tenant``.
+    async def tenant_connection(self, tenant: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection inside a transaction that acts for ``tenant``.
 
-        The tenant goes in the transaction-local setting pymem.tenant, sent in
-        one pipeline with the statement that follows (one round trip, one
-        implicit transaction), so row-level security sees it and a pooled
-        connection never carries it into another caller's call.
+        For your own SQL against pymem's views and functions: row-level
+        security and the functions' tenant guard read the transaction-local
+        setting pymem.tenant, gone at commit. pymem's own calls set it in the
+        statement itself (see queries.sql).
         """
-        async with self.connection() as conn:
-            if tenant is None:
-                yield conn
-                return
-            async with conn.pipeline():
-                await conn.execute(QUERIES["set_tenant"], {"tenant": tenant}, prepare=True)
-                yield conn
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute(SET_TENANT, (tenant,))
+            yield conn
 
     async def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        async with (
-            self.tenant_connection(params.get("tenant")) as conn,
-            conn.cursor(row_factory=_factory(row)) as cur,
-        ):
+        async with self.connection() as conn, conn.cursor(row_factory=_factory(row)) as cur:
             await cur.execute(QUERIES[name], params, prepare=True)
             rows: list[T] = await cur.fetchall()
             return rows
 
     async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
-        async with self.tenant_connection(params.get("tenant")) as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(QUERIES[name], params, prepare=True)
             found = await cur.fetchone()
         assert found is not None  # each function returns one value or raises
@@ -718,7 +705,7 @@ class AsyncPostgresBackend:
 
     async def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
         params = {"tenant": tenant, "user_id": check_text("user_id", user_id)}
-        async with self.tenant_connection(tenant) as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(QUERIES["erase_subject"], params)
             rows = await cur.fetchall()
         return [(r[0], r[1]) for r in rows]
@@ -862,7 +849,7 @@ class AsyncPostgresBackend:
         self, tenant: str, session: str, max_count: int = 64
     ) -> list[tuple[int, str]]:
         params = {**_calls.session_params(tenant, session), "max_count": max_count}
-        async with self.tenant_connection(tenant) as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(QUERIES["messages_to_embed"], params, prepare=True)
             rows = await cur.fetchall()
         return [(r[0], r[1]) for r in rows]

@@ -504,7 +504,10 @@ def test_control_privilege_slips_are_caught(admin: psycopg.Connection[Any]) -> N
 def test_control_a_session_wide_tenant_setting_is_caught(
     world: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    queries = dict(pg_backend.QUERIES)
-    queries["set_tenant"] = "select set_config('pymem.tenant', %(tenant)s, false)"
+    queries = {
+        name: text.replace("%(tenant)s, true)", "%(tenant)s, false)")
+        for name, text in pg_backend.QUERIES.items()
+    }
+    assert queries != dict(pg_backend.QUERIES)
     monkeypatch.setattr(pg_backend, "QUERIES", queries)
     assert any("still acts for" in v for v in pooled_leaks(world["iso_app"], rounds=20))
