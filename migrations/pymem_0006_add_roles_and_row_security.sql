@@ -16,6 +16,8 @@
 -- they call (memory.current_tenant), so that re-applying sql/ always leaves
 -- them in place; with RLS on and no policy a table shows nothing to anyone
 -- but a superuser.
+-- Needs a superuser, or a role with CREATEROLE (it creates the roles above
+-- once and joins pymem_owner).
 -- depends: pymem_0005_add_audit_log
 do $roles$
 declare
@@ -27,6 +29,11 @@ begin
             execute format('create role %I nologin', v_role);
         end if;
     end loop;
+    -- A DBA who is not a superuser (CREATEROLE, e.g. a managed service's admin)
+    -- must belong to pymem_owner to hand it the schema below.
+    if not pg_catalog.pg_has_role(current_user, 'pymem_owner', 'member') then
+        execute format('grant pymem_owner to %I', current_user);
+    end if;
 end;
 $roles$;
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from rich.console import Console
@@ -140,6 +142,7 @@ def _checks(dsn: str) -> list[Check]:
                         "run `pymem maintain` (daily)",
                     )
                 )
+            out.extend(_security_checks(conn))
         durable = conn.execute(
             "select current_setting('fsync'), current_setting('synchronous_commit')"
         ).fetchone()
@@ -150,6 +153,42 @@ def _checks(dsn: str) -> list[Check]:
                 durable == ("on", "on"),
                 f"fsync={durable[0]} synchronous_commit={durable[1]}",
                 "turn both on: acknowledged appends can be lost otherwise",
+            )
+        )
+    return out
+
+
+def _security_checks(conn: psycopg.Connection[Any]) -> list[Check]:
+    """Row-level security on every table, and the master key for encrypting tenants."""
+    out = []
+    open_tables = [
+        r[0]
+        for r in conn.execute(
+            "select relname from pg_class where relnamespace = 'memory'::regnamespace "
+            "and relkind in ('r', 'p') and not (relrowsecurity and relforcerowsecurity)"
+        )
+    ]
+    if conn.execute("select to_regrole('pymem_app') is not null").fetchone() == (True,):
+        out.append(
+            Check(
+                "row security",
+                not open_tables,
+                "forced on every table" if not open_tables else "off: " + ", ".join(open_tables),
+                "run `pymem migrate`; never disable row level security on memory tables",
+            )
+        )
+    encrypting = conn.execute(
+        "select to_regclass('memory.tenant_keys') is not null "
+        "and exists (select from memory.tenant_keys)"
+    ).fetchone()
+    if encrypting == (True,):
+        has_key = bool(os.environ.get("PYMEM_MASTER_KEY"))
+        out.append(
+            Check(
+                "master key",
+                has_key,
+                "PYMEM_MASTER_KEY set" if has_key else "tenants encrypt, PYMEM_MASTER_KEY unset",
+                "set PYMEM_MASTER_KEY (or pass keys= to Memory.connect) where pymem runs",
             )
         )
     return out
