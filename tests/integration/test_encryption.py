@@ -6,6 +6,7 @@ does find (a plaintext tenant's canary, a key sent as a parameter on purpose).
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 import time
@@ -380,3 +381,45 @@ def test_append_waiting_on_a_reencrypted_session_takes_the_new_key(dsn: str) -> 
         assert conn.execute("select memory.destroy_retired_keys('st')").fetchone() == (1,)
         texts = [r[2] for r in conn.execute("select * from memory.history('st', 's')")]
     assert texts == ["first", "late"]
+
+
+def test_the_worker_reads_and_seals_an_encrypting_tenants_digests(dsn: str) -> None:
+    from pymem.worker import Worker
+
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        configure(conn, "acme", "content")
+    with Memory.connect(dsn, keys=StaticKeys(MASTER), max_size=4) as mem:
+        mem.configure_recall(tenant="acme", summary_every_tokens=100)
+        chat = mem.session("s", tenant="acme")
+        for i in range(40):
+            chat.append("user", f"Turn {i}: the tent pole question, part {i}. It was fine.")
+        assert Worker(mem, name="w").drain() >= 1
+        digests = chat.summaries()
+        assert digests and all("tent" in d.content for d in digests)
+        window = chat.context(budget=300, strategy="summary")
+        assert window.items[0].part == "summary"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute(
+            "select count(*), count(*) filter (where sealed is not null and content is null) "
+            "from memory.summaries where tenant_id = 'acme'"
+        ).fetchone() == (len(digests), len(digests))
+
+
+def test_a_reader_opens_sealed_rows_through_the_view_only_with_the_key(dsn: str) -> None:
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        configure(conn, "acme", "content")
+        conn.execute("select set_config('pymem.tenant', 'acme', false)")
+        conn.execute("select memory.append('acme', 's', 'user', 'sealed hello', 2)")
+        with contextlib.suppress(psycopg.errors.DuplicateObject):
+            conn.execute("create role enc_reader login in role pymem_reader")
+        conn.execute("select memory.grant_tenant('acme', 'enc_reader')")
+    reader = psycopg.conninfo.make_conninfo(dsn, user="enc_reader")
+    query = "select content from memory.message_log where session_id = 's'"
+    with psycopg.connect(keyed(reader), autocommit=True) as conn, conn.transaction():
+        conn.execute("select set_config('pymem.tenant', 'acme', true)")
+        assert conn.execute(query).fetchall() == [("sealed hello",)]
+    with psycopg.connect(reader, autocommit=True) as conn, conn.transaction():
+        conn.execute("select set_config('pymem.tenant', 'acme', true)")
+        with pytest.raises(psycopg.Error) as exc:
+            conn.execute(query)
+        assert exc.value.sqlstate == "ME018"
