@@ -137,34 +137,19 @@ language plpgsql
 immutable parallel safe security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
-declare
-    r       record;
-    v_text  text := content;
-    v_kinds text[] := '{}';
 begin
     if action is null or action not in ('redact', 'mask', 'tag') then
         raise exception 'memory: unknown redaction action %', coalesce(quote_literal(action), 'null')
             using errcode = 'ME002', hint = 'action must be redact, mask or tag';
     end if;
     if content is null then
-        return query select null::text, v_kinds;
+        return query select null::text, '{}'::text[];
         return;
     end if;
-    -- Longest matches first, so a match inside another is not replaced half-way.
-    for r in select s.kind, s.value from memory.pii_scan(content) as s
-              order by char_length(s.value) desc loop
-        if not (r.kind = any (v_kinds)) then
-            v_kinds := v_kinds || r.kind;
-        end if;
-        if action = 'redact' then
-            v_text := replace(v_text, r.value, '[' || upper(r.kind) || ']');
-        elsif action = 'mask' then
-            v_text := replace(v_text, r.value,
-                              regexp_replace(left(r.value, -4), '[A-Za-z0-9]', '*', 'g')
-                              || right(r.value, 4));
-        end if;
-    end loop;
-    return query select v_text, (select array_agg(k order by k) from unnest(v_kinds) as k);
+    -- One action for every kind: the policy memory.append applies, in short.
+    return query
+        select p.content, p.kinds
+          from memory._apply_pii(jsonb_build_object('default', action), content) as p;
 end;
 $fn$;
 
