@@ -47,6 +47,7 @@ declare
     v_kinds        text[];
     v_content      text := append.content;
     v_active       integer;
+    v_marker       integer;
 begin
     perform memory._tenant_guard(append.tenant);
     -- Validate everything before the first write. The common case is one
@@ -166,9 +167,11 @@ begin
                                        where t.tenant_id = s.tenant_id)),
               coalesce(s.summary_every_tokens, (select t.summary_every_tokens from memory.tenants as t
                                                  where t.tenant_id = s.tenant_id)),
-              (select t.embed_messages from memory.tenants as t where t.tenant_id = s.tenant_id)
+              (select t.embed_messages from memory.tenants as t where t.tenant_id = s.tenant_id),
+              -- The data key the session's rows are under, as of the lock.
+              s.key_version
          into v_seq, v_first, v_created, v_token_count, v_owner, v_unsummarized,
-              v_max_messages, v_max_tokens, v_summary_every, v_embed;
+              v_max_messages, v_max_tokens, v_summary_every, v_embed, v_marker;
 
     if not found then
         raise exception 'memory: session %/% is deleted', append.tenant, append.session
@@ -181,32 +184,30 @@ begin
             using errcode = 'ME012', hint = 'use a new session id for this user';
     end if;
 
-    -- The data key, read again now that the session row is ours: a rotation
-    -- and memory.reencrypt of this session may have committed since the read
-    -- above, and a row must never be sealed under an older key than the one
-    -- its session is marked with (that key may be destroyed next).
-    select t.encryption,
-           case when t.encryption <> 'none'
-                then (select max(k.key_version)
-                        from memory.tenant_keys as k
-                       where k.tenant_id = t.tenant_id
-                         and k.retired_at is null) end
-      into v_encryption, v_active
-      from memory.tenants as t
-     where t.tenant_id = append.tenant;
-    if v_active is distinct from v_version then
-        v_version := v_active;
-        if v_version is not null and (v_keys is null or v_keys[v_version] is null) then
-            v_keys := memory._data_keys(append.tenant);
-        end if;
-        if append.idempotency_key is not null then
-            v_hash := memory._request_hash(append.role, v_content, v_version, v_keys);
-        end if;
-        if v_created then
-            update memory.sessions as s
-               set key_version = v_version
-             where s.tenant_id = append.tenant
-               and s.session_id = append.session;
+    -- A row must be stored the way its session is marked (sessions.key_version:
+    -- the key all its rows are under, null for plaintext), or memory.reencrypt
+    -- would pass it by and the key it needs could be destroyed. The mark is
+    -- read from the locked row (a new session is marked with the key read
+    -- above); when it differs, a rotation or re-encryption committed
+    -- meanwhile: read the key again.
+    if v_marker is distinct from v_version then
+        select t.encryption,
+               case when t.encryption <> 'none'
+                    then (select max(k.key_version)
+                            from memory.tenant_keys as k
+                           where k.tenant_id = t.tenant_id
+                             and k.retired_at is null) end
+          into v_encryption, v_active
+          from memory.tenants as t
+         where t.tenant_id = append.tenant;
+        if v_active is distinct from v_version then
+            v_version := v_active;
+            if v_version is not null and (v_keys is null or v_keys[v_version] is null) then
+                v_keys := memory._data_keys(append.tenant);
+            end if;
+            if append.idempotency_key is not null then
+                v_hash := memory._request_hash(append.role, v_content, v_version, v_keys);
+            end if;
         end if;
     end if;
 
