@@ -31,6 +31,7 @@ import redis
 
 from .backends.postgres import PostgresBackend
 from .breaker import CircuitBreaker, State
+from .cache_crypto import CacheSealer
 from .models import (
     AppendResult,
     ContextItem,
@@ -167,8 +168,10 @@ class CachedBackend:
         compress_over: int = 512,
         max_entries_per_session: int = 64,
         breaker: CircuitBreaker | None = None,
+        sealer: CacheSealer | None = None,
     ) -> None:
         self.backend = backend
+        self.sealer = sealer
         self.client = client
         self.ttl_ms = int(ttl.total_seconds() * 1000)
         self.compress_over = compress_over
@@ -241,12 +244,18 @@ class CachedBackend:
             gen, blob = self._redis(lambda: self.client.hmget(key, ["gen", entry]))
         except _Skip:
             return load()
+        context = f"{key}/{entry}".encode()
         if blob is not None:
-            self.cache_stats.hits += 1
-            return restore(_decode(blob if isinstance(blob, bytes) else blob.encode()))
+            raw = blob if isinstance(blob, bytes) else blob.encode()
+            opened = raw if self.sealer is None else self.sealer.open(raw, context)
+            if opened is not None:
+                self.cache_stats.hits += 1
+                return restore(_decode(opened))
         self.cache_stats.misses += 1
         value = load()
         stored, raw_size = _encode(dump(value), self.compress_over)
+        if self.sealer is not None:
+            stored = self.sealer.seal(stored, context)
         try:
             seen = gen.decode() if isinstance(gen, bytes) else (gen or "")
             if self._redis(

@@ -143,9 +143,12 @@ class Memory:
         limiter: RateLimiter = PostgresRateLimiter(pg)
         if redis_url:
             from .cache import CachedBackend, connect_redis
+            from .cache_crypto import CacheSealer
 
             client = connect_redis(redis_url)
-            backend = CachedBackend(pg, client)
+            # With a master key, cached windows are sealed too (pymem.cache_crypto).
+            sealer = CacheSealer(provider.master_key()) if provider else None
+            backend = CachedBackend(pg, client, sealer=sealer)
             limiter = FailoverRateLimiter(RedisRateLimiter(client), limiter)
         return cls(
             backend,

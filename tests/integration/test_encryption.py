@@ -423,3 +423,34 @@ def test_a_reader_opens_sealed_rows_through_the_view_only_with_the_key(dsn: str)
         with pytest.raises(psycopg.Error) as exc:
             conn.execute(query)
         assert exc.value.sqlstate == "ME018"
+
+
+def test_cached_windows_are_sealed_when_a_master_key_is_given(dsn: str, redis_url: str) -> None:
+    import redis as redis_py
+
+    from .test_pii_policy import _redis_text
+
+    secret, control = _canary(), _canary()
+    with Memory.connect(dsn, redis=redis_url, keys=StaticKeys(MASTER)) as mem:
+        chat = mem.session("s", tenant="acme")
+        chat.append("user", f"the {secret} arrived broken")
+        first = chat.context(budget=500)
+        assert chat.context(budget=500) == first
+        stats: Any = mem.backend.cache_stats  # type: ignore[attr-defined]
+        assert stats.hits == 1
+    with Memory.connect(dsn, redis=redis_url) as plain:
+        plain.session("s", tenant="other").append("user", f"the {control} arrived")
+        plain.session("s", tenant="other").context(budget=500)
+    cached = _redis_text(redis_url)
+    assert control in cached  # control: an unsealed entry is readable by the scan
+    assert secret not in cached
+    # Another master key, or altered bytes: a miss served from PostgreSQL, not an error.
+    client = redis_py.Redis.from_url(redis_url)
+    with Memory.connect(dsn, redis=redis_url, keys=StaticKeys(OTHER)) as other:
+        assert other.session("s", tenant="acme").context(budget=500) == first
+    for key in client.scan_iter(match="*acme*"):
+        for field, value in client.hgetall(key).items():
+            if field != b"gen":
+                client.hset(key, field, value[:-1] + bytes([value[-1] ^ 1]))
+    with Memory.connect(dsn, redis=redis_url, keys=StaticKeys(MASTER)) as mem:
+        assert mem.session("s", tenant="acme").context(budget=500) == first

@@ -119,7 +119,6 @@ def test_redaction_happens_before_encryption_cache_and_audit(dsn: str, redis_url
         )
     assert [c for c in canaries if c in audit] == []
     cached = _redis_text(redis_url)
-    assert "[CARD]" in cached  # the scan reads what the tier stored
     assert [c for c in canaries if c in cached] == []
 
 
