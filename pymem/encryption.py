@@ -72,7 +72,8 @@ def reencrypt_all(
             )
             if on_batch is not None:
                 on_batch(step)
-            if remaining == 0 or sessions == 0:
+            # Done, or no progress (every session behind is locked by others).
+            if remaining == 0 or sessions + messages + summaries == 0:
                 break
         if total.sessions_remaining == 0:
             _in_tenant(conn, tenant, "select memory.destroy_retired_keys(%s)", (tenant,))

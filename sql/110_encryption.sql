@@ -400,6 +400,7 @@ declare
     v_sessions integer := 0;
     v_messages bigint := 0;
     v_digests  bigint := 0;
+    v_chunk    integer;
 begin
     perform memory._tenant_guard(reencrypt.tenant);
     perform memory._check_ident('tenant', reencrypt.tenant);
@@ -436,25 +437,27 @@ begin
             v_keys := memory._data_keys(reencrypt.tenant);
         end if;
 
-        -- Idempotency fingerprints follow the key, so retries still match.
-        update memory.idempotency_keys as k
-           set request_hash = memory._request_hash(
-                   m.role, memory._reveal(m.content, m.sealed, m.key_version, v_keys), v_target, v_keys)
-          from memory.messages as m
-         where k.tenant_id = reencrypt.tenant
-           and k.session_id = v_session
-           and m.tenant_id = reencrypt.tenant
-           and m.session_id = v_session
-           and m.seq = k.seq
-           and m.key_version is distinct from v_target;
-
-        with source as (
-            select m.seq, m.created_at,
+        -- At most the rest of this call's budget, oldest turns first: a
+        -- session larger than that is finished by later calls, each holding
+        -- its lock for one chunk only. Idempotency fingerprints follow the
+        -- key, so retries still match.
+        v_chunk := greatest(reencrypt.max_rows - v_messages - v_digests, 1);
+        with source as materialized (
+            select m.seq, m.created_at, m.role,
                    memory._reveal(m.content, m.sealed, m.key_version, v_keys) as plain
               from memory.messages as m
              where m.tenant_id = reencrypt.tenant
                and m.session_id = v_session
                and m.key_version is distinct from v_target
+             order by m.seq
+             limit v_chunk
+        ), fingerprints as (
+            update memory.idempotency_keys as k
+               set request_hash = memory._request_hash(s.role, s.plain, v_target, v_keys)
+              from source as s
+             where k.tenant_id = reencrypt.tenant
+               and k.session_id = v_session
+               and k.seq = s.seq
         )
         update memory.messages as m
            set content = case when v_target is null then s.plain end,
@@ -483,6 +486,11 @@ begin
         get diagnostics v_rows = row_count;
         v_digests := v_digests + v_rows;
 
+        -- The session's mark moves once every row is under the target.
+        exit when exists (select from memory.messages as m
+                           where m.tenant_id = reencrypt.tenant
+                             and m.session_id = v_session
+                             and m.key_version is distinct from v_target);
         update memory.sessions as s
            set key_version = v_target
          where s.tenant_id = reencrypt.tenant
@@ -490,7 +498,7 @@ begin
         v_sessions := v_sessions + 1;
     end loop;
 
-    if v_sessions > 0 then
+    if v_messages + v_digests > 0 then
         perform memory._audit(reencrypt.tenant, 'key.reencrypt', 'tenant', reencrypt.tenant,
                               jsonb_build_object('key_version', v_target, 'sessions', v_sessions,
                                                  'messages', v_messages, 'summaries', v_digests));
@@ -506,13 +514,14 @@ end;
 $fn$;
 
 comment on function memory.reencrypt(text, integer) is
-$$Re-encrypt (or decrypt, when encryption is off) whole sessions of `tenant`
-until about `max_rows` messages and digests were rewritten: each row moves to
-the active data key and the tenant's mode (its search column and idempotency
-fingerprint too). Online:
-each session is locked only while its rows are rewritten, appends elsewhere go
-on, and new rows are already written the new way. Call it until
-sessions_remaining is 0, then memory.destroy_retired_keys. Audited as
+$$Re-encrypt (or decrypt, when encryption is off) the rows of `tenant` until
+`max_rows` messages (and their sessions' digests) were rewritten: each row
+moves to the active data key and the tenant's mode (its search column and
+idempotency fingerprint too), oldest first, session by session. Online: a
+session is locked only while one chunk of its rows is rewritten, appends
+elsewhere go on, and new rows are already written the new way. `sessions`
+counts sessions finished by this call. Call it until sessions_remaining is 0,
+then memory.destroy_retired_keys. Audited as
 key.reencrypt with counts. Errors: ME002 bad max_rows; ME018 master key.
 Example: select * from memory.reencrypt('acme', 5000);$$;
 

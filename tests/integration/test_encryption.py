@@ -454,3 +454,21 @@ def test_cached_windows_are_sealed_when_a_master_key_is_given(dsn: str, redis_ur
                 client.hset(key, field, value[:-1] + bytes([value[-1] ^ 1]))
     with Memory.connect(dsn, redis=redis_url, keys=StaticKeys(MASTER)) as mem:
         assert mem.session("s", tenant="acme").context(budget=500) == first
+
+
+def test_a_large_session_is_reencrypted_in_chunks(dsn: str) -> None:
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        conn.execute("select set_config('pymem.tenant', 'big', false)")
+        for i in range(25):
+            conn.execute("select memory.append('big', 's', 'user', %s, 2)", (f"turn {i}",))
+        configure(conn, "big", "content")
+        steps = [
+            conn.execute("select * from memory.reencrypt('big', 10)").fetchone() for _ in range(3)
+        ]
+        # (sessions finished, messages, digests, sessions remaining) per call
+        assert steps == [(0, 10, 0, 1), (0, 10, 0, 1), (1, 5, 0, 0)]
+        texts = [r[2] for r in conn.execute("select * from memory.history('big', 's')")]
+        assert texts == [f"turn {i}" for i in range(25)]
+        assert conn.execute(
+            "select count(*) from memory.messages where tenant_id = 'big' and sealed is null"
+        ).fetchone() == (0,)
