@@ -343,12 +343,23 @@ def test_mode_changes_and_master_key_rewrap(dsn: str) -> None:
         mem.session("s", tenant="t").messages()
 
 
-def test_append_waiting_on_a_reencrypted_session_takes_the_new_key(dsn: str) -> None:
+# (mode before, the key change, the keys rows must be under afterwards)
+KEY_CHANGES = {
+    "rotation": ("content", "select memory.rotate_key('st')", [2]),
+    "turned on": ("none", "select memory.configure_encryption('st', 'content')", [1]),
+    "turned off": ("content", "select memory.configure_encryption('st', 'none')", [None]),
+}
+
+
+@pytest.mark.parametrize("change", sorted(KEY_CHANGES))
+def test_append_waiting_on_a_reencrypted_session_follows_the_new_key(dsn: str, change: str) -> None:
     """Staged interleaving: an append reads the key, then waits for the session
-    row that a rotation's re-encryption holds; when it gets the row it must seal
-    under the new key, or its row would outlive the key it needs."""
+    row that a key change's re-encryption holds; when it gets the row it must
+    store its message the new way, or the row would be passed over by
+    re-encryption (left in clear, or under a key that is destroyed next)."""
+    before, statement, after = KEY_CHANGES[change]
     with psycopg.connect(keyed(dsn), autocommit=True) as conn:
-        configure(conn, "st", "content")
+        configure(conn, "st", before)
         conn.execute("select set_config('pymem.tenant', 'st', false)")
         conn.execute("select memory.append('st', 's', 'user', 'first', 1)")
     done: list[Any] = []
@@ -360,25 +371,25 @@ def test_append_waiting_on_a_reencrypted_session_takes_the_new_key(dsn: str) -> 
                 conn.execute("select memory.append('st', 's', 'user', 'late', 1)").fetchone()
             )
 
-    with psycopg.connect(keyed(dsn)) as rotating, psycopg.connect(dsn, autocommit=True) as watch:
-        rotating.execute("select set_config('pymem.tenant', 'st', false)")
-        rotating.execute("select memory.rotate_key('st')")
-        assert rotating.execute("select sessions from memory.reencrypt('st')").fetchone() == (1,)
+    with psycopg.connect(keyed(dsn)) as changing, psycopg.connect(dsn, autocommit=True) as watch:
+        changing.execute("select set_config('pymem.tenant', 'st', false)")
+        changing.execute(statement)
+        assert changing.execute("select sessions from memory.reencrypt('st')").fetchone() == (1,)
         writer = threading.Thread(target=late_append)
         writer.start()
         deadline = time.monotonic() + 10
         while watch.execute("select count(*) from pg_locks where not granted").fetchone() == (0,):
             assert time.monotonic() < deadline, "the append never waited for the session row"
             time.sleep(0.005)
-        rotating.commit()
+        changing.commit()
         writer.join()
     assert done and done[0] is not None
     with psycopg.connect(keyed(dsn), autocommit=True) as conn:
         conn.execute("select set_config('pymem.tenant', 'st', false)")
         assert conn.execute(
             "select array_agg(distinct key_version) from memory.messages where tenant_id = 'st'"
-        ).fetchone() == ([2],)
-        assert conn.execute("select memory.destroy_retired_keys('st')").fetchone() == (1,)
+        ).fetchone() == (after,)
+        conn.execute("select memory.destroy_retired_keys('st')")
         texts = [r[2] for r in conn.execute("select * from memory.history('st', 's')")]
     assert texts == ["first", "late"]
 
