@@ -47,7 +47,12 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
         PG_HOME,
         port=PG_PORT,
         tcp=True,
-        settings={"max_connections": "200", "log_min_messages": "warning"},
+        settings={
+            "max_connections": "200",
+            "log_min_messages": "warning",
+            # The encryption tests scan its statistics for key material.
+            "shared_preload_libraries": "pg_stat_statements",
+        },
     )
     shutil.rmtree(PG_HOME, ignore_errors=True)
     server.start()

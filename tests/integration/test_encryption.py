@@ -198,6 +198,11 @@ def test_keys_never_reach_server_logs_or_activity(dsn: str, pg_server: EmbeddedP
                     "where k is not null"
                 )
             ]
+        with psycopg.connect(dsn, autocommit=True) as other:
+            other.execute("create extension if not exists pg_stat_statements")
+            statements = other.execute(
+                "select coalesce(string_agg(query, ' '), '') from pg_stat_statements"
+            ).fetchone()
         log = pg_server.log_file.read_bytes()[start:].decode(errors="replace").lower()
         material = {
             "master": OTHER,
@@ -209,10 +214,20 @@ def test_keys_never_reach_server_logs_or_activity(dsn: str, pg_server: EmbeddedP
         assert activity is not None
         assert [n for n, v in material.items() if v.lower() in activity[0].lower()] == []
         assert visible == (0,)
-        # Control: a key sent as a parameter on purpose is found by the same scan.
+        assert statements is not None and "memory.rewrap_keys" in statements[0]
+        assert [n for n, v in material.items() if v.lower() in statements[0].lower()] == []
+        # Controls: a key sent as a parameter on purpose is found in the log, and
+        # one in a SET statement (utility statements are kept verbatim) in
+        # pg_stat_statements, by the same scans.
         conn.execute("select %s::text", (OTHER,))
+        conn.execute(sql.SQL("set pymem.probe = {}").format(sql.Literal(OTHER)))
     log = pg_server.log_file.read_bytes()[start:].decode(errors="replace").lower()
     assert OTHER.lower() in log
+    with psycopg.connect(dsn, autocommit=True) as other:
+        found = other.execute(
+            "select count(*) from pg_stat_statements where query like %s", (f"%{OTHER}%",)
+        ).fetchone()
+    assert found is not None and found[0] >= 1
 
 
 def test_wrong_missing_or_altered_keys_are_typed_errors(dsn: str) -> None:
