@@ -498,3 +498,23 @@ def test_a_large_session_is_reencrypted_in_chunks(dsn: str) -> None:
         assert conn.execute(
             "select count(*) from memory.messages where tenant_id = 'big' and sealed is null"
         ).fetchone() == (0,)
+
+
+async def test_the_async_api_opens_sealed_tenants_with_its_keys(dsn: str) -> None:
+    from pymem import AsyncMemory
+
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        configure(conn, "acme", "content_with_search")
+    mem = await AsyncMemory.connect(dsn, keys=StaticKeys(MASTER))
+    try:
+        chat = mem.session("s", tenant="acme")
+        await chat.append("user", "the async tent pole")
+        assert [m.content for m in await chat.messages()] == ["the async tent pole"]
+    finally:
+        await mem.close()
+    keyless = await AsyncMemory.connect(dsn)
+    try:
+        with pytest.raises(KeyUnavailable):
+            await keyless.session("s", tenant="acme").messages()
+    finally:
+        await keyless.close()

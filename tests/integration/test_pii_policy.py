@@ -186,3 +186,19 @@ def test_presidio_results_become_findings() -> None:
         Finding("person", 0, 3),
         Finding("custom_thing", 20, 25),
     ]
+
+
+async def test_the_async_api_applies_classifiers_with_the_tenant_policy(dsn: str) -> None:
+    from pymem import AsyncMemory
+
+    pii = PiiFilter([RegexClassifier("employee", r"EMP-\d{6}")])
+    mem = await AsyncMemory.connect(dsn, pii=pii)
+    try:
+        await mem.configure_pii({"employee": "redact", "email": "mask"}, tenant="t")
+        chat = mem.session("s", tenant="t")
+        await chat.append("user", f"EMP-000042 here, {EMAIL}")
+        stored = (await chat.messages())[0]
+        assert stored.content == "[EMPLOYEE] here, ***.******@*******.org"
+        assert stored.metadata["pii"] == ["email", "employee"]
+    finally:
+        await mem.close()
