@@ -511,3 +511,65 @@ def test_control_a_session_wide_tenant_setting_is_caught(
     assert queries != dict(pg_backend.QUERIES)
     monkeypatch.setattr(pg_backend, "QUERIES", queries)
     assert any("still acts for" in v for v in pooled_leaks(world["iso_app"], rounds=20))
+
+
+# Crafted values: near-miss tenants, wildcards and injection shapes aimed at b.
+CRAFTED_TENANTS = [
+    "b",
+    "B",
+    "b ",
+    " b",
+    "b\u200b",
+    "\u0430",
+    "a'||'b",
+    "a' or tenant_id='b",
+    "%",
+    "_",
+]
+CRAFTED_VALUES = [
+    "b-s",
+    "%",
+    "_-s",
+    "b-%",
+    ".*",
+    "' or '1'='1",
+    "b-s' or tenant_id = 'b",
+    "b-s'; select * from memory.messages where tenant_id = 'b'; --",
+    "b-user",
+    "B-CANARY",
+]
+
+
+def test_crafted_inputs_acting_for_a_never_reach_b(world: dict[str, str], dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        functions = _functions(admin)
+        before = _b_snapshot(admin)
+    calls = leaks = 0
+    with psycopg.connect(world["iso_app"], autocommit=True) as conn:
+        for name, names, types in functions:
+            granted = conn.execute(
+                "select bool_or(has_function_privilege(p.oid, 'execute')) from pg_proc as p "
+                "where p.pronamespace = 'memory'::regnamespace and p.proname = %s",
+                (name,),
+            ).fetchone()
+            if not (granted and granted[0]) or "tenant" not in names:
+                continue
+            query, base = _call(name, names, types, "a")
+            for tenant in CRAFTED_TENANTS:
+                args = [tenant if n == "tenant" else v for n, v in zip(names, base, strict=False)]
+                outcome = _in_tenant(conn, "a", query, args)
+                calls += 1
+                assert outcome == "ME017", (name, tenant, outcome)
+            text_args = [i for i, t in enumerate(types) if t == "text" and names[i] != "tenant"]
+            for position in text_args:
+                for value in CRAFTED_VALUES:
+                    args = list(base)
+                    args[position] = value
+                    outcome = _in_tenant(conn, "a", query, args)
+                    calls += 1
+                    if CANARY in repr(outcome):
+                        leaks += 1
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        assert _b_snapshot(admin) == before
+    assert leaks == 0
+    assert calls > 500  # the matrix really ran
