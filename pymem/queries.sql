@@ -97,7 +97,8 @@ select memory.purge_session(t.tenant, %(session)s) as purged
 
 -- name: stats
 -- Totals per tenant.
-select * from memory.stats(%(tenant)s);
+select r.* from set_config('pymem.tenant', coalesce(%(tenant)s, ''), true) as t (tenant),
+     memory.stats(nullif(t.tenant, '')) as r;
 
 -- name: maintain
 -- Create partitions ahead and purge expired sessions.

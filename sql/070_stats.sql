@@ -13,26 +13,39 @@ returns table (
     tokens           bigint,
     last_activity    timestamptz
 )
-language sql
+language plpgsql
 stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
-    select s.tenant_id,
-           count(*),
-           count(*) filter (where s.deleted_at is null),
-           coalesce(sum(s.message_count), 0)::bigint,
-           coalesce(sum(s.token_count), 0)::bigint,
-           max(s.updated_at)
-      from memory.sessions as s
-     where stats.tenant is null or s.tenant_id = stats.tenant
-     group by s.tenant_id
-     order by s.tenant_id;
+begin
+    if stats.tenant is null then
+        -- Every tenant: for owners (operators, `pymem stats`) only.
+        if not memory._privileged() then
+            raise exception 'memory: totals of every tenant need an owner login'
+                using errcode = 'ME017', hint = 'name your tenant: memory.stats(''acme'')';
+        end if;
+    else
+        perform memory._tenant_guard(stats.tenant);
+    end if;
+    return query
+        select s.tenant_id,
+               count(*),
+               count(*) filter (where s.deleted_at is null),
+               coalesce(sum(s.message_count), 0)::bigint,
+               coalesce(sum(s.token_count), 0)::bigint,
+               max(s.updated_at)
+          from memory.sessions as s
+         where stats.tenant is null or s.tenant_id = stats.tenant
+         group by s.tenant_id
+         order by s.tenant_id;
+end;
 $fn$;
 
 comment on function memory.stats(text) is
 $$Return per tenant (all tenants, or only `tenant`): sessions, live (not
 deleted) sessions, retained messages, their tokens and the last append time.
-Reads the session counters, never scans messages.
+Reads the session counters, never scans messages. All tenants need an owner
+login; one tenant, a transaction acting for it. Errors: ME017.
 Example: select * from memory.stats('acme');$$;
 
 -------------------------------------------------------------------------------

@@ -208,18 +208,17 @@ do $grants$
 declare
     v_worker constant text[] := array['claim_jobs', 'job_stats'];
     v_app constant text[] := array[
-        'add_summary', 'append', 'append_many', 'complete_job', 'configure_recall',
-        'configure_pii', 'configure_session', 'configure_tenant', 'context', 'current_tenant',
-        'delete_session',
-        'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session', 'fail_job',
-        'history', 'last_messages', 'list_sessions', 'list_summaries',
+        'add_summary', 'append', 'append_many', 'complete_job', 'configure_pii',
+        'configure_recall', 'configure_session', 'configure_tenant', 'context', 'current_tenant',
+        'delete_session', 'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session',
+        'fail_job', 'history', 'last_messages', 'list_sessions', 'list_summaries',
         'messages_to_embed', 'pii_policy', 'pii_scan', 'purge_session', 'rate_limit', 'recall',
         'redact', 'restore_session', 'retry_job', 'reveal', 'session_info', 'set_embeddings',
-        'summary_cadence'];
+        'stats', 'summary_cadence'];
     v_reader constant text[] := array[
         'context', 'current_tenant', 'estimate_tokens', 'export_subject', 'history',
         'last_messages', 'list_sessions', 'list_summaries', 'pii_scan', 'recall', 'redact',
-        'reveal', 'session_info'];
+        'reveal', 'session_info', 'stats'];
     v_auditor constant text[] := array[
         'audit_checkpoint', 'audit_hash_at', 'current_tenant', 'verify_audit'];
     v_fn record;

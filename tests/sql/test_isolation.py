@@ -573,3 +573,38 @@ def test_crafted_inputs_acting_for_a_never_reach_b(world: dict[str, str], dsn: s
         assert _b_snapshot(admin) == before
     assert leaks == 0
     assert calls > 500  # the matrix really ran
+
+
+def test_an_app_login_can_use_the_whole_python_api_for_its_tenant(
+    world: dict[str, str],
+) -> None:
+    from datetime import timedelta
+
+    from pymem import NewMessage
+    from pymem.errors import TenantAccessDenied as Denied
+    from pymem.ratelimit import Limit, RateLimits
+
+    limits = RateLimits(per_session=Limit(100, timedelta(minutes=1)))
+    with Memory.connect(world["iso_app"], rate_limits=limits) as mem:
+        mem.configure_tenant(tenant="a", max_messages=500, default_ttl=timedelta(days=30))
+        mem.configure_recall(tenant="a", summary_every_tokens=None, embed_messages=False)
+        mem.configure_pii({"email": "redact"}, tenant="a")
+        chat = mem.session("api", tenant="a", user="api-user")
+        chat.append("user", "mail me at x@example.org", idempotency_key="k1")
+        chat.append_many([NewMessage("assistant", "noted"), NewMessage("user", "thanks")])
+        assert chat.messages()[0].content == "mail me at [EMAIL]"
+        for strategy in ("recent", "summary", "hybrid"):
+            assert chat.context(budget=200, query="mail", strategy=strategy).items
+        assert chat.recall("mail")
+        assert chat.summaries() == []
+        chat.configure(max_messages=50, metadata={"topic": "api"})
+        chat.extend(timedelta(days=1))
+        assert chat.info().message_count == 3
+        assert [s.session_id for s in mem.sessions(tenant="a", user="api-user")] == ["api"]
+        assert [s.tenant_id for s in mem.stats(tenant="a")] == ["a"]
+        with pytest.raises(Denied):
+            mem.stats()  # every tenant: owners only
+        chat.delete()
+        chat.restore()
+        assert mem.export_subject("api-user", tenant="a")["sessions"]
+        assert mem.erase_subject("api-user", tenant="a") == [("api", 3)]
