@@ -202,3 +202,18 @@ async def test_the_async_api_applies_classifiers_with_the_tenant_policy(dsn: str
         assert stored.metadata["pii"] == ["email", "employee"]
     finally:
         await mem.close()
+
+
+def test_erasure_leaves_no_trace_in_redis(dsn: str, redis_url: str) -> None:
+    secret = "erase-canary-5c1d"
+    with Memory.connect(dsn, redis=redis_url) as mem:
+        for session in ("e1", "e2"):
+            chat = mem.session(session, tenant="t", user="leaving-user")
+            chat.append("user", f"{secret} in {session}")
+            for strategy in ("recent", "hybrid"):
+                chat.context(budget=300, query=secret, strategy=strategy)
+            chat.messages(last=5)
+        assert secret in _redis_text(redis_url)  # control: the windows were cached
+        assert sorted(s for s, _ in mem.erase_subject("leaving-user", tenant="t")) == ["e1", "e2"]
+    cached = _redis_text(redis_url)
+    assert secret not in cached and "leaving-user" not in cached
