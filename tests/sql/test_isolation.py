@@ -208,6 +208,16 @@ def _call(name: str, names: list[str], types: list[str], tenant: str) -> tuple[A
     return query, args
 
 
+def _may_execute(conn: psycopg.Connection[Any], name: str) -> bool:
+    """May this connection's login execute memory.<name> (any overload)?"""
+    granted = conn.execute(
+        "select bool_or(has_function_privilege(p.oid, 'execute')) from pg_proc as p "
+        "where p.pronamespace = 'memory'::regnamespace and p.proname = %s",
+        (name,),
+    ).fetchone()
+    return bool(granted and granted[0])
+
+
 def function_violations(world: dict[str, str], admin_dsn: str) -> list[str]:
     """Every function a login may execute, acting for a: tenant b is never reached."""
     found: list[str] = []
@@ -217,12 +227,7 @@ def function_violations(world: dict[str, str], admin_dsn: str) -> list[str]:
     for login, login_dsn in world.items():
         with psycopg.connect(login_dsn, autocommit=True) as conn:
             for name, names, types in functions:
-                granted = conn.execute(
-                    "select bool_or(has_function_privilege(p.oid, 'execute')) from pg_proc as p "
-                    "where p.pronamespace = 'memory'::regnamespace and p.proname = %s",
-                    (name,),
-                ).fetchone()
-                if not (granted and granted[0]):
+                if not _may_execute(conn, name):
                     continue
                 if login == "iso_auditor" and name in AUDITOR_SCOPE:
                     outcome = _in_tenant(conn, "a", *_call(name, names, types, "b"))
@@ -547,12 +552,7 @@ def test_crafted_inputs_acting_for_a_never_reach_b(world: dict[str, str], dsn: s
     calls = leaks = 0
     with psycopg.connect(world["iso_app"], autocommit=True) as conn:
         for name, names, types in functions:
-            granted = conn.execute(
-                "select bool_or(has_function_privilege(p.oid, 'execute')) from pg_proc as p "
-                "where p.pronamespace = 'memory'::regnamespace and p.proname = %s",
-                (name,),
-            ).fetchone()
-            if not (granted and granted[0]) or "tenant" not in names:
+            if not _may_execute(conn, name) or "tenant" not in names:
                 continue
             query, base = _call(name, names, types, "a")
             for tenant in CRAFTED_TENANTS:
