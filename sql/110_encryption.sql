@@ -401,6 +401,7 @@ declare
     v_messages bigint := 0;
     v_digests  bigint := 0;
     v_chunk    integer;
+    v_active   integer;
 begin
     perform memory._tenant_guard(reencrypt.tenant);
     perform memory._check_ident('tenant', reencrypt.tenant);
@@ -430,10 +431,11 @@ begin
 
         -- Under the session lock no append of this session is in flight: read
         -- the key again, in case a rotation committed since this call began.
-        if memory._active_key(reencrypt.tenant) is distinct from v_target then
+        v_active := memory._active_key(reencrypt.tenant);
+        if v_active is distinct from v_target then
             select t.encryption into v_mode from memory.tenants as t
              where t.tenant_id = reencrypt.tenant;
-            v_target := memory._active_key(reencrypt.tenant);
+            v_target := v_active;
             v_keys := memory._data_keys(reencrypt.tenant);
         end if;
 
@@ -541,8 +543,11 @@ declare
 begin
     perform memory._tenant_guard(destroy_retired_keys.tenant);
     perform memory._check_ident('tenant', destroy_retired_keys.tenant);
-    v_target := memory._active_key(destroy_retired_keys.tenant);
+    -- The tenant row first (key changes take it too), then the active key:
+    -- read before the lock, a rotation committed meanwhile would have its new
+    -- key deleted below.
     perform from memory.tenants as t where t.tenant_id = destroy_retired_keys.tenant for update;
+    v_target := memory._active_key(destroy_retired_keys.tenant);
     if exists (select from memory.sessions as s
                 where s.tenant_id = destroy_retired_keys.tenant
                   and s.key_version is distinct from v_target

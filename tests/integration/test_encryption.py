@@ -518,3 +518,39 @@ async def test_the_async_api_opens_sealed_tenants_with_its_keys(dsn: str) -> Non
             await keyless.session("s", tenant="acme").messages()
     finally:
         await keyless.close()
+
+
+def test_destroying_retired_keys_waits_for_a_rotation_and_keeps_its_key(dsn: str) -> None:
+    """Staged: destroy_retired_keys waits for a rotation holding the tenant row;
+    it must then see the new key as the active one, never delete it."""
+    with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+        configure(conn, "dk", "content")
+        conn.execute("select set_config('pymem.tenant', 'dk', false)")
+        conn.execute("select memory.append('dk', 's', 'user', 'sealed under 1', 1)")
+    outcome: list[Any] = []
+
+    def destroy() -> None:
+        with psycopg.connect(keyed(dsn), autocommit=True) as conn:
+            conn.execute("select set_config('pymem.tenant', 'dk', false)")
+            try:
+                outcome.append(conn.execute("select memory.destroy_retired_keys('dk')").fetchone())
+            except psycopg.Error as exc:
+                outcome.append(exc.sqlstate)
+
+    with psycopg.connect(keyed(dsn)) as rotating, psycopg.connect(dsn, autocommit=True) as watch:
+        rotating.execute("select set_config('pymem.tenant', 'dk', false)")
+        assert rotating.execute("select memory.rotate_key('dk')").fetchone() == (2,)
+        destroyer = threading.Thread(target=destroy)
+        destroyer.start()
+        deadline = time.monotonic() + 10
+        while watch.execute("select count(*) from pg_locks where not granted").fetchone() == (0,):
+            assert time.monotonic() < deadline, "destroy_retired_keys never waited"
+            time.sleep(0.005)
+        rotating.commit()
+        destroyer.join()
+    assert outcome == ["ME002"]  # the session still needs key 1: nothing destroyed
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute(
+            "select array_agg(key_version order by key_version) from memory.tenant_keys "
+            "where tenant_id = 'dk'"
+        ).fetchone() == ([1, 2],)
