@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +9,7 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
+from .config import Settings
 from .migrate import pending_migrations
 
 API_FUNCTIONS = (
@@ -182,7 +182,7 @@ def _security_checks(conn: psycopg.Connection[Any]) -> list[Check]:
         "and exists (select from memory.tenant_keys)"
     ).fetchone()
     if encrypting == (True,):
-        has_key = bool(os.environ.get("PYMEM_MASTER_KEY"))
+        has_key = Settings.from_env().master_key_set
         out.append(
             Check(
                 "master key",

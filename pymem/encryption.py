@@ -14,9 +14,8 @@ from typing import Any
 
 import psycopg
 
+from .backends.postgres import SET_TENANT
 from .errors import translate_errors
-
-MODES = ("none", "content", "content_with_search")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +42,7 @@ class TenantKeys:
 
 def _in_tenant(conn: psycopg.Connection[Any], tenant: str, query: Any, args: Any) -> Any:
     with conn.transaction():
-        conn.execute("select set_config('pymem.tenant', %s, true)", (tenant,))
+        conn.execute(SET_TENANT, (tenant,))
         return conn.execute(query, args).fetchall()
 
 
@@ -122,18 +121,12 @@ def status(conn: psycopg.Connection[Any]) -> list[TenantKeys]:
     with translate_errors():
         rows = conn.execute(
             """
-            select t.tenant_id, t.encryption,
-                   (select max(k.key_version) from memory.tenant_keys as k
-                     where k.tenant_id = t.tenant_id and k.retired_at is null
-                       and t.encryption <> 'none'),
+            select t.tenant_id, t.encryption, a.version,
                    (select count(*) from memory.tenant_keys as k where k.tenant_id = t.tenant_id),
                    (select count(*) from memory.sessions as s
-                     where s.tenant_id = t.tenant_id
-                       and s.key_version is distinct from
-                           (select max(k.key_version) from memory.tenant_keys as k
-                             where k.tenant_id = t.tenant_id and k.retired_at is null
-                               and t.encryption <> 'none'))
+                     where s.tenant_id = t.tenant_id and s.key_version is distinct from a.version)
               from memory.tenants as t
+             cross join lateral (select memory._active_key(t.tenant_id) as version) as a
              where t.encryption <> 'none'
                 or exists (select from memory.tenant_keys as k where k.tenant_id = t.tenant_id)
              order by t.tenant_id

@@ -191,15 +191,9 @@ begin
     -- above); when it differs, a rotation or re-encryption committed
     -- meanwhile: read the key again.
     if v_marker is distinct from v_version then
-        select t.encryption,
-               case when t.encryption <> 'none'
-                    then (select max(k.key_version)
-                            from memory.tenant_keys as k
-                           where k.tenant_id = t.tenant_id
-                             and k.retired_at is null) end
-          into v_encryption, v_active
-          from memory.tenants as t
+        select t.encryption into v_encryption from memory.tenants as t
          where t.tenant_id = append.tenant;
+        v_active := memory._active_key(append.tenant);
         if v_active is distinct from v_version then
             v_version := v_active;
             if v_version is not null and (v_keys is null or v_keys[v_version] is null) then
