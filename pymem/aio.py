@@ -13,7 +13,7 @@ from .backends.memory import AsyncInMemoryBackend
 from .client import _counter, _require_dsn, count_tokens
 from .config import Settings
 from .errors import PymemError
-from .keys import EnvKeyProvider, KeyProvider, with_master_key
+from .keys import KeyProvider, keyed_dsn
 from .models import (
     AppendResult,
     ContextWindow,
@@ -95,14 +95,13 @@ class AsyncMemory:
 
         settings = Settings.from_env()
         url = _require_dsn(dsn, settings)
-        provider = keys or (EnvKeyProvider() if settings.master_key_set else None)
         if migrate:
             import asyncio
 
             from .migrate import migrate as run_migrate
 
             await asyncio.to_thread(run_migrate, url)
-        pool_url = with_master_key(url, provider) if provider else url
+        pool_url, _ = keyed_dsn(url, keys)
         backend = AsyncPostgresBackend(
             pool_url, min_size=min_size, max_size=max_size or settings.pool_max
         )

@@ -205,11 +205,9 @@ def worker(
     env = os.environ
     # Encrypting tenants' turns are read and their digests sealed: the worker
     # takes the master key from PYMEM_MASTER_KEY like the application does.
-    url = _dsn(dsn, embedded)
-    if Settings.from_env().master_key_set:
-        from .keys import EnvKeyProvider, with_master_key
+    from .keys import keyed_dsn
 
-        url = with_master_key(url, EnvKeyProvider())
+    url, _ = keyed_dsn(_dsn(dsn, embedded), None)
     backend = PostgresBackend(url, max_size=2).open()
     chosen_summarizer: Summarizer = ExtractiveSummarizer()
     if summarizer == "chat":

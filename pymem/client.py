@@ -12,7 +12,7 @@ from .backends.base import MemoryBackend
 from .backends.memory import InMemoryBackend
 from .config import Settings
 from .errors import InvalidArgument, PymemError
-from .keys import EnvKeyProvider, KeyProvider, with_master_key
+from .keys import KeyProvider, keyed_dsn
 from .models import (
     AppendResult,
     ContextWindow,
@@ -129,12 +129,11 @@ class Memory:
 
         settings = Settings.from_env()
         url = _require_dsn(dsn, settings)
-        provider = keys or (EnvKeyProvider() if settings.master_key_set else None)
         if migrate:
             from .migrate import migrate as run_migrate
 
             run_migrate(url)
-        pool_url = with_master_key(url, provider) if provider else url
+        pool_url, master = keyed_dsn(url, keys)
         pg = PostgresBackend(
             pool_url, min_size=min_size, max_size=max_size or settings.pool_max
         ).open()
@@ -147,7 +146,7 @@ class Memory:
 
             client = connect_redis(redis_url)
             # With a master key, cached windows are sealed too (pymem.cache_crypto).
-            sealer = CacheSealer(provider.master_key()) if provider else None
+            sealer = CacheSealer(master) if master else None
             backend = CachedBackend(pg, client, sealer=sealer)
             limiter = FailoverRateLimiter(RedisRateLimiter(client), limiter)
         return cls(

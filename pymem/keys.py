@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from .config import Settings
 from .errors import KeyUnavailable
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -140,14 +141,21 @@ class KmsKeyProvider:
         return key
 
 
+def _with_options(dsn: str, master: bytes, previous: bytes | None = None) -> str:
+    options = [str(conninfo_to_dict(dsn).get("options") or "")]
+    options.append(f"-c pymem.master_key={master.hex()}")
+    if previous is not None:
+        options.append(f"-c pymem.previous_master_key={previous.hex()}")
+    return make_conninfo(dsn, options=" ".join(o for o in options if o))
+
+
 def with_master_key(dsn: str, provider: KeyProvider, *, previous: bool = False) -> str:
     """``dsn`` with the provider's master key in its startup options.
 
     With ``previous=True`` the previous master key is added too (for
     ``memory.rewrap_keys``); it must exist then.
     """
-    options = [str(conninfo_to_dict(dsn).get("options") or "")]
-    options.append(f"-c pymem.master_key={provider.master_key().hex()}")
+    old = None
     if previous:
         old = provider.previous_master_key()
         if old is None:
@@ -155,8 +163,19 @@ def with_master_key(dsn: str, provider: KeyProvider, *, previous: bool = False) 
                 "pymem: re-wrapping needs the previous master key",
                 hint="set PYMEM_PREVIOUS_MASTER_KEY (or the provider's previous key)",
             )
-        options.append(f"-c pymem.previous_master_key={old.hex()}")
-    return make_conninfo(dsn, options=" ".join(o for o in options if o))
+    return _with_options(dsn, provider.master_key(), old)
+
+
+def keyed_dsn(dsn: str, keys: KeyProvider | None) -> tuple[str, bytes | None]:
+    """``dsn`` with the master key of ``keys`` (else of ``PYMEM_MASTER_KEY`` when set)
+    in its startup options, and that key; ``(dsn, None)`` without one.
+
+    The provider is asked once (a KMS call, for :class:`KmsKeyProvider`).
+    """
+    if keys is None and not Settings.from_env().master_key_set:
+        return dsn, None
+    master = (keys or EnvKeyProvider()).master_key()
+    return _with_options(dsn, master), master
 
 
 __all__ = [
@@ -165,6 +184,7 @@ __all__ = [
     "KeyProvider",
     "KmsKeyProvider",
     "generate_master_key",
+    "keyed_dsn",
     "parse_master_key",
     "with_master_key",
 ]
