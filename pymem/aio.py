@@ -300,9 +300,7 @@ class AsyncSession:
         found = pii.cached_policy(self.tenant)
         if found is not None:
             return found
-        reader = getattr(self._backend, "pii_policy", None)
-        if reader is None:
-            return pii.policy_for(self.tenant, None)  # raises: no policies here
+        reader = pii.policy_reader(self._backend)
         return pii.remember(self.tenant, await reader(self.tenant))
 
     async def messages(

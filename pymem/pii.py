@@ -210,18 +210,23 @@ class PiiFilter:
             self._cache[tenant] = (self.clock(), checked)
         return checked
 
-    def policy_for(self, tenant: str, backend: Any) -> dict[str, str]:
-        """The policy for ``tenant``: fixed, cached, or read from the backend."""
-        found = self.cached_policy(tenant)
-        if found is not None:
-            return found
+    @staticmethod
+    def policy_reader(backend: Any) -> Any:
+        """The backend's ``pii_policy`` method (sync or async), or PymemError."""
         reader = getattr(backend, "pii_policy", None)
         if reader is None:
             raise PymemError(
                 "pymem: this backend keeps no personal data policies",
                 hint="give the policy in code: PiiFilter(classifiers, policy={...})",
             )
-        return self.remember(tenant, reader(tenant))
+        return reader
+
+    def policy_for(self, tenant: str, backend: Any) -> dict[str, str]:
+        """The policy for ``tenant``: fixed, cached, or read from the backend."""
+        found = self.cached_policy(tenant)
+        if found is not None:
+            return found
+        return self.remember(tenant, self.policy_reader(backend)(tenant))
 
     def scrub(
         self, text: str, metadata: Mapping[str, Any] | None, policy: Mapping[str, str]
