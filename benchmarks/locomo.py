@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pymem import Memory, NewMessage  # noqa: E402
-from pymem.embedded import EmbeddedPostgres  # noqa: E402
-from pymem.tokens import TiktokenCounter  # noqa: E402
+from pymem.context.tokens import TiktokenCounter  # noqa: E402
+from pymem.db.embedded import EmbeddedPostgres  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
@@ -152,7 +152,7 @@ def ingest(mem: Memory, conv: Conversation) -> dict[int, str]:
 
 def summarize_all(mem: Memory) -> int:
     """Drain the summary queue with the offline extractive summarizer."""
-    from pymem.worker import Worker
+    from pymem.ops.worker import Worker
 
     return Worker(mem, name="locomo").drain()
 

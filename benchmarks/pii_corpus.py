@@ -146,7 +146,7 @@ def main() -> None:
     if args.dsn:
         run(args.dsn)
         return
-    from pymem.embedded import EmbeddedPostgres
+    from pymem.db.embedded import EmbeddedPostgres
 
     with EmbeddedPostgres.temporary("pymem-pii-") as server:
         run(server.dsn())

@@ -1,7 +1,7 @@
 """pymem benchmarks: every figure beside the raw round trip of the same run.
 
 Starts a private PostgreSQL 15 (loopback TCP, fsync and synchronous_commit on),
-installs pymem with `pymem.migrate`, and measures:
+installs pymem with `pymem.db.migrate`, and measures:
 
 1. append latency: raw prepared INSERT, pymem (backend, tokens given), pymem
    Session.append (tiktoken counting included), langchain-postgres add_messages;
@@ -45,8 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 from pymem import Memory, NewMessage  # noqa: E402
 from pymem.backends.postgres import PostgresBackend  # noqa: E402
-from pymem.embedded import EmbeddedPostgres, find_pg_bin  # noqa: E402
-from pymem.tokens import TiktokenCounter  # noqa: E402
+from pymem.context.tokens import TiktokenCounter  # noqa: E402
+from pymem.db.embedded import EmbeddedPostgres, find_pg_bin  # noqa: E402
+from pymem.models import ContextRequest  # noqa: E402
 
 TEXT = "Could you check on my order? It was supposed to arrive yesterday."
 RAW_TABLE = """
@@ -111,7 +112,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         )
     backend = PostgresBackend(dsn, max_size=1).open()
     direct = summary(
-        timed(lambda i: backend.append("t", "bench-direct", "user", TEXT, tokens=14), n)
+        timed(lambda i: backend.append("t", "bench-direct", NewMessage("user", TEXT, tokens=14)), n)
     )
     backend.close()
     with Memory.connect(dsn, max_size=1) as mem:
@@ -184,11 +185,15 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
                     n,
                 )
             )
-        recent = summary(timed(lambda i, s=session: backend.context("t", s, budget=2000), n))
+        recent = summary(
+            timed(lambda i, s=session: backend.context("t", s, ContextRequest(budget=2000)), n)
+        )
         queries = synthetic_queries(200, seed=size)
 
         def ask(i: int, s: str = session, q: list[str] = queries) -> object:
-            return backend.context("t", s, budget=2000, query=q[i % len(q)], strategy="hybrid")
+            return backend.context(
+                "t", s, ContextRequest(budget=2000, query=q[i % len(q)], strategy="hybrid")
+            )
 
         hybrid = summary(timed(ask, n // 2))
         lc = langchain_read(dsn, size, max(5, n // 50))
@@ -271,7 +276,7 @@ def bench_sessions(dsn: str, sessions: int, per_session: int, threads: int) -> d
         mine = []
         for s, k in chunk:
             content = f"s{s}-m{k}-{uuid.uuid4().hex[:6]}"
-            r = backend.append("many", f"s{s}", "user", content, tokens=5)
+            r = backend.append("many", f"s{s}", NewMessage("user", content, tokens=5))
             mine.append((f"s{s}", r.seq, content))
         with lock:
             acked.extend(mine)
@@ -451,7 +456,7 @@ def start_redis() -> tuple[subprocess.Popen[bytes], int, Path]:
 def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
     import redis as redis_py
 
-    from pymem.cache import CachedBackend, connect_redis
+    from pymem.tier.cache import CachedBackend, connect_redis
 
     proc, port, workdir = start_redis()
     url = f"redis://127.0.0.1:{port}/0"
@@ -473,12 +478,18 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
                 ],
             )
         queries = synthetic_queries(20, seed=7)
-        pg_recent = summary(timed(lambda i: pg.context("t", "tier", budget=2000), n))
-        hit_recent = summary(timed(lambda i: tier.context("t", "tier", budget=2000), n))
+        pg_recent = summary(
+            timed(lambda i: pg.context("t", "tier", ContextRequest(budget=2000)), n)
+        )
+        hit_recent = summary(
+            timed(lambda i: tier.context("t", "tier", ContextRequest(budget=2000)), n)
+        )
         pg_hybrid = summary(
             timed(
                 lambda i: pg.context(
-                    "t", "tier", budget=2000, query=queries[i % 20], strategy="hybrid"
+                    "t",
+                    "tier",
+                    ContextRequest(budget=2000, query=queries[i % 20], strategy="hybrid"),
                 ),
                 n // 2,
             )
@@ -486,14 +497,18 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
         hit_hybrid = summary(
             timed(
                 lambda i: tier.context(
-                    "t", "tier", budget=2000, query=queries[i % 20], strategy="hybrid"
+                    "t",
+                    "tier",
+                    ContextRequest(budget=2000, query=queries[i % 20], strategy="hybrid"),
                 ),
                 n // 2,
             )
         )
-        pg_append = summary(timed(lambda i: pg.append("t", "app-pg", "user", TEXT, tokens=14), n))
+        pg_append = summary(
+            timed(lambda i: pg.append("t", "app-pg", NewMessage("user", TEXT, tokens=14)), n)
+        )
         tier_append = summary(
-            timed(lambda i: tier.append("t", "app-tier", "user", TEXT, tokens=14), n)
+            timed(lambda i: tier.append("t", "app-tier", NewMessage("user", TEXT, tokens=14)), n)
         )
         stats = tier.cache_stats
         print(line("raw Redis LRANGE of 50 turns", lrange))
@@ -530,7 +545,7 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
 
 def bench_security(dsn: str, n: int) -> dict[str, Any]:
     print(f"\n[6] security features, {n} appends / {n // 2} reads each, same server")
-    from pymem.keys import generate_master_key, with_master_key
+    from pymem.security.keys import generate_master_key, with_master_key
 
     class Keys:
         key = bytes.fromhex(generate_master_key())
@@ -573,7 +588,12 @@ def bench_security(dsn: str, n: int) -> dict[str, Any]:
         backend = PostgresBackend(with_master_key(url, keys), max_size=1).open()
         text = pii_text if tenant == "redacting" else TEXT
         stats = summary(
-            timed(lambda i, b=backend, t=tenant, x=text: b.append(t, "s6", "user", x, tokens=14), n)
+            timed(
+                lambda i, b=backend, t=tenant, x=text: b.append(
+                    t, "s6", NewMessage("user", x, tokens=14)
+                ),
+                n,
+            )
         )
         out[f"append_{tenant}"] = stats
         print(line(f"append: {label}", stats, raw))
@@ -608,7 +628,9 @@ def bench_security(dsn: str, n: int) -> dict[str, Any]:
             stats = summary(
                 timed(
                     lambda i, t=tenant, st=strategy: backend.context(
-                        t, "ctx6", budget=2000, query=queries[i % len(queries)], strategy=st
+                        t,
+                        "ctx6",
+                        ContextRequest(budget=2000, query=queries[i % len(queries)], strategy=st),
                     ),
                     n // 2,
                 )

@@ -3,6 +3,7 @@
 from .aio import AsyncMemory, AsyncSession
 from .backends import AsyncInMemoryBackend, AsyncMemoryBackend, InMemoryBackend, MemoryBackend
 from .client import Memory, Session
+from .context.tokens import TiktokenCounter, TokenCounter
 from .errors import (
     AccessDenied,
     DatabaseUnavailable,
@@ -21,23 +22,25 @@ from .errors import (
     PymemError,
     SchemaNotInstalled,
     SessionDeleted,
+    SessionExpired,
     SessionNotFound,
     SessionOwnedByAnotherUser,
     TenantAccessDenied,
     UnknownStrategy,
 )
-from .keys import EnvKeyProvider, FileKeyProvider, KeyProvider, KmsKeyProvider
 from .models import (
     AppendResult,
     ContextItem,
+    ContextRequest,
     ContextWindow,
+    MessagePage,
     NewMessage,
     SessionInfo,
     StoredMessage,
     TenantStats,
 )
-from .pii import PiiFilter
-from .tokens import TiktokenCounter, TokenCounter
+from .security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider, KmsKeyProvider
+from .security.pii import PiiFilter
 
 __version__ = "0.1.0"
 
@@ -49,6 +52,7 @@ __all__ = [
     "AsyncMemoryBackend",
     "AsyncSession",
     "ContextItem",
+    "ContextRequest",
     "ContextWindow",
     "DatabaseUnavailable",
     "DecryptionFailed",
@@ -68,6 +72,7 @@ __all__ = [
     "KmsKeyProvider",
     "Memory",
     "MemoryBackend",
+    "MessagePage",
     "MessageTooLarge",
     "NewMessage",
     "PiiBlocked",
@@ -76,6 +81,7 @@ __all__ = [
     "SchemaNotInstalled",
     "Session",
     "SessionDeleted",
+    "SessionExpired",
     "SessionInfo",
     "SessionNotFound",
     "SessionOwnedByAnotherUser",

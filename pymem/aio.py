@@ -1,22 +1,30 @@
-"""The asynchronous API: ``AsyncMemory`` and ``AsyncSession``, twins of the sync ones."""
+"""The Python API: ``AsyncMemory`` (a store) and ``AsyncSession`` (one conversation).
+
+:mod:`pymem.aio` (asyncio) is the source; :mod:`pymem.client` (``Memory``
+and ``Session``) is generated from it by ``scripts/async_to_sync.py``, so
+both have the same features, names, arguments and documentation.
+"""
 
 from __future__ import annotations
 
+import asyncio  # sync: drop
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .backends.base import AsyncMemoryBackend
-from .backends.memory import AsyncInMemoryBackend
-from .client import _counter, _require_dsn, count_tokens
+from .backends.base_async import AsyncMemoryBackend
+from .backends.memory_async import AsyncInMemoryBackend
 from .config import Settings
+from .context.tokens import TokenCounter
+from .defaults import choose_counter, count_tokens, limits_for, require_dsn
 from .errors import PymemError
-from .keys import KeyProvider, keyed_dsn
 from .models import (
     AppendResult,
+    ContextRequest,
     ContextWindow,
+    MessagePage,
     NewMessage,
     RecalledMessage,
     SessionInfo,
@@ -24,13 +32,18 @@ from .models import (
     Summary,
     TenantStats,
 )
-from .pii import PiiFilter, scrub_batch
-from .ratelimit import RateLimiter, RateLimits
-from .tokens import TokenCounter
+from .security.keys import KeyProvider, keyed_dsn
+from .security.pii import PiiFilter, scrub_batch
+from .tier.limits import RateLimits
+from .tier.ratelimit_async import AsyncRateLimiter, enforce
 
 
 class AsyncMemory:
-    """A conversation store for asyncio applications (see :class:`pymem.Memory`)."""
+    """A conversation store: PostgreSQL, an embedded PostgreSQL, Redis, or process memory.
+
+    >>> mem = AsyncMemory.in_memory()
+    >>> chat = mem.session("support-42", tenant="acme", user="u-7")
+    """
 
     def __init__(
         self,
@@ -38,26 +51,21 @@ class AsyncMemory:
         *,
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: AsyncRateLimiter | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         pii: PiiFilter | None = None,
     ) -> None:
         settings = Settings.from_env()
         self.pii = pii
         self.backend = backend
-        self.counter = _counter(counter, settings)
+        self.counter = choose_counter(counter, settings)
         self.tenant = tenant or settings.tenant
-        if limiter is not None or rate_limits is not None:
-            raise PymemError(
-                "pymem: rate limits are not available in the async API yet",
-                hint="use Memory (sync) for rate-limited appends",
-            )
         self.limiter = limiter
         self.rate_limits = rate_limits
 
     def limits_for(self, tenant: str) -> RateLimits | None:
         """The append limits of ``tenant`` (a mapping may name tenants and ``"*"``)."""
-        return None
+        return limits_for(self.rate_limits, tenant)
 
     @classmethod
     async def connect(
@@ -84,28 +92,43 @@ class AsyncMemory:
         ``keys`` supplies the master key for tenants that encrypt their content
         (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
         connection's startup options, never in SQL. ``pii`` runs Python
-        classifiers on each message before it is sent (see :mod:`pymem.pii`).
+        classifiers on each message before it is sent (see :mod:`pymem.security.pii`).
         """
-        if redis is not None or rate_limits is not None:
-            raise PymemError(
-                "pymem: the Redis tier and rate limits are not available in the async API yet",
-                hint="use Memory.connect(dsn, redis=...) (sync), or AsyncMemory without them",
-            )
-        from .backends.postgres import AsyncPostgresBackend
+        from .backends.postgres_async import AsyncPostgresBackend
+        from .db.migrate import migrate as run_migrate
+        from .tier.ratelimit_async import (
+            AsyncFailoverRateLimiter,
+            AsyncPostgresRateLimiter,
+            AsyncRedisRateLimiter,
+        )
 
         settings = Settings.from_env()
-        url = _require_dsn(dsn, settings)
+        url = require_dsn(dsn, settings)
         if migrate:
-            import asyncio
+            await asyncio.to_thread(run_migrate, url)  # sync: run_migrate(url)
+        pool_url, master = keyed_dsn(url, keys)
+        pool_max = max_size or settings.pool_max
+        pg = await AsyncPostgresBackend(pool_url, min_size=min_size, max_size=pool_max).open()
+        backend: AsyncMemoryBackend = pg
+        limiter: AsyncRateLimiter = AsyncPostgresRateLimiter(pg)
+        redis_url = redis or settings.redis
+        if redis_url:
+            from .security.sealing import CacheSealer
+            from .tier.cache_async import AsyncCachedBackend, connect_redis
 
-            from .migrate import migrate as run_migrate
-
-            await asyncio.to_thread(run_migrate, url)
-        pool_url, _ = keyed_dsn(url, keys)
-        backend = AsyncPostgresBackend(
-            pool_url, min_size=min_size, max_size=max_size or settings.pool_max
+            client = await connect_redis(redis_url)
+            # With a master key, cached windows are sealed too (pymem.security.sealing).
+            sealer = CacheSealer(master) if master else None
+            backend = AsyncCachedBackend(pg, client, sealer=sealer)
+            limiter = AsyncFailoverRateLimiter(AsyncRedisRateLimiter(client), limiter)
+        return cls(
+            backend,
+            counter=counter,
+            tenant=tenant,
+            limiter=limiter,
+            rate_limits=rate_limits,
+            pii=pii,
         )
-        return cls(await backend.open(), counter=counter, tenant=tenant, pii=pii)
 
     @classmethod
     async def embedded(
@@ -116,12 +139,11 @@ class AsyncMemory:
         tenant: str | None = None,
     ) -> AsyncMemory:
         """Use a private PostgreSQL cluster in a local folder, created and migrated on
-        first use and reused afterwards (see :mod:`pymem.embedded`)."""
-        import asyncio
+        first use and reused afterwards (see :mod:`pymem.db.embedded`)."""
+        from .db.embedded import EmbeddedPostgres
 
-        from .embedded import EmbeddedPostgres
-
-        server = await asyncio.to_thread(EmbeddedPostgres(home).start)
+        start = EmbeddedPostgres(home).start
+        server = await asyncio.to_thread(start)  # sync: server = start()
         return await cls.connect(server.dsn(), counter=counter, tenant=tenant, migrate=True)
 
     @classmethod
@@ -134,6 +156,27 @@ class AsyncMemory:
     ) -> AsyncMemory:
         """No server at all: everything lives in this process and dies with it."""
         return cls(AsyncInMemoryBackend(), counter=counter, tenant=tenant, pii=pii)
+
+    @classmethod
+    def redis(
+        cls,
+        url: str | None = None,
+        *,
+        counter: TokenCounter | str | None = None,
+        tenant: str | None = None,
+        pii: PiiFilter | None = None,
+    ) -> AsyncMemory:
+        """Conversations in Redis alone (``url`` or ``PYMEM_REDIS``): fast and ephemeral,
+        no PostgreSQL; no job queue, personal data policies or encryption at rest."""
+        from .backends.redis_async import AsyncRedisBackend
+
+        found = url or Settings.from_env().redis
+        if not found:
+            raise PymemError(
+                "pymem: no Redis URL given",
+                hint="pass Memory.redis('redis://localhost:6379/0') or set PYMEM_REDIS",
+            )
+        return cls(AsyncRedisBackend.from_url(found), counter=counter, tenant=tenant, pii=pii)
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -226,6 +269,7 @@ class AsyncMemory:
         return await self.backend.stats(tenant)
 
     async def close(self) -> None:
+        """Close the backend's pool and clients."""
         await self.backend.close()
 
     async def __aenter__(self) -> AsyncMemory:
@@ -270,29 +314,24 @@ class AsyncSession:
         Pass an ``idempotency_key`` to make retries safe: a retry returns the
         original seq with ``duplicate=True`` and stores nothing.
         """
-        if self.memory.pii is not None and isinstance(content, str):
-            policy = await self._pii_policy()
-            content, metadata = self.memory.pii.scrub(content, metadata, policy)
-        if tokens is None and isinstance(content, str):
-            tokens = self.memory.counter.count(content)
-        return await self._backend.append(
-            self.tenant,
-            self.id,
-            role,
-            content,
-            tokens=tokens,
-            metadata=metadata,
-            embedding=embedding,
-            idempotency_key=idempotency_key,
-            user_id=self.user,
-        )
+        message = NewMessage(role, content, tokens, metadata, embedding, idempotency_key)
+        (message,) = await self._prepare([message])
+        return await self._backend.append(self.tenant, self.id, message, user_id=self.user)
 
     async def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
+        prepared = await self._prepare(messages)
+        return await self._backend.append_many(self.tenant, self.id, prepared, user_id=self.user)
+
+    async def _prepare(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
+        """Apply the client's personal data classifiers, count tokens, check rate limits."""
         if self.memory.pii is not None:
             messages = scrub_batch(self.memory.pii, await self._pii_policy(), messages)
         counted = count_tokens(self.memory.counter, messages)
-        return await self._backend.append_many(self.tenant, self.id, counted, user_id=self.user)
+        limits = self.memory.limits_for(self.tenant)
+        if limits is not None and self.memory.limiter is not None:
+            await enforce(self.memory.limiter, limits, self.tenant, self.id, self.user)
+        return counted
 
     async def _pii_policy(self) -> dict[str, str]:
         pii = self.memory.pii
@@ -306,19 +345,25 @@ class AsyncSession:
     async def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
     ) -> list[StoredMessage]:
-        """The newest ``last`` messages, or every message after ``after_seq``."""
+        """The newest ``last`` messages, or every message after ``after_seq``, fetched
+        ``page_size`` at a time (use :meth:`page` for one page and its cursor)."""
         if last is not None:
             return await self._backend.last_messages(self.tenant, self.id, last)
         out: list[StoredMessage] = []
-        cursor = after_seq
-        while True:
-            page = await self._backend.history(
-                self.tenant, self.id, after_seq=cursor, page_size=page_size
-            )
-            out.extend(page)
-            if len(page) < page_size:
-                return out
-            cursor = page[-1].seq
+        cursor: int | None = after_seq
+        while cursor is not None:
+            page = await self.page(after_seq=cursor, size=page_size)
+            out.extend(page.messages)
+            cursor = page.next_after
+        return out
+
+    async def page(self, *, after_seq: int = 0, size: int = 100) -> MessagePage:
+        """One page of at most ``size`` messages after ``after_seq``, with the cursor
+        (``next_after``) of the next page, None after the last one."""
+        rows = await self._backend.history(
+            self.tenant, self.id, after_seq=after_seq, page_size=size
+        )
+        return MessagePage(tuple(rows), rows[-1].seq if len(rows) == size else None)
 
     async def context(
         self,
@@ -338,17 +383,16 @@ class AsyncSession:
         ``query`` / ``query_embedding``, then the newest). The shares split the
         budget between digests and newest turns (see ``memory.context``).
         """
-        return await self._backend.context(
-            self.tenant,
-            self.id,
+        request = ContextRequest(
             budget=budget,
+            strategy=strategy,
             query=query,
             query_embedding=query_embedding,
-            strategy=strategy,
             message_overhead=message_overhead,
             summary_share=summary_share,
             recent_share=recent_share,
         )
+        return await self._backend.context(self.tenant, self.id, request)
 
     async def recall(
         self,

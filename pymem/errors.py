@@ -76,6 +76,12 @@ class SessionNotFound(PymemError, LookupError):
     default_hint = "sessions are created by the first append"
 
 
+class SessionExpired(SessionNotFound):
+    """The session's expiry (TTL) has passed: it reads as gone on every backend."""
+
+    default_hint = "extend sessions before they expire (Session.extend), or start a new one"
+
+
 class SessionDeleted(PymemError):
     """The session was soft-deleted."""
 
@@ -169,6 +175,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME017": TenantAccessDenied,
     "ME018": KeyUnavailable,
     "ME019": PiiBlocked,
+    "ME020": SessionExpired,
 }
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
@@ -257,6 +264,7 @@ __all__ = [
     "PymemError",
     "SchemaNotInstalled",
     "SessionDeleted",
+    "SessionExpired",
     "SessionNotFound",
     "SessionOwnedByAnotherUser",
     "SummaryRangeInvalid",

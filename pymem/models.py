@@ -24,7 +24,11 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class NewMessage:
-    """A message to append as part of a batch."""
+    """A message to append: the Python face of ``memory.message_input``.
+
+    Every backend's ``append`` and ``append_many`` take these, so a message's
+    fields are spelled out once, here.
+    """
 
     role: str
     content: str
@@ -32,6 +36,40 @@ class NewMessage:
     metadata: Mapping[str, Any] | None = None
     embedding: Sequence[float] | None = None
     idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextRequest:
+    """What a context window is asked for: the arguments of ``memory.context``.
+
+    Frozen and hashable; the Redis tier derives its cache entry from it
+    (:meth:`cache_fields`). ``query_embedding`` is kept as a tuple.
+    """
+
+    budget: int
+    strategy: str = "recent"
+    query: str | None = None
+    query_embedding: Sequence[float] | None = None
+    message_overhead: int = 0
+    summary_share: float | None = None
+    recent_share: float | None = None
+
+    def __post_init__(self) -> None:
+        embedding = self.query_embedding
+        if embedding is not None and not isinstance(embedding, tuple):
+            object.__setattr__(self, "query_embedding", tuple(embedding))
+
+    def cache_fields(self) -> list[Any]:
+        """The request as JSON-ready values, in a fixed order (a cache key's input)."""
+        return [
+            self.budget,
+            self.query,
+            list(self.query_embedding) if self.query_embedding is not None else None,
+            self.strategy,
+            self.message_overhead,
+            self.summary_share,
+            self.recent_share,
+        ]
 
 
 class StoredMessage(NamedTuple):
@@ -52,6 +90,21 @@ class StoredMessage(NamedTuple):
     def as_chat(self) -> dict[str, str]:
         """The message in OpenAI chat format."""
         return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    """One page of a session's history; ``next_after`` is the cursor for the next
+    page (pass it as ``after_seq``), None when this page is the last."""
+
+    messages: tuple[StoredMessage, ...]
+    next_after: int | None
+
+    def __iter__(self) -> Iterator[StoredMessage]:
+        return iter(self.messages)
+
+    def __len__(self) -> int:
+        return len(self.messages)
 
 
 class ContextItem(NamedTuple):

@@ -23,7 +23,7 @@ from .errors import (
     MessageTooLarge,
     UnknownStrategy,
 )
-from .models import ROLES, STRATEGIES
+from .models import ROLES, STRATEGIES, NewMessage
 
 MAX_IDENT_CHARS: Final = 255
 MAX_CONTENT_BYTES: Final = 4 * 1024 * 1024
@@ -210,31 +210,57 @@ class CheckedAppend:
 def check_append(
     tenant: str,
     session: str,
-    role: str,
-    content: str,
+    message: NewMessage,
     *,
-    tokens: int | None,
-    metadata: Mapping[str, Any] | None,
-    embedding: Sequence[float] | None,
-    idempotency_key: str | None,
     user_id: str | None,
     embedding_dim: int,
 ) -> CheckedAppend:
-    """Every check ``memory.append`` makes before writing, in the same order."""
+    """Every check ``memory._check_append`` makes before writing, in the same order."""
     check_ident("tenant", tenant)
     check_ident("session", session)
     if user_id is not None:
         check_ident("user_id", user_id)
-    if idempotency_key is not None:
-        check_ident("idempotency_key", idempotency_key)
-    check_role(role)
-    check_content(content)
-    check_tokens(tokens)
-    stored: dict[str, Any] = json.loads(metadata_json(metadata))
-    vector = check_embedding(embedding, embedding_dim)
+    if message.idempotency_key is not None:
+        check_ident("idempotency_key", message.idempotency_key)
+    check_role(message.role)
+    check_content(message.content)
+    check_tokens(message.tokens)
+    stored: dict[str, Any] = json.loads(metadata_json(message.metadata))
+    vector = check_embedding(message.embedding, embedding_dim)
     return CheckedAppend(
         metadata=stored,
         embedding=vector,
-        tokens=estimate_tokens(content) if tokens is None else tokens,
-        estimated=tokens is None,
+        tokens=estimate_tokens(message.content) if message.tokens is None else message.tokens,
+        estimated=message.tokens is None,
     )
+
+
+MAX_BATCH: Final = 10000
+
+
+def check_batch(messages: Sequence[NewMessage]) -> None:
+    """The batch rules of ``memory.append_many``: 1 to 10,000 messages."""
+    if not messages:
+        raise InvalidArgument(
+            "memory: messages must be a non-empty array", hint="pass at least one message"
+        )
+    if len(messages) > MAX_BATCH:
+        raise InvalidArgument(
+            f"memory: a batch holds at most {MAX_BATCH} messages, got {len(messages)}",
+            hint="split the batch",
+        )
+
+
+def check_shares(
+    strategy: str, summary_share: float | None, recent_share: float | None
+) -> tuple[float, float]:
+    """The budget shares of ``memory.context``, defaults filled in per strategy."""
+    ss = summary_share if summary_share is not None else (0.3 if strategy == "summary" else 0.1)
+    rs = recent_share if recent_share is not None else (0.7 if strategy == "summary" else 0.1)
+    if ss < 0 or rs < 0 or ss + rs > 1:
+        raise InvalidArgument(
+            f"memory: shares must be >= 0 and add up to at most 1, got summary {ss} "
+            f"and recent {rs}",
+            hint="e.g. summary_share=0.2, recent_share=0.25",
+        )
+    return ss, rs

@@ -159,6 +159,7 @@ begin
            user_id = coalesce(s.user_id, excluded.user_id),
            updated_at = excluded.updated_at
      where s.deleted_at is null
+       and (s.expires_at is null or s.expires_at > v_now)
     returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.unsummarized_tokens,
               -- The session's own policy, else its tenant's (read in this statement).
               coalesce(s.max_messages, (select t.max_messages from memory.tenants as t
@@ -174,9 +175,8 @@ begin
               v_max_messages, v_max_tokens, v_summary_every, v_embed, v_marker;
 
     if not found then
-        raise exception 'memory: session %/% is deleted', append.tenant, append.session
-            using errcode = 'ME003',
-                  hint = 'restore it with memory.restore_session or remove it with memory.purge_session';
+        -- Deleted or expired: _live_session raises the matching error.
+        perform memory._live_session(append.tenant, append.session);
     end if;
 
     if append.user_id is not null and v_owner is distinct from append.user_id then
@@ -229,7 +229,8 @@ begin
             update memory.sessions as s
                set last_seq = s.last_seq - 1,
                    message_count = s.message_count - 1,
-                   token_count = s.token_count - v_tokens
+                   token_count = s.token_count - v_tokens,
+                   unsummarized_tokens = s.unsummarized_tokens - v_tokens
              where s.tenant_id = append.tenant
                and s.session_id = append.session;
             return v_result;
@@ -330,7 +331,7 @@ Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
 ME007 embedding dimension; ME008 content too large for the limit or token cap;
 ME019 personal data that the tenant's policy blocks (memory.configure_pii);
 ME009 metadata not an object; ME010 unknown role; ME011 idempotency key reused
-for another message; ME012 session belongs to another user.
+for another message; ME012 session belongs to another user; ME020 session expired.
 Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;
 
 -------------------------------------------------------------------------------

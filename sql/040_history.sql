@@ -1,7 +1,7 @@
 -- Reading stored messages back: stable pagination and the newest tail.
 
 -------------------------------------------------------------------------------
--- _live_session: raise unless the session exists and is not deleted.
+-- _live_session: raise unless the session exists, is not deleted and has not expired.
 create or replace function memory._live_session(
     tenant  text,
     session text
@@ -29,12 +29,18 @@ begin
             using errcode = 'ME003',
                   hint = 'restore it with memory.restore_session or remove it with memory.purge_session';
     end if;
+    if v_session.expires_at <= now() then
+        raise exception 'memory: session %/% expired at %', tenant, session, v_session.expires_at
+            using errcode = 'ME020',
+                  hint = 'extend sessions before they expire (memory.extend_session), or start a new one';
+    end if;
     return v_session;
 end;
 $fn$;
 
 comment on function memory._live_session(text, text) is
-$$Return the session row. Errors: ME006 bad identifier; ME001 missing; ME003 deleted.$$;
+$$Return the session row. Errors: ME006 bad identifier; ME001 missing; ME003 deleted;
+ME020 expired (expires_at has passed, even before memory.purge_expired runs).$$;
 
 -------------------------------------------------------------------------------
 -- history: one page of a session's messages in conversation order.

@@ -3,7 +3,7 @@
 The cluster is started with pymem's own EmbeddedPostgres (which drops root
 privileges the way PostgreSQL requires), on a free loopback port. The
 pytest-postgresql noproc fixture builds a template database with
-``pymem.migrate`` (the installer users run) and every test that asks for
+``pymem.db.migrate`` (the installer users run) and every test that asks for
 ``postgresql`` gets a fresh clone of it.
 """
 
@@ -19,8 +19,8 @@ import psycopg
 import pytest
 from pytest_postgresql import factories
 
-from pymem.embedded import SUPERUSER, EmbeddedPostgres
-from pymem.migrate import migrate
+from pymem.db.embedded import SUPERUSER, EmbeddedPostgres
+from pymem.db.migrate import migrate
 
 from .redis_servers import RedisServer
 

@@ -8,7 +8,7 @@ from pymem.backends.base import MemoryBackend
 from pymem.backends.memory import InMemoryBackend
 from pymem.backends.postgres import PostgresBackend
 from pymem.backends.redis import RedisBackend
-from pymem.cache import CachedBackend, connect_redis
+from pymem.tier.cache import CachedBackend, connect_redis
 
 
 @pytest.fixture(params=["memory", "postgres", "postgres+redis", "redis"])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pymem import Memory, errors
-from pymem.embedded import EmbeddedPostgres, find_pg_bin
+from pymem.db.embedded import EmbeddedPostgres, find_pg_bin
 
 PYMEM = [sys.executable, "-m", "pymem"]
 

@@ -11,6 +11,7 @@ import pytest
 
 from pymem.backends.base import MemoryBackend
 from pymem.backends.postgres import PostgresBackend
+from pymem.models import NewMessage
 
 WRITERS, APPENDS = 16, 500
 
@@ -23,7 +24,9 @@ def _hammer(backend: MemoryBackend, writers: int, appends: int) -> list[tuple[in
         out = []
         for i in range(appends):
             content = f"w{w}-{i}"
-            out.append((backend.append("acme", "hot", "user", content, tokens=1).seq, content))
+            out.append(
+                (backend.append("acme", "hot", NewMessage("user", content, tokens=1)).seq, content)
+            )
         return out
 
     with ThreadPoolExecutor(writers) as pool:
@@ -120,13 +123,15 @@ def test_in_memory_backend_under_the_same_load() -> None:
 
 
 def test_concurrent_retries_with_one_key_write_once(backend: MemoryBackend) -> None:
-    backend.append("acme", "s", "user", "before", tokens=1)
+    backend.append("acme", "s", NewMessage("user", "before", tokens=1))
     racers = 8
     start = threading.Barrier(racers)
 
     def retry(_: int) -> tuple[int, bool]:
         start.wait()
-        r = backend.append("acme", "s", "user", "charge card", tokens=2, idempotency_key="pay-1")
+        r = backend.append(
+            "acme", "s", NewMessage("user", "charge card", tokens=2, idempotency_key="pay-1")
+        )
         return r.seq, r.duplicate
 
     with ThreadPoolExecutor(racers) as pool:
@@ -134,7 +139,7 @@ def test_concurrent_retries_with_one_key_write_once(backend: MemoryBackend) -> N
     assert {seq for seq, _ in outcomes} == {2}
     assert sorted(dup for _, dup in outcomes) == [False] + [True] * (racers - 1)
     assert [m.content for m in backend.history("acme", "s")] == ["before", "charge card"]
-    assert backend.append("acme", "s", "user", "after", tokens=1).seq == 3
+    assert backend.append("acme", "s", NewMessage("user", "after", tokens=1)).seq == 3
     info = backend.session_info("acme", "s")
     assert (info.last_seq, info.message_count, info.token_count) == (3, 3, 4)
 

@@ -20,9 +20,9 @@ import pytest
 from psycopg import sql
 
 from pymem import DecryptionFailed, KeyUnavailable, Memory
-from pymem.embedded import EmbeddedPostgres
-from pymem.encryption import configure, reencrypt_all, rotate, status
-from pymem.keys import generate_master_key, with_master_key
+from pymem.db.embedded import EmbeddedPostgres
+from pymem.security.encryption import configure, reencrypt_all, rotate, status
+from pymem.security.keys import generate_master_key, with_master_key
 
 
 @dataclass(frozen=True)
@@ -349,7 +349,7 @@ def test_mode_changes_and_master_key_rewrap(dsn: str) -> None:
         reencrypt_all(conn, "t")
     # New master key: re-wrap with both, then only the new one opens the data.
     with psycopg.connect(keyed(dsn, OTHER, previous=MASTER), autocommit=True) as conn:
-        from pymem.encryption import rewrap_all
+        from pymem.security.encryption import rewrap_all
 
         assert rewrap_all(conn) == {"t": 1}
     with Memory.connect(dsn, keys=StaticKeys(OTHER)) as mem:
@@ -410,7 +410,7 @@ def test_append_waiting_on_a_reencrypted_session_follows_the_new_key(dsn: str, c
 
 
 def test_the_worker_reads_and_seals_an_encrypting_tenants_digests(dsn: str) -> None:
-    from pymem.worker import Worker
+    from pymem.ops.worker import Worker
 
     with psycopg.connect(keyed(dsn), autocommit=True) as conn:
         configure(conn, "acme", "content")

@@ -12,6 +12,7 @@ import psycopg
 
 from pymem import errors
 from pymem.backends.postgres import PostgresBackend
+from pymem.models import NewMessage
 
 
 def test_terminated_connections_lose_and_duplicate_nothing(dsn: str) -> None:
@@ -43,7 +44,7 @@ def test_terminated_connections_lose_and_duplicate_nothing(dsn: str) -> None:
             for _attempt in range(50):
                 try:
                     r = backend.append(
-                        "acme", "s", "user", content, tokens=1, idempotency_key=content
+                        "acme", "s", NewMessage("user", content, tokens=1, idempotency_key=content)
                     )
                     seqs.append(r.seq)
                     break

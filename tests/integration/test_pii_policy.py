@@ -13,7 +13,7 @@ import redis as redis_py
 from psycopg import sql
 
 from pymem import Memory, PiiBlocked, PymemError
-from pymem.pii import Finding, PiiFilter, PresidioClassifier, RegexClassifier, apply_policy
+from pymem.security.pii import Finding, PiiFilter, PresidioClassifier, RegexClassifier, apply_policy
 
 from .test_encryption import MASTER, StaticKeys, _rows_as_text, keyed
 

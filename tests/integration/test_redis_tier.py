@@ -14,9 +14,10 @@ import redis
 
 from pymem import Memory, NewMessage
 from pymem.backends.postgres import PostgresBackend
-from pymem.breaker import CircuitBreaker
-from pymem.cache import CachedBackend, connect_redis, session_key
-from pymem.ratelimit import (
+from pymem.models import ContextRequest
+from pymem.tier.breaker import CircuitBreaker
+from pymem.tier.cache import CachedBackend, connect_redis, session_key
+from pymem.tier.ratelimit import (
     FailoverRateLimiter,
     Limit,
     PostgresRateLimiter,
@@ -53,8 +54,8 @@ def _fill(backend: CachedBackend | PostgresBackend, n: int, session: str = "s") 
 
 def test_second_read_is_a_hit_and_equal(tier: CachedBackend) -> None:
     _fill(tier, 50)
-    first = tier.context("acme", "s", budget=600)
-    second = tier.context("acme", "s", budget=600)
+    first = tier.context("acme", "s", ContextRequest(budget=600))
+    second = tier.context("acme", "s", ContextRequest(budget=600))
     assert second == first
     assert (tier.cache_stats.misses, tier.cache_stats.hits) == (1, 1)
     assert tier.history("acme", "s", page_size=10) == tier.history("acme", "s", page_size=10)
@@ -64,18 +65,18 @@ def test_second_read_is_a_hit_and_equal(tier: CachedBackend) -> None:
 
 def test_reads_see_their_own_writes(tier: CachedBackend) -> None:
     _fill(tier, 5)
-    before = tier.context("acme", "s", budget=1000)
-    tier.append("acme", "s", "assistant", "fresh", tokens=1)
-    after = tier.context("acme", "s", budget=1000)
+    before = tier.context("acme", "s", ContextRequest(budget=1000))
+    tier.append("acme", "s", NewMessage("assistant", "fresh", tokens=1))
+    after = tier.context("acme", "s", ContextRequest(budget=1000))
     assert after.items[-1].content == "fresh" and len(after) == len(before) + 1
     tier.delete_session("acme", "s")
     with pytest.raises(Exception, match="deleted"):
-        tier.context("acme", "s", budget=1000)
+        tier.context("acme", "s", ContextRequest(budget=1000))
 
 
 def test_keys_are_hash_tagged_per_session_and_expire(tier: CachedBackend, redis_url: str) -> None:
     _fill(tier, 3, session="we{ird}:id")
-    tier.context("acme", "we{ird}:id", budget=100)
+    tier.context("acme", "we{ird}:id", ContextRequest(budget=100))
     client = redis.Redis.from_url(redis_url)
     (key,) = client.keys("memory:*")
     assert (
@@ -90,7 +91,7 @@ def test_a_fill_racing_a_write_is_dropped(tier: CachedBackend, redis_url: str) -
     key = session_key("acme", "s")
     client = redis.Redis.from_url(redis_url)
     gen_seen = client.hget(key, "gen") or b""
-    tier.append("acme", "s", "user", "the write in between", tokens=1)  # bumps gen
+    tier.append("acme", "s", NewMessage("user", "the write in between", tokens=1))  # bumps gen
     stored = tier._fill(keys=[key], args=[gen_seen.decode(), "stale", "jold", 60000, 64])
     assert stored == 0 and client.hget(key, "stale") is None
 
@@ -109,20 +110,20 @@ def test_redis_killed_mid_run_loses_nothing(
     tier.events.subscribers.append(lambda name, _: events.append(name))
     try:
         for i in range(20):
-            tier.append("acme", "s", "user", f"before {i}", tokens=1)
-        assert len(tier.context("acme", "s", budget=1000)) == 20
+            tier.append("acme", "s", NewMessage("user", f"before {i}", tokens=1))
+        assert len(tier.context("acme", "s", ContextRequest(budget=1000))) == 20
         redis_server.kill()
         for i in range(20):  # writes keep landing in PostgreSQL
-            tier.append("acme", "s", "user", f"during {i}", tokens=1)
-        window = tier.context("acme", "s", budget=1000)
+            tier.append("acme", "s", NewMessage("user", f"during {i}", tokens=1))
+        window = tier.context("acme", "s", ContextRequest(budget=1000))
         assert len(window) == 40 and window.items[-1].content == "during 19"
         assert events == ["degraded"] and breaker.state == "open"
         redis_server.start()  # back, empty
         clock.now += 6
         for i in range(5):
-            tier.append("acme", "s", "user", f"after {i}", tokens=1)
-        assert len(tier.context("acme", "s", budget=1000)) == 45
-        assert len(tier.context("acme", "s", budget=1000)) == 45
+            tier.append("acme", "s", NewMessage("user", f"after {i}", tokens=1))
+        assert len(tier.context("acme", "s", ContextRequest(budget=1000))) == 45
+        assert len(tier.context("acme", "s", ContextRequest(budget=1000))) == 45
         assert events == ["degraded", "recovered"] and tier.cache_stats.hits >= 1
     finally:
         tier.close()
@@ -141,14 +142,17 @@ def test_stale_window_is_never_served_after_a_missed_invalidation(dsn: str, redi
     )
     admin = redis.Redis.from_url(redis_url)
     try:
-        tier.append("acme", "s", "user", "old", tokens=1)
-        assert [i.content for i in tier.context("acme", "s", budget=100)] == ["old"]
+        tier.append("acme", "s", NewMessage("user", "old", tokens=1))
+        assert [i.content for i in tier.context("acme", "s", ContextRequest(budget=100))] == ["old"]
         admin.execute_command("CLIENT", "PAUSE", "600", "WRITE")
-        tier.append("acme", "s", "user", "new", tokens=1)  # invalidation times out
+        tier.append("acme", "s", NewMessage("user", "new", tokens=1))  # invalidation times out
         assert breaker.state == "open"
         time.sleep(0.7)  # the pause ends; the cached ["old"] window is still in Redis
         clock.now += 2
-        assert [i.content for i in tier.context("acme", "s", budget=100)] == ["old", "new"]
+        assert [i.content for i in tier.context("acme", "s", ContextRequest(budget=100))] == [
+            "old",
+            "new",
+        ]
     finally:
         tier.close()
 
@@ -241,11 +245,15 @@ def test_tier_and_limits_on_a_three_master_cluster(dsn: str, cluster: RedisClust
         owners = {client.get_node_from_key(session_key("acme", s)).port for s in sessions}
         assert len(slots) == 30 and len(owners) == 3
         for s in sessions:
-            tier.append("acme", s, "user", f"hello {s}", tokens=2)
-            assert tier.context("acme", s, budget=10).items[0].content == f"hello {s}"
-            assert tier.context("acme", s, budget=10).items[0].content == f"hello {s}"
-            tier.append("acme", s, "assistant", "reply", tokens=1)
-            assert [i.content for i in tier.context("acme", s, budget=10)] == [
+            tier.append("acme", s, NewMessage("user", f"hello {s}", tokens=2))
+            assert (
+                tier.context("acme", s, ContextRequest(budget=10)).items[0].content == f"hello {s}"
+            )
+            assert (
+                tier.context("acme", s, ContextRequest(budget=10)).items[0].content == f"hello {s}"
+            )
+            tier.append("acme", s, NewMessage("assistant", "reply", tokens=1))
+            assert [i.content for i in tier.context("acme", s, ContextRequest(budget=10))] == [
                 f"hello {s}",
                 "reply",
             ]
@@ -262,14 +270,15 @@ def test_standalone_backend_expires_sessions_and_orders_writers(redis_url: str) 
     backend = RedisBackend.from_url(redis_url)
     try:
         backend.configure_tenant("acme", default_ttl=timedelta(minutes=5))
-        backend.append("acme", "short", "user", "soon gone", tokens=2)
+        backend.append("acme", "short", NewMessage("user", "soon gone", tokens=2))
         client = redis.Redis.from_url(redis_url)
         ttls = [client.pttl(k) for k in client.keys("memory:{acme:short}:*")]
         assert ttls and all(0 < t <= 300_000 for t in ttls)
 
         def writer(w: int) -> list[int]:
             return [
-                backend.append("acme", "hot", "user", f"w{w}-{i}", tokens=1).seq for i in range(100)
+                backend.append("acme", "hot", NewMessage("user", f"w{w}-{i}", tokens=1)).seq
+                for i in range(100)
             ]
 
         with ThreadPoolExecutor(8) as pool:

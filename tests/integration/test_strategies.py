@@ -8,6 +8,7 @@ import pytest
 
 from pymem import errors
 from pymem.backends.base import MemoryBackend
+from pymem.models import ContextRequest, NewMessage
 
 T, S = "acme", "s-1"
 TOPICS = ["tent", "pole", "invoice", "garden", "violin", "marathon", "passport", "bakery"]
@@ -19,9 +20,11 @@ def _conversation(backend: MemoryBackend, n: int = 60, tokens: int = 10) -> None
         backend.append(
             T,
             S,
-            "user" if i % 2 else "assistant",
-            f"turn {i} talks about the {topic} and nothing else",
-            tokens=tokens,
+            NewMessage(
+                "user" if i % 2 else "assistant",
+                f"turn {i} talks about the {topic} and nothing else",
+                tokens=tokens,
+            ),
         )
 
 
@@ -34,10 +37,9 @@ def test_never_over_budget_and_in_order(backend: MemoryBackend, strategy: str) -
         window = backend.context(
             T,
             S,
-            budget=budget,
-            query="violin passport",
-            strategy=strategy,
-            message_overhead=overhead,
+            ContextRequest(
+                budget=budget, query="violin passport", strategy=strategy, message_overhead=overhead
+            ),
         )
         assert window.tokens <= budget
         parts = [i.part for i in window]
@@ -49,7 +51,7 @@ def test_never_over_budget_and_in_order(backend: MemoryBackend, strategy: str) -
 def test_hybrid_recalls_old_relevant_turns(backend: MemoryBackend) -> None:
     _conversation(backend)
     window = backend.context(
-        T, S, budget=120, query="Which violin did they mention?", strategy="hybrid"
+        T, S, ContextRequest(budget=120, query="Which violin did they mention?", strategy="hybrid")
     )
     recalled = [i for i in window if i.part == "recall"]
     recent = [i for i in window if i.part == "recent"]
@@ -61,8 +63,8 @@ def test_hybrid_recalls_old_relevant_turns(backend: MemoryBackend) -> None:
 
 def test_hybrid_without_query_or_digests_is_recent(backend: MemoryBackend) -> None:
     _conversation(backend)
-    hybrid = backend.context(T, S, budget=200, strategy="hybrid")
-    recent = backend.context(T, S, budget=200, strategy="recent")
+    hybrid = backend.context(T, S, ContextRequest(budget=200, strategy="hybrid"))
+    recent = backend.context(T, S, ContextRequest(budget=200, strategy="recent"))
     assert [i.seq for i in hybrid] == [i.seq for i in recent], "unused shares flow on"
 
 
@@ -80,7 +82,7 @@ def test_summary_covers_every_dropped_turn(backend: MemoryBackend) -> None:
         )
     backend.add_summary(T, S, level=2, seq_from=1, seq_to=80, content="all of it", tokens=25)
     for budget in (100, 200, 400, 800):
-        window = backend.context(T, S, budget=budget, strategy="summary")
+        window = backend.context(T, S, ContextRequest(budget=budget, strategy="summary"))
         digests = [i for i in window if i.part == "summary"]
         verbatim = {i.seq for i in window if i.part == "recent"}
         first_verbatim = min(verbatim) if verbatim else 81
@@ -106,11 +108,13 @@ def test_summary_prefers_fine_digests_when_they_fit(backend: MemoryBackend) -> N
             tokens=30,
         )
     backend.add_summary(T, S, level=2, seq_from=1, seq_to=80, content="all of it", tokens=25)
-    coarse = backend.context(T, S, budget=100, strategy="summary", summary_share=0.3)
+    coarse = backend.context(
+        T, S, ContextRequest(budget=100, strategy="summary", summary_share=0.3)
+    )
     assert [i.content for i in coarse if i.part == "summary"] == ["all of it"]
     # 450 tokens of recent turns reach back to turn 36: the digests of 1-20
     # and 21-40 replace the coarse one, the later ones would repeat verbatim turns.
-    fine = backend.context(T, S, budget=600, strategy="summary", summary_share=0.25)
+    fine = backend.context(T, S, ContextRequest(budget=600, strategy="summary", summary_share=0.25))
     assert [i.content for i in fine if i.part == "summary"] == ["digest of 1", "digest of 21"]
 
 
@@ -127,14 +131,16 @@ def test_level_one_digests_must_continue(backend: MemoryBackend) -> None:
 def test_shares_are_validated(backend: MemoryBackend) -> None:
     _conversation(backend, n=3)
     with pytest.raises(errors.InvalidArgument):
-        backend.context(T, S, budget=10, strategy="hybrid", summary_share=0.7, recent_share=0.5)
+        backend.context(
+            T, S, ContextRequest(budget=10, strategy="hybrid", summary_share=0.7, recent_share=0.5)
+        )
     with pytest.raises(errors.InvalidArgument):
-        backend.context(T, S, budget=10, strategy="hybrid", recent_share=-0.1)
+        backend.context(T, S, ContextRequest(budget=10, strategy="hybrid", recent_share=-0.1))
 
 
 def test_recall_ranks_rare_words_first(backend: MemoryBackend) -> None:
     _conversation(backend)
-    backend.append(T, S, "user", "my quokka photo from the zoo", tokens=6)
+    backend.append(T, S, NewMessage("user", "my quokka photo from the zoo", tokens=6))
     found = backend.recall(T, S, "show the quokka", max_rows=3)
     assert found[0].content == "my quokka photo from the zoo"
     assert found[0].text_rank == 1 and found[0].vector_rank is None
@@ -144,12 +150,12 @@ def test_recall_ranks_rare_words_first(backend: MemoryBackend) -> None:
 
 
 def test_recall_fuses_embeddings(backend: MemoryBackend) -> None:
-    from pymem.embed import HashingEmbedder
+    from pymem.context.embed import HashingEmbedder
 
     embedder = HashingEmbedder(1536)
     texts = ["the violin lesson went well", "we bought bread", "the cello is out of tune"]
     for text, vector in zip(texts, embedder.embed(texts), strict=True):
-        backend.append(T, S, "user", text, tokens=6, embedding=vector)
+        backend.append(T, S, NewMessage("user", text, tokens=6, embedding=vector))
     (query_vector,) = embedder.embed(["violin lesson"])
     found = backend.recall(T, S, "violin", query_embedding=query_vector, max_rows=3)
     assert found[0].content == "the violin lesson went well"
@@ -161,7 +167,7 @@ def test_recall_fuses_embeddings(backend: MemoryBackend) -> None:
 def test_digests_start_at_the_oldest_kept_turn_after_trimming(backend: MemoryBackend) -> None:
     _conversation(backend, n=10)
     backend.configure_session(T, S, max_messages=4)
-    backend.append(T, S, "user", "one more", tokens=1)  # trims turns 1..7
+    backend.append(T, S, NewMessage("user", "one more", tokens=1))  # trims turns 1..7
     with pytest.raises(errors.SummaryRangeInvalid):
         backend.add_summary(T, S, level=1, seq_from=1, seq_to=9, content="gone", tokens=1)
     backend.add_summary(T, S, level=1, seq_from=8, seq_to=9, content="kept", tokens=1)

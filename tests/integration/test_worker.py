@@ -14,10 +14,10 @@ import pytest
 
 from pymem import Memory, errors
 from pymem.backends.postgres import PostgresBackend
-from pymem.embed import HashingEmbedder
+from pymem.context.embed import HashingEmbedder
+from pymem.context.summarize import ExtractiveSummarizer
 from pymem.models import ClaimedJob, StoredMessage, Summary
-from pymem.summarize import ExtractiveSummarizer
-from pymem.worker import Worker
+from pymem.ops.worker import Worker
 
 TOPICS = ["tent", "pole", "invoice", "garden", "violin", "marathon", "passport", "bakery"]
 

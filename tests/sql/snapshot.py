@@ -93,14 +93,14 @@ def snapshot(conn: psycopg.Connection[object]) -> list[str]:
 
 
 def main() -> None:
-    from pymem.embedded import EmbeddedPostgres
+    from pymem.db.embedded import EmbeddedPostgres
 
     with (
         EmbeddedPostgres.temporary("pymem-snapshot-") as server,
         psycopg.connect(server.dsn()) as conn,
     ):
         if "--sql-reference" in sys.argv:
-            from pymem.sqlref import render
+            from pymem.db.sqlref import render
 
             sys.stdout.write(render(conn))
         else:

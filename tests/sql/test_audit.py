@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from pymem.audit import CheckpointInvalid, checkpoint, verify_checkpoint
+from pymem.security.audit import CheckpointInvalid, checkpoint, verify_checkpoint
 
 KEY = b"audit-test-key"
 COLUMNS = ["at", "actor", "action", "object", "object_key", "details", "prev_hash", "hash"]

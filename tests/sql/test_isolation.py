@@ -582,7 +582,7 @@ def test_an_app_login_can_use_the_whole_python_api_for_its_tenant(
 
     from pymem import NewMessage
     from pymem.errors import TenantAccessDenied as Denied
-    from pymem.ratelimit import Limit, RateLimits
+    from pymem.tier.ratelimit import Limit, RateLimits
 
     limits = RateLimits(per_session=Limit(100, timedelta(minutes=1)))
     with Memory.connect(world["iso_app"], rate_limits=limits) as mem:

@@ -8,8 +8,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pymem._paths import migrations_dir
-from pymem.migrate import apply_sql, migrate, pending_migrations, rollback
+from pymem.db.migrate import apply_sql, migrate, pending_migrations, rollback
+from pymem.db.paths import migrations_dir
 
 from .snapshot import snapshot
 
@@ -134,7 +134,7 @@ def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
 
 
 def test_sql_reference_is_up_to_date(dsn: str) -> None:
-    from pymem.sqlref import ERROR_MEANINGS, render
+    from pymem.db.sqlref import ERROR_MEANINGS, render
 
     with psycopg.connect(dsn) as conn:
         rendered = render(conn)

@@ -14,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pymem._http import RetryPolicy, UpstreamError, parse_retry_after
-from pymem.embed import OpenAIEmbedder
+from pymem.context.embed import OpenAIEmbedder
+from pymem.context.http import RetryPolicy, UpstreamError, parse_retry_after
+from pymem.context.summarize import ChatSummarizer
 from pymem.models import StoredMessage
-from pymem.summarize import ChatSummarizer
 
 
 class FakeAPI:

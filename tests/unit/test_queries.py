@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pymem._queries import QUERIES, parse_queries
+from pymem.db.queries import QUERIES, parse_queries
 
 ROOT = Path(__file__).parents[2]
 
@@ -29,7 +29,7 @@ def test_parse_keeps_bodies_and_drops_comments() -> None:
 def test_every_defined_query_is_used_and_every_used_query_defined() -> None:
     source = "\n".join(p.read_text() for p in (ROOT / "pymem").rglob("*.py"))
     used = set(re.findall(r'QUERIES\["([a-z_]+)"\]', source))
-    used |= set(re.findall(r'_(?:rows|scalar)\(\s*"([a-z_]+)"', source))
+    used |= set(re.findall(r'_(?:rows|scalar|tuples)\(\s*"([a-z_]+)"', source))
     defined = set(QUERIES)
     assert used - defined == set(), "used but not defined in queries.sql"
     # schema_version is read by tooling, everything else by the backends

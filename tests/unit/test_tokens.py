@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from pymem import errors
-from pymem.tokens import CallableCounter, TiktokenCounter, TokenCounter, counter_for
+from pymem.context.tokens import CallableCounter, TiktokenCounter, TokenCounter, counter_for
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from typing import Any
 import jinja2
 import psycopg
 
-from .errors import error_for_sqlstate, sql_error_codes
+from ..errors import error_for_sqlstate, sql_error_codes
 
 _VOLATILITY = {"i": "immutable", "s": "stable", "v": "volatile"}
 
@@ -33,6 +33,7 @@ ERROR_MEANINGS = {
     "ME017": "the transaction does not act for this tenant (unset, another, or not granted)",
     "ME018": "master key missing, malformed or not the one that wrapped the data key",
     "ME019": "personal data that the tenant's policy blocks",
+    "ME020": "the session expired (its expires_at has passed)",
 }
 
 
@@ -80,7 +81,7 @@ def function_docs(conn: psycopg.Connection[Any]) -> list[FunctionDoc]:
 
 def render(conn: psycopg.Connection[Any]) -> str:
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resources.files("pymem") / "templates")),
+        loader=jinja2.FileSystemLoader(str(resources.files("pymem.db") / "templates")),
         keep_trailing_newline=True,
         autoescape=False,
     )

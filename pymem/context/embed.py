@@ -18,8 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from ._http import RetryPolicy, UpstreamError, post_json
-from .backends._ranking import STOPWORDS
+from .http import RetryPolicy, UpstreamError, post_json
+from .ranking import STOPWORDS
 
 _WORD = re.compile(r"\w+")
 

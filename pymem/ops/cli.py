@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .config import Settings
-from .errors import PymemError
+from ..config import Settings
+from ..errors import PymemError
 
 app = typer.Typer(
     help="pymem: conversational memory for LLM applications, in PostgreSQL.",
@@ -33,7 +33,7 @@ EmbeddedOption = Annotated[
 
 def _dsn(dsn: str | None, embedded: bool = False) -> str:
     if embedded:
-        from .embedded import EmbeddedPostgres
+        from ..db.embedded import EmbeddedPostgres
 
         return EmbeddedPostgres().start().dsn()
     found = dsn or Settings.from_env().dsn
@@ -62,7 +62,7 @@ def migrate(
     ] = None,
 ) -> None:
     """Apply pending migrations, then re-apply every sql/ file (safe to repeat)."""
-    from .migrate import migrate as run
+    from ..db.migrate import migrate as run
 
     try:
         report = run(_dsn(dsn, embedded), embedding_dim=embedding_dim)
@@ -83,7 +83,7 @@ def rollback(
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Roll back pymem migrations. Rolling back the core tables DELETES all data."""
-    from .migrate import rollback as run
+    from ..db.migrate import rollback as run
 
     target = _dsn(dsn)
     if not yes:
@@ -106,11 +106,13 @@ def demo(
         str | None, typer.Option(help="Folder of the embedded cluster (default: PYMEM_HOME).")
     ] = None,
 ) -> None:
-    """A scripted support conversation: appends, budgeted context windows, stats."""
+    """A scripted support conversation: appends, budgeted context windows, stats.
+
+    Runs against --dsn or $PYMEM_DSN when given, else the embedded cluster."""
     from .demo import run_demo
 
     try:
-        run_demo(console, dsn=dsn, home=home)
+        run_demo(console, dsn=dsn or Settings.from_env().dsn, home=home)
     except PymemError as exc:
         _fail(exc)
 
@@ -131,7 +133,7 @@ def stats(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
 ) -> None:
     """Sessions, messages and tokens per tenant."""
-    from .backends.postgres import PostgresBackend
+    from ..backends.postgres import PostgresBackend
 
     backend = PostgresBackend(_dsn(dsn, embedded), max_size=1)
     try:
@@ -168,7 +170,7 @@ def maintain(
         with psycopg.connect(_dsn(dsn, embedded), autocommit=True) as conn:
             row = conn.execute("select * from memory.maintain(%s)", (months_ahead,)).fetchone()
     except psycopg.Error as exc:
-        from .errors import translate
+        from ..errors import translate
 
         mapped = translate(exc)
         if mapped is None:
@@ -197,18 +199,21 @@ def worker(
     """Drain the job queue: digests of long sessions and message embeddings."""
     import os
 
-    from .backends.postgres import PostgresBackend
-    from .embed import Embedder, HashingEmbedder, OpenAIEmbedder
-    from .summarize import ChatSummarizer, ExtractiveSummarizer, Summarizer
+    from ..client import Memory
+    from ..context.embed import Embedder, HashingEmbedder, OpenAIEmbedder
+    from ..context.summarize import ChatSummarizer, ExtractiveSummarizer, Summarizer
     from .worker import Worker
 
     env = os.environ
-    # Encrypting tenants' turns are read and their digests sealed: the worker
-    # takes the master key from PYMEM_MASTER_KEY like the application does.
-    from .keys import keyed_dsn
-
-    url, _ = keyed_dsn(_dsn(dsn, embedded), None)
-    backend = PostgresBackend(url, max_size=2).open()
+    # Encrypting tenants' turns are read and their digests sealed with the
+    # master key of PYMEM_MASTER_KEY, and with PYMEM_REDIS set the cached
+    # windows of the sessions it changes are invalidated: Memory.connect reads
+    # both, as it does for the application.
+    try:
+        memory = Memory.connect(_dsn(dsn, embedded), max_size=2)
+    except PymemError as exc:
+        _fail(exc)
+        return
     chosen_summarizer: Summarizer = ExtractiveSummarizer()
     if summarizer == "chat":
         chosen_summarizer = ChatSummarizer(
@@ -227,7 +232,7 @@ def worker(
             dimension=dim,
             api_key=env.get("PYMEM_EMBED_API_KEY"),
         )
-    w = Worker(backend, name=name, summarizer=chosen_summarizer, embedder=chosen_embedder)
+    w = Worker(memory, name=name, summarizer=chosen_summarizer, embedder=chosen_embedder)
     console.print(
         f"worker [cyan]{w.name}[/]: {', '.join(w.kinds)} "
         f"(summarizer {chosen_summarizer.name}"
@@ -241,7 +246,7 @@ def worker(
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
-        backend.close()
+        memory.close()
 
 
 audit_app = typer.Typer(help="Verify the audit chain and keep signed checkpoints of it.")
@@ -266,7 +271,7 @@ def audit_checkpoint(
     """Sign every tenant's chain head and append it to a file kept outside the database."""
     import json
 
-    from .audit import checkpoint
+    from ..security.audit import checkpoint
 
     with psycopg.connect(_dsn(dsn)) as conn:
         document = checkpoint(conn, _audit_key())
@@ -285,7 +290,7 @@ def audit_verify(
     """Check every chain, and against a signed checkpoint when given."""
     import json
 
-    from .audit import verify_checkpoint
+    from ..security.audit import verify_checkpoint
 
     with psycopg.connect(_dsn(dsn)) as conn:
         if checkpoint_file:
@@ -316,7 +321,7 @@ BatchOption = Annotated[
 
 
 def _keyed_connection(dsn: str | None, *, previous: bool = False) -> psycopg.Connection[Any]:
-    from .keys import EnvKeyProvider, with_master_key
+    from ..security.keys import EnvKeyProvider, with_master_key
 
     try:
         url = with_master_key(_dsn(dsn), EnvKeyProvider(), previous=previous)
@@ -327,7 +332,7 @@ def _keyed_connection(dsn: str | None, *, previous: bool = False) -> psycopg.Con
 
 
 def _reencrypt(conn: psycopg.Connection[Any], tenant: str, batch: int) -> None:
-    from .encryption import Progress, reencrypt_all
+    from ..security.encryption import Progress, reencrypt_all
 
     def report(step: Progress) -> None:
         console.print(
@@ -344,7 +349,7 @@ def _reencrypt(conn: psycopg.Connection[Any], tenant: str, batch: int) -> None:
 @keys_app.command("generate")
 def keys_generate() -> None:
     """Print a new random master key (64 hex digits) for PYMEM_MASTER_KEY."""
-    from .keys import generate_master_key
+    from ..security.keys import generate_master_key
 
     print(generate_master_key())
 
@@ -357,7 +362,7 @@ def keys_configure(
     batch: BatchOption = 2000,
 ) -> None:
     """Choose how a tenant stores text, then bring its existing rows to it."""
-    from .encryption import configure
+    from ..security.encryption import configure
 
     with _keyed_connection(dsn) as conn:
         try:
@@ -371,7 +376,7 @@ def keys_configure(
 @keys_app.command("rotate")
 def keys_rotate(tenant: TenantOption, dsn: DsnOption = None, batch: BatchOption = 2000) -> None:
     """New data key for a tenant; re-encrypt its rows online; destroy the old key."""
-    from .encryption import rotate
+    from ..security.encryption import rotate
 
     with _keyed_connection(dsn) as conn:
         try:
@@ -384,7 +389,7 @@ def keys_rotate(tenant: TenantOption, dsn: DsnOption = None, batch: BatchOption 
 @keys_app.command("rewrap")
 def keys_rewrap(dsn: DsnOption = None) -> None:
     """Move every data key from PYMEM_PREVIOUS_MASTER_KEY to PYMEM_MASTER_KEY."""
-    from .encryption import rewrap_all
+    from ..security.encryption import rewrap_all
 
     with _keyed_connection(dsn, previous=True) as conn:
         try:
@@ -400,7 +405,7 @@ def keys_rewrap(dsn: DsnOption = None) -> None:
 @keys_app.command("status")
 def keys_status(dsn: DsnOption = None) -> None:
     """Each encrypting tenant's mode, key versions and sessions still to re-encrypt."""
-    from .encryption import status
+    from ..security.encryption import status
 
     with psycopg.connect(_dsn(dsn)) as conn:
         rows = status(conn)
@@ -415,7 +420,7 @@ def keys_status(dsn: DsnOption = None) -> None:
 @app.command("sql-reference")
 def sql_reference(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> None:
     """Print the SQL reference (Markdown) generated from the function comments."""
-    from .sqlref import render
+    from ..db.sqlref import render
 
     with psycopg.connect(_dsn(dsn, embedded)) as conn:
         sys.stdout.write(render(conn))
@@ -424,7 +429,7 @@ def sql_reference(dsn: DsnOption = None, embedded: EmbeddedOption = False) -> No
 @app.command("embedded-stop")
 def embedded_stop() -> None:
     """Stop the embedded cluster (its data stays for the next start)."""
-    from .embedded import EmbeddedPostgres
+    from ..db.embedded import EmbeddedPostgres
 
     EmbeddedPostgres().stop()
     console.print("embedded PostgreSQL stopped")

@@ -13,7 +13,7 @@ from typing import Final, Protocol, runtime_checkable
 
 import tiktoken
 
-from .errors import InvalidArgument
+from ..errors import InvalidArgument
 
 # Where tiktoken looks for each encoding's rank file, and the SHA-256 it expects.
 _RANK_FILES: Final[dict[str, tuple[str, str]]] = {

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from .backends.postgres import PostgresBackend
-from .client import Memory
-from .models import ContextWindow
+from ..backends.postgres import PostgresBackend
+from ..client import Memory
+from ..models import ContextWindow
 
 SCRIPT: tuple[tuple[str, str], ...] = (
     ("system", "You are Nova, the support assistant of Acme Outdoor. Be brief and kind."),

@@ -40,7 +40,7 @@ def parse_queries(text: str) -> dict[str, str]:
 
 
 def _load() -> Mapping[str, LiteralString]:
-    text = resources.files("pymem").joinpath("queries.sql").read_text(encoding="utf-8")
+    text = resources.files("pymem.db").joinpath("queries.sql").read_text(encoding="utf-8")
     # The file ships inside the package: its text is as literal as source code.
     return MappingProxyType(parse_queries(text))
 

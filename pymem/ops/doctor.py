@@ -9,8 +9,8 @@ import psycopg
 from rich.console import Console
 from rich.table import Table
 
-from .config import Settings
-from .migrate import pending_migrations
+from ..config import Settings
+from ..db.migrate import pending_migrations
 
 API_FUNCTIONS = (
     "append",

@@ -145,6 +145,38 @@ def summary_cover(summaries: Sequence[Summary], upto: int, budget: int) -> list[
     return sorted(cover, key=lambda d: d.seq_from)
 
 
+def fit_cover(cover: Sequence[Summary], budget: int, overhead: int) -> list[Summary]:
+    """The newest digests of ``cover`` that fit ``budget`` with their overhead."""
+    if sum(d.tokens + overhead for d in cover) <= budget:
+        return list(cover)
+    kept: list[Summary] = []
+    used = 0
+    for d in sorted(cover, key=lambda x: -x.seq_to):
+        if used + d.tokens + overhead > budget:
+            break
+        kept.append(d)
+        used += d.tokens + overhead
+    return sorted(kept, key=lambda d: d.seq_from)
+
+
+def fit_recalled(
+    found: Sequence[tuple[StoredMessage, float, int | None, int | None]],
+    budget: int,
+    overhead: int,
+) -> list[tuple[StoredMessage, float]]:
+    """Recalled turns, best first, that fit ``budget`` (memory.context's recall part)."""
+    picked: list[tuple[StoredMessage, float]] = []
+    used = 0
+    for message, score, _, _ in found:
+        if used + message.tokens + overhead > budget:
+            continue
+        picked.append((message, score))
+        used += message.tokens + overhead
+        if budget - used < overhead + 1:
+            break
+    return picked
+
+
 def tail(
     messages: Sequence[StoredMessage],
     budget: int,

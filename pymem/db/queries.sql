@@ -4,6 +4,10 @@
 -- tenant guard read it): set_config in FROM, whose result the function takes
 -- as its tenant, so it runs first, in the same statement and round trip.
 
+-- name: set_tenant
+-- Act for a tenant until the end of the current transaction (for your own SQL).
+select set_config('pymem.tenant', %(tenant)s, true);
+
 -- name: append
 -- Store one message; returns (seq, created_at, duplicate).
 select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
@@ -21,8 +25,9 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     messages => array(
         select row(m.role, m.content, m.tokens, m.metadata, m.embedding::public.vector,
                    m.idempotency_key)::memory.message_input
-          from unnest(%(roles)s::text[], %(contents)s::text[], %(tokens)s::integer[],
-                      %(metadatas)s::jsonb[], %(embeddings)s::text[], %(keys)s::text[])
+          from unnest(%(roles)s::text[], %(contents)s::text[], %(token_counts)s::integer[],
+                      %(metadatas)s::jsonb[], %(embeddings)s::text[],
+                      %(idempotency_keys)s::text[])
                with ordinality as m (role, content, tokens, metadata, embedding,
                                      idempotency_key, ord)
          order by m.ord),
@@ -194,3 +199,9 @@ select memory.configure_pii(t.tenant, %(policy)s::jsonb)
 -- A tenant's personal data policy.
 select memory.pii_policy(t.tenant)
   from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
+
+-- name: rate_limit
+-- Take `cost` units of one limit (GCRA); returns (allowed, retry_after, remaining).
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.rate_limit(t.tenant, %(key)s, %(count)s::integer, %(period)s::interval,
+                       %(cost)s::integer) as r;

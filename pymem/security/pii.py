@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from .errors import InvalidArgument, PiiBlocked, PymemError
-from .models import NewMessage
+from ..errors import InvalidArgument, PiiBlocked, PymemError
+from ..models import NewMessage
 
 ACTIONS = frozenset({"off", "redact", "mask", "block", "tag"})
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -221,13 +221,6 @@ class PiiFilter:
             )
         return reader
 
-    def policy_for(self, tenant: str, backend: Any) -> dict[str, str]:
-        """The policy for ``tenant``: fixed, cached, or read from the backend."""
-        found = self.cached_policy(tenant)
-        if found is not None:
-            return found
-        return self.remember(tenant, self.policy_reader(backend)(tenant))
-
     def scrub(
         self, text: str, metadata: Mapping[str, Any] | None, policy: Mapping[str, str]
     ) -> tuple[str, dict[str, Any] | None]:
@@ -251,6 +244,9 @@ def scrub_batch(
     """:meth:`PiiFilter.scrub` applied to every message of a batch."""
     out = []
     for message in messages:
+        if not isinstance(message.content, str):  # the backend rejects it with a typed error
+            out.append(message)
+            continue
         content, metadata = pii.scrub(message.content, message.metadata, policy)
         out.append(replace(message, content=content, metadata=metadata))
     return out

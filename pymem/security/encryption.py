@@ -14,8 +14,8 @@ from typing import Any
 
 import psycopg
 
-from .backends.postgres import SET_TENANT
-from .errors import translate_errors
+from ..db.queries import QUERIES
+from ..errors import translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,7 @@ class TenantKeys:
 
 def _in_tenant(conn: psycopg.Connection[Any], tenant: str, query: Any, args: Any) -> Any:
     with conn.transaction():
-        conn.execute(SET_TENANT, (tenant,))
+        conn.execute(QUERIES["set_tenant"], {"tenant": tenant})
         return conn.execute(query, args).fetchall()
 
 

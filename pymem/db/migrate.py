@@ -17,8 +17,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import get_backend, read_migrations
 
-from ._paths import migrations_dir, sql_files
-from .errors import translate_errors
+from ..errors import translate_errors
+from .paths import migrations_dir, sql_files
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from .errors import PymemError
+from ..errors import PymemError
 
 
 class CheckpointInvalid(PymemError):

@@ -24,8 +24,8 @@ from typing import Protocol, runtime_checkable
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .config import Settings
-from .errors import KeyUnavailable
+from ..config import Settings
+from ..errors import KeyUnavailable
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 KEY_BYTES = 32

@@ -18,13 +18,14 @@ from datetime import timedelta
 
 import psycopg
 
-from .backends.postgres import PostgresBackend
-from .client import Memory
-from .embed import Embedder
-from .errors import PymemError
-from .models import ClaimedJob, StoredMessage, Summary
-from .summarize import ExtractiveSummarizer, Summarizer
-from .tokens import TokenCounter
+from ..backends.postgres import PostgresBackend
+from ..client import Memory
+from ..context.embed import Embedder
+from ..context.summarize import ExtractiveSummarizer, Summarizer
+from ..context.tokens import TokenCounter
+from ..errors import PymemError
+from ..models import ClaimedJob, StoredMessage, Summary
+from ..tier.cache import CachedBackend
 
 log = logging.getLogger("pymem.worker")
 
@@ -49,13 +50,20 @@ class Worker:
         digest_ratio: float = 0.2,
         max_digest_tokens: int = 300,
     ) -> None:
-        backend = memory.backend if isinstance(memory, Memory) else memory
-        if not isinstance(backend, PostgresBackend):
+        store = memory.backend if isinstance(memory, Memory) else memory
+        # Digests and embeddings are written through the store, so that with
+        # the Redis tier the cached windows of the session are invalidated;
+        # the job queue is read from PostgreSQL itself.
+        self.store: PostgresBackend | CachedBackend
+        if isinstance(store, CachedBackend):
+            self.store, self.backend = store, store.backend
+        elif isinstance(store, PostgresBackend):
+            self.store = self.backend = store
+        else:
             raise PymemError(
                 "pymem: the worker needs a PostgreSQL store (Memory.connect)",
-                hint="in-memory stores have no job queue",
+                hint="in-memory and Redis-only stores have no job queue",
             )
-        self.backend = backend
         counter: TokenCounter | None = memory.counter if isinstance(memory, Memory) else None
         self.counter = counter or ExtractiveSummarizer().counter
         self.name = name or _default_name()
@@ -151,7 +159,7 @@ class Worker:
         self, tenant: str, session: str, turns: Sequence[StoredMessage], tokens: int
     ) -> None:
         text = self.summarizer.summarize(turns, max_tokens=self._digest_budget(tokens))
-        self.backend.add_summary(
+        self.store.add_summary(
             tenant,
             session,
             level=1,
@@ -189,7 +197,7 @@ class Worker:
     ) -> None:
         budget = self._digest_budget(sum(d.tokens for d in group))
         text = self.summarizer.combine(group, max_tokens=budget)
-        self.backend.add_summary(
+        self.store.add_summary(
             tenant,
             session,
             level=level,
@@ -208,6 +216,6 @@ class Worker:
             if not todo:
                 return
             vectors = embedder.embed([content for _, content in todo])
-            self.backend.set_embeddings(tenant, session, [seq for seq, _ in todo], vectors)
+            self.store.set_embeddings(tenant, session, [seq for seq, _ in todo], vectors)
             if len(todo) < batch:
                 return

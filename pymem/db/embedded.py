@@ -28,7 +28,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .errors import EmbeddedUnavailable
+from ..errors import EmbeddedUnavailable
 
 _INSTALL_HINT = (
     "install the server (Debian/Ubuntu: apt-get install postgresql-15 postgresql-contrib; "

@@ -1,4 +1,4 @@
-"""Parameters and result shapes of each SQL call, shared by the sync and async backends.
+"""Parameters of each SQL call, shared by the async and sync PostgreSQL backends.
 
 Each builder validates what only Python can see (NUL characters, lone
 surrogates, non-serializable metadata) and returns the named parameters of
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from ..models import NewMessage
+from ..models import ContextRequest, NewMessage
 from ..validation import check_text, metadata_json, vector_literal
 
 
@@ -23,27 +23,28 @@ def _ident(name: str, value: Any) -> Any:
     return check_text(name, value) if isinstance(value, str) else value
 
 
+def session_params(tenant: str, session: str) -> dict[str, Any]:
+    return {"tenant": _ident("tenant", tenant), "session": _ident("session", session)}
+
+
+def message_params(message: NewMessage) -> dict[str, Any]:
+    """One ``memory.message_input``'s fields, checked and encoded for the server."""
+    return {
+        "role": _ident("role", message.role),
+        "content": _ident("content", message.content),
+        "tokens": message.tokens,
+        "metadata": metadata_json(message.metadata),
+        "embedding": vector_literal(message.embedding),
+        "idempotency_key": _opt_text("idempotency_key", message.idempotency_key),
+    }
+
+
 def append_params(
-    tenant: str,
-    session: str,
-    role: str,
-    content: str,
-    *,
-    tokens: int | None,
-    metadata: Mapping[str, Any] | None,
-    embedding: Sequence[float] | None,
-    idempotency_key: str | None,
-    user_id: str | None,
+    tenant: str, session: str, message: NewMessage, user_id: str | None
 ) -> dict[str, Any]:
     return {
-        "tenant": _ident("tenant", tenant),
-        "session": _ident("session", session),
-        "role": _ident("role", role),
-        "content": _ident("content", content),
-        "tokens": tokens,
-        "metadata": metadata_json(metadata),
-        "embedding": vector_literal(embedding),
-        "idempotency_key": _opt_text("idempotency_key", idempotency_key),
+        **session_params(tenant, session),
+        **message_params(message),
         "user_id": _opt_text("user_id", user_id),
     }
 
@@ -51,44 +52,36 @@ def append_params(
 def append_many_params(
     tenant: str, session: str, messages: Sequence[NewMessage], user_id: str | None
 ) -> dict[str, Any]:
+    """The batch as one array per field (unnested into message_input rows by SQL)."""
+    rows = [message_params(m) for m in messages]
     return {
-        "tenant": _ident("tenant", tenant),
-        "session": _ident("session", session),
-        "roles": [_ident("role", m.role) for m in messages],
-        "contents": [_ident("content", m.content) for m in messages],
-        "tokens": [m.tokens for m in messages],
-        "metadatas": [metadata_json(m.metadata) for m in messages],
-        "embeddings": [vector_literal(m.embedding) for m in messages],
-        "keys": [_opt_text("idempotency_key", m.idempotency_key) for m in messages],
+        **session_params(tenant, session),
+        **{column: [r[field] for r in rows] for field, column in _BATCH_COLUMNS.items()},
         "user_id": _opt_text("user_id", user_id),
     }
 
 
-def session_params(tenant: str, session: str) -> dict[str, Any]:
-    return {"tenant": _ident("tenant", tenant), "session": _ident("session", session)}
+# message_input field -> the array parameter that carries it in a batch.
+_BATCH_COLUMNS = {
+    "role": "roles",
+    "content": "contents",
+    "tokens": "token_counts",
+    "metadata": "metadatas",
+    "embedding": "embeddings",
+    "idempotency_key": "idempotency_keys",
+}
 
 
-def context_params(
-    tenant: str,
-    session: str,
-    *,
-    budget: int,
-    query: str | None,
-    query_embedding: Sequence[float] | None,
-    strategy: str,
-    message_overhead: int,
-    summary_share: float | None = None,
-    recent_share: float | None = None,
-) -> dict[str, Any]:
+def context_params(tenant: str, session: str, request: ContextRequest) -> dict[str, Any]:
     return {
         **session_params(tenant, session),
-        "budget": budget,
-        "query": _opt_text("query", query),
-        "query_embedding": vector_literal(query_embedding),
-        "strategy": _ident("strategy", strategy),
-        "message_overhead": message_overhead,
-        "summary_share": summary_share,
-        "recent_share": recent_share,
+        "budget": request.budget,
+        "query": _opt_text("query", request.query),
+        "query_embedding": vector_literal(request.query_embedding),
+        "strategy": _ident("strategy", request.strategy),
+        "message_overhead": request.message_overhead,
+        "summary_share": request.summary_share,
+        "recent_share": request.recent_share,
     }
 
 
@@ -180,3 +173,11 @@ def configure_tenant_params(
         "max_tokens": max_tokens,
         "default_ttl": default_ttl,
     }
+
+
+def subject_params(tenant: str, user_id: str) -> dict[str, Any]:
+    return {"tenant": tenant, "user_id": check_text("user_id", user_id)}
+
+
+def job_params(tenant: str, session: str, kind: str, worker: str) -> dict[str, Any]:
+    return {"tenant": tenant, "session": session, "kind": kind, "worker": worker}

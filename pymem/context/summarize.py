@@ -15,9 +15,9 @@ from typing import Protocol, runtime_checkable
 
 import httpx
 
-from ._http import RetryPolicy, UpstreamError, post_json
-from .backends._ranking import STOPWORDS
-from .models import StoredMessage, Summary
+from ..models import StoredMessage, Summary
+from .http import RetryPolicy, UpstreamError, post_json
+from .ranking import STOPWORDS
 from .tokens import TiktokenCounter, TokenCounter
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")

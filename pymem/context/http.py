@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .errors import PymemError
+from ..errors import PymemError
 
 
 class UpstreamError(PymemError):

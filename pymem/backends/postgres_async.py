@@ -1,0 +1,380 @@
+"""The PostgreSQL backend: every method is one call of a ``memory.*`` function.
+
+:mod:`pymem.backends.postgres_async` is the source and
+:mod:`pymem.backends.postgres` its generated sync twin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, Final, TypeVar
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from ..db.queries import QUERIES
+from ..errors import translate_errors
+from ..models import (
+    AppendResult,
+    ClaimedJob,
+    ContextItem,
+    ContextRequest,
+    ContextWindow,
+    NewMessage,
+    RecalledMessage,
+    SessionInfo,
+    StoredMessage,
+    Summary,
+    TenantStats,
+)
+from ..security.pii import check_policy
+from ..validation import vector_literal
+from . import calls
+from .rows import open_failed, row_factory, window
+
+T = TypeVar("T")
+
+_CONNECTION_KWARGS: Final[Mapping[str, Any]] = {"autocommit": True, "prepare_threshold": 0}
+
+
+class AsyncPostgresBackend:
+    """A backend over a psycopg 3 connection pool.
+
+    The constructor does no I/O; :meth:`open` (called by ``AsyncMemory.connect``)
+    opens the pool and waits for the first connection.
+    """
+
+    def __init__(
+        self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+    ) -> None:
+        self.dsn = dsn
+        self._pool = AsyncConnectionPool(
+            dsn,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            kwargs=dict(_CONNECTION_KWARGS),
+            open=False,
+            name="pymem",
+        )
+
+    async def open(self, *, wait: bool = True, timeout: float = 10.0) -> AsyncPostgresBackend:
+        """Open the pool; fail at once, with the server's reason, when it is unreachable."""
+        try:
+            probe = await psycopg.AsyncConnection.connect(
+                self.dsn, connect_timeout=max(1, int(timeout))
+            )
+            await probe.close()
+        except psycopg.OperationalError as exc:
+            raise open_failed(exc) from exc
+        try:
+            await self._pool.open(wait=wait, timeout=timeout)
+        except PoolTimeout as exc:
+            raise open_failed(exc) from exc
+        return self
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """Borrow a pooled connection (autocommit; use ``conn.transaction()``)."""
+        with translate_errors():
+            async with self._pool.connection() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def tenant_connection(self, tenant: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection inside a transaction that acts for ``tenant``.
+
+        For your own SQL against pymem's views and functions: row-level
+        security and the functions' tenant guard read the transaction-local
+        setting pymem.tenant, gone at commit. pymem's own calls set it in the
+        statement itself (see queries.sql).
+        """
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute(QUERIES["set_tenant"], {"tenant": tenant})
+            yield conn
+
+    async def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
+        async with self.connection() as conn, conn.cursor(row_factory=row_factory(row)) as cur:
+            await cur.execute(QUERIES[name], params, prepare=True)
+            rows: list[T] = await cur.fetchall()
+            return rows
+
+    async def _tuples(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+        async with self.connection() as conn:
+            cur = await conn.execute(QUERIES[name], params, prepare=True)
+            return await cur.fetchall()
+
+    async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
+        found = await self._tuples(name, params)
+        return found[0][0]  # each function returns one value or raises
+
+    # -- writes ----------------------------------------------------------------
+
+    async def append(
+        self, tenant: str, session: str, message: NewMessage, *, user_id: str | None = None
+    ) -> AppendResult:
+        params = calls.append_params(tenant, session, message, user_id)
+        return (await self._rows("append", params, AppendResult))[0]
+
+    async def append_many(
+        self,
+        tenant: str,
+        session: str,
+        messages: Sequence[NewMessage],
+        *,
+        user_id: str | None = None,
+    ) -> list[AppendResult]:
+        params = calls.append_many_params(tenant, session, messages, user_id)
+        return await self._rows("append_many", params, AppendResult)
+
+    async def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
+        params = {**calls.session_params(tenant, session), "ttl": ttl}
+        expires: datetime = await self._scalar("extend_session", params)
+        return expires
+
+    async def configure_session(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        summary_every_tokens: int | None = None,
+    ) -> None:
+        params = calls.configure_session_params(
+            tenant,
+            session,
+            max_messages=max_messages,
+            max_tokens=max_tokens,
+            metadata=metadata,
+            summary_every_tokens=summary_every_tokens,
+        )
+        await self._scalar("configure_session", params)
+
+    async def configure_tenant(
+        self,
+        tenant: str,
+        *,
+        max_messages: int | None = None,
+        max_tokens: int | None = None,
+        default_ttl: timedelta | None = None,
+    ) -> None:
+        params = calls.configure_tenant_params(
+            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
+        )
+        await self._scalar("configure_tenant", params)
+
+    async def delete_session(self, tenant: str, session: str) -> datetime:
+        params = calls.session_params(tenant, session)
+        deleted: datetime = await self._scalar("delete_session", params)
+        return deleted
+
+    async def restore_session(self, tenant: str, session: str) -> None:
+        await self._scalar("restore_session", calls.session_params(tenant, session))
+
+    async def purge_session(self, tenant: str, session: str) -> int:
+        purged: int = await self._scalar("purge_session", calls.session_params(tenant, session))
+        return purged
+
+    # -- reads -----------------------------------------------------------------
+
+    async def history(
+        self, tenant: str, session: str, *, after_seq: int = 0, page_size: int = 100
+    ) -> list[StoredMessage]:
+        params = {
+            **calls.session_params(tenant, session),
+            "after_seq": after_seq,
+            "page_size": page_size,
+        }
+        return await self._rows("history", params, StoredMessage)
+
+    async def last_messages(
+        self, tenant: str, session: str, count: int = 50
+    ) -> list[StoredMessage]:
+        params = {**calls.session_params(tenant, session), "count": count}
+        return await self._rows("last_messages", params, StoredMessage)
+
+    async def context(self, tenant: str, session: str, request: ContextRequest) -> ContextWindow:
+        params = calls.context_params(tenant, session, request)
+        return window(await self._rows("context", params, ContextItem), request)
+
+    async def session_info(self, tenant: str, session: str) -> SessionInfo:
+        params = calls.session_params(tenant, session)
+        return (await self._rows("session_info", params, SessionInfo))[0]
+
+    async def list_sessions(
+        self,
+        tenant: str,
+        *,
+        owner: str | None = None,
+        include_deleted: bool = False,
+        after_session: str | None = None,
+        page_size: int = 100,
+    ) -> list[SessionInfo]:
+        params = calls.list_params(
+            tenant,
+            owner=owner,
+            include_deleted=include_deleted,
+            after_session=after_session,
+            page_size=page_size,
+        )
+        return await self._rows("list_sessions", params, SessionInfo)
+
+    async def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
+        params = calls.subject_params(tenant, user_id)
+        document: dict[str, Any] = await self._scalar("export_subject", params)
+        return document
+
+    async def erase_subject(self, tenant: str, user_id: str) -> list[tuple[str, int]]:
+        rows = await self._tuples("erase_subject", calls.subject_params(tenant, user_id))
+        return [(r[0], r[1]) for r in rows]
+
+    async def stats(self, tenant: str | None = None) -> list[TenantStats]:
+        return await self._rows("stats", {"tenant": tenant}, TenantStats)
+
+    # -- recall and summaries --------------------------------------------------
+
+    async def recall(
+        self,
+        tenant: str,
+        session: str,
+        query: str,
+        *,
+        query_embedding: Sequence[float] | None = None,
+        before_seq: int | None = None,
+        max_rows: int = 50,
+    ) -> list[RecalledMessage]:
+        params = calls.recall_params(
+            tenant,
+            session,
+            query=query,
+            query_embedding=query_embedding,
+            before_seq=before_seq,
+            max_rows=max_rows,
+        )
+        return await self._rows("recall", params, RecalledMessage)
+
+    async def list_summaries(self, tenant: str, session: str) -> list[Summary]:
+        return await self._rows("list_summaries", calls.session_params(tenant, session), Summary)
+
+    async def add_summary(
+        self,
+        tenant: str,
+        session: str,
+        *,
+        level: int,
+        seq_from: int,
+        seq_to: int,
+        content: str,
+        tokens: int,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> int:
+        params = calls.add_summary_params(
+            tenant,
+            session,
+            level=level,
+            seq_from=seq_from,
+            seq_to=seq_to,
+            content=content,
+            tokens=tokens,
+            metadata=metadata,
+        )
+        summary_id: int = await self._scalar("add_summary", params)
+        return summary_id
+
+    async def configure_recall(
+        self,
+        tenant: str,
+        *,
+        summary_every_tokens: int | None = 2000,
+        embed_messages: bool = False,
+    ) -> None:
+        params = {
+            "tenant": tenant,
+            "summary_every_tokens": summary_every_tokens,
+            "embed_messages": embed_messages,
+        }
+        await self._scalar("configure_recall", params)
+
+    async def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
+        """Set the tenant's personal data policy (memory.configure_pii)."""
+        params = {"tenant": tenant, "policy": Jsonb(check_policy(policy))}
+        await self._scalar("configure_pii", params)
+
+    async def pii_policy(self, tenant: str) -> dict[str, str]:
+        """The tenant's personal data policy (memory.pii_policy)."""
+        policy: dict[str, str] = await self._scalar("pii_policy", {"tenant": tenant})
+        return policy
+
+    async def rate_limit(
+        self, tenant: str, key: str, count: int, period: timedelta, cost: int = 1
+    ) -> tuple[bool, timedelta, int]:
+        """Take ``cost`` units of a limit (memory.rate_limit): allowed, wait, remaining."""
+        params = {"tenant": tenant, "key": key, "count": count, "period": period, "cost": cost}
+        row = (await self._tuples("rate_limit", params))[0]
+        return bool(row[0]), row[1], int(row[2])
+
+    # -- the job queue (PostgreSQL only) -------------------------------------------
+
+    async def claim_jobs(
+        self,
+        worker: str,
+        *,
+        kinds: Sequence[str] = ("summarize", "embed"),
+        max_jobs: int = 1,
+        lease: timedelta = timedelta(minutes=5),
+    ) -> list[ClaimedJob]:
+        params = {"worker": worker, "kinds": list(kinds), "max_jobs": max_jobs, "lease": lease}
+        return await self._rows("claim_jobs", params, ClaimedJob)
+
+    async def complete_job(self, job: ClaimedJob, worker: str) -> str:
+        params = calls.job_params(job.tenant_id, job.session_id, job.kind, worker)
+        status: str = await self._scalar("complete_job", params)
+        return status
+
+    async def fail_job(
+        self, job: ClaimedJob, worker: str, error: str, *, max_attempts: int = 5
+    ) -> str:
+        params = {
+            **calls.job_params(job.tenant_id, job.session_id, job.kind, worker),
+            "error": error,
+            "max_attempts": max_attempts,
+        }
+        status: str = await self._scalar("fail_job", params)
+        return status
+
+    async def job_stats(self) -> list[tuple[str, str, int]]:
+        return [(r[0], r[1], r[2]) for r in await self._tuples("job_stats", {})]
+
+    async def summary_cadence(self, tenant: str, session: str) -> int | None:
+        params = calls.session_params(tenant, session)
+        cadence: int | None = await self._scalar("summary_cadence", params)
+        return cadence
+
+    async def messages_to_embed(
+        self, tenant: str, session: str, max_count: int = 64
+    ) -> list[tuple[int, str]]:
+        params = {**calls.session_params(tenant, session), "max_count": max_count}
+        return [(r[0], r[1]) for r in await self._tuples("messages_to_embed", params)]
+
+    async def set_embeddings(
+        self,
+        tenant: str,
+        session: str,
+        seqs: Sequence[int],
+        embeddings: Sequence[Sequence[float]],
+    ) -> int:
+        params = {
+            **calls.session_params(tenant, session),
+            "seqs": list(seqs),
+            "embeddings": [vector_literal(e) for e in embeddings],
+        }
+        updated: int = await self._scalar("set_embeddings", params)
+        return updated

@@ -1,0 +1,1 @@
+"""Context building blocks: token counting, ranking, digests and embeddings."""

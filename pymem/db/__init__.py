@@ -1,0 +1,1 @@
+"""The database side: named queries, migrations, the embedded cluster, the SQL reference."""

@@ -1,0 +1,1 @@
+"""Operations: the command line, the worker, doctor and the demo."""

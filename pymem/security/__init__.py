@@ -1,0 +1,1 @@
+"""Security: master keys, encryption at rest, personal data, audit checkpoints, sealing."""

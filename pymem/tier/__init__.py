@@ -1,0 +1,1 @@
+"""The Redis tier in front of PostgreSQL: the window cache, rate limits, the breaker."""
