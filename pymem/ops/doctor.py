@@ -53,43 +53,8 @@ def _checks(dsn: str) -> list[Check]:
                 "start PostgreSQL, or fix the DSN (PYMEM_DSN / --dsn)",
             )
         ]
-    out: list[Check] = []
     with conn:
-        version = conn.execute(
-            "select current_setting('server_version_num')::int, current_setting('server_version')"
-        ).fetchone()
-        assert version is not None
-        out.append(
-            Check(
-                "server",
-                version[0] >= 140000,
-                f"PostgreSQL {version[1]}",
-                "pymem needs PostgreSQL 14 or newer",
-            )
-        )
-        for ext, package in (
-            ("pgcrypto", "postgresql-contrib"),
-            ("vector", "pgvector (`make demo` builds it)"),
-        ):
-            row = conn.execute(
-                "select a.name is not null, e.extversion from pg_available_extensions as a "
-                "full join pg_extension as e on e.extname = a.name "
-                "where coalesce(a.name, e.extname) = %s",
-                (ext,),
-            ).fetchone()
-            available = bool(row and row[0])
-            installed = row[1] if row else None
-            if installed:
-                out.append(Check(f"extension {ext}", True, f"installed {installed}"))
-            else:
-                out.append(
-                    Check(
-                        f"extension {ext}",
-                        False,
-                        "available, not installed" if available else "not available",
-                        "run `pymem migrate`" if available else f"install {package}",
-                    )
-                )
+        out = [_server_check(conn), *_extension_checks(conn)]
         schema = conn.execute("select to_regnamespace('memory') is not null").fetchone()
         has_schema = bool(schema and schema[0])
         out.append(
@@ -101,61 +66,105 @@ def _checks(dsn: str) -> list[Check]:
             )
         )
         if has_schema:
-            try:
-                pending = pending_migrations(dsn)
-            except Exception as exc:  # yoyo raises assorted errors on odd databases
-                pending = [f"unknown ({exc})"]
-            out.append(
-                Check(
-                    "migrations",
-                    not pending,
-                    "up to date" if not pending else "pending: " + ", ".join(pending),
-                    "run `pymem migrate`",
-                )
-            )
-            rows = conn.execute(
-                "select p.proname from pg_proc as p where p.pronamespace = 'memory'::regnamespace"
-            ).fetchall()
-            missing = sorted(set(API_FUNCTIONS) - {r[0] for r in rows})
-            out.append(
-                Check(
-                    "functions",
-                    not missing,
-                    f"{len(API_FUNCTIONS)} API functions"
-                    if not missing
-                    else "missing: " + ", ".join(missing),
-                    "run `pymem migrate` (it re-applies sql/)",
-                )
-            )
-            part = conn.execute(
-                "select count(*) filter (where not p.is_default "
-                "and now() >= p.range_from and now() < p.range_to), "
-                "coalesce(sum(p.approx_rows) filter (where p.is_default), 0) "
-                "from memory.partitions() as p"
-            ).fetchone()
-            if part is not None:
-                out.append(
-                    Check(
-                        "partitions",
-                        part[0] > 0,
-                        "current month present" if part[0] else "no partition for now",
-                        "run `pymem maintain` (daily)",
-                    )
-                )
+            out.extend(_schema_checks(conn, dsn))
             out.extend(_security_checks(conn))
-        durable = conn.execute(
-            "select current_setting('fsync'), current_setting('synchronous_commit')"
+        out.append(_durability_check(conn))
+    return out
+
+
+def _server_check(conn: psycopg.Connection[Any]) -> Check:
+    version = conn.execute(
+        "select current_setting('server_version_num')::int, current_setting('server_version')"
+    ).fetchone()
+    assert version is not None
+    return Check(
+        "server",
+        version[0] >= 140000,
+        f"PostgreSQL {version[1]}",
+        "pymem needs PostgreSQL 14 or newer",
+    )
+
+
+def _extension_checks(conn: psycopg.Connection[Any]) -> list[Check]:
+    out = []
+    for ext, package in (
+        ("pgcrypto", "postgresql-contrib"),
+        ("vector", "pgvector (`make demo` builds it)"),
+    ):
+        row = conn.execute(
+            "select a.name is not null, e.extversion from pg_available_extensions as a "
+            "full join pg_extension as e on e.extname = a.name "
+            "where coalesce(a.name, e.extname) = %s",
+            (ext,),
         ).fetchone()
-        assert durable is not None
+        available = bool(row and row[0])
+        installed = row[1] if row else None
+        if installed:
+            out.append(Check(f"extension {ext}", True, f"installed {installed}"))
+            continue
+        detail = "available, not installed" if available else "not available"
+        fix = "run `pymem migrate`" if available else f"install {package}"
+        out.append(Check(f"extension {ext}", False, detail, fix))
+    return out
+
+
+def _schema_checks(conn: psycopg.Connection[Any], dsn: str) -> list[Check]:
+    """Migrations applied, API functions present, a partition for now."""
+    try:
+        pending = pending_migrations(dsn)
+    except Exception as exc:  # yoyo raises assorted errors on odd databases
+        pending = [f"unknown ({exc})"]
+    out = [
+        Check(
+            "migrations",
+            not pending,
+            "up to date" if not pending else "pending: " + ", ".join(pending),
+            "run `pymem migrate`",
+        )
+    ]
+    rows = conn.execute(
+        "select p.proname from pg_proc as p where p.pronamespace = 'memory'::regnamespace"
+    ).fetchall()
+    missing = sorted(set(API_FUNCTIONS) - {r[0] for r in rows})
+    out.append(
+        Check(
+            "functions",
+            not missing,
+            f"{len(API_FUNCTIONS)} API functions"
+            if not missing
+            else "missing: " + ", ".join(missing),
+            "run `pymem migrate` (it re-applies sql/)",
+        )
+    )
+    part = conn.execute(
+        "select count(*) filter (where not p.is_default "
+        "and now() >= p.range_from and now() < p.range_to), "
+        "coalesce(sum(p.approx_rows) filter (where p.is_default), 0) "
+        "from memory.partitions() as p"
+    ).fetchone()
+    if part is not None:
         out.append(
             Check(
-                "durability",
-                durable == ("on", "on"),
-                f"fsync={durable[0]} synchronous_commit={durable[1]}",
-                "turn both on: acknowledged appends can be lost otherwise",
+                "partitions",
+                part[0] > 0,
+                "current month present" if part[0] else "no partition for now",
+                "run `pymem maintain` (daily)",
             )
         )
     return out
+
+
+def _durability_check(conn: psycopg.Connection[Any]) -> Check:
+    durable = conn.execute(
+        "select current_setting('fsync'), current_setting('synchronous_commit')"
+    ).fetchone()
+    assert durable is not None
+    return Check(
+        "durability",
+        durable == ("on", "on"),
+        f"fsync={durable[0]} synchronous_commit={durable[1]}",
+        "turn both on: acknowledged appends can be lost otherwise",
+    )
 
 
 def _security_checks(conn: psycopg.Connection[Any]) -> list[Check]:

@@ -1,0 +1,540 @@
+-- The steps of memory.append, in the order it takes them (045_append.sql).
+-- Each does one thing and is documented on its own; the in-memory and Redis
+-- backends name the same steps (pymem/backends/memory_async.py). They run
+-- inside memory.append's definer context and are executable by owners only.
+
+-------------------------------------------------------------------------------
+-- _check_append: every argument check of an append, before any read or write.
+create or replace function memory._check_append(
+    tenant               text,
+    session              text,
+    role                 text,
+    content              text,
+    tokens               integer,
+    metadata             jsonb,
+    embedding            public.vector,
+    idempotency_key      text,
+    user_id              text,
+    out checked_tokens   integer,
+    out estimated        boolean,
+    out checked_metadata jsonb
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_dim integer;
+begin
+    -- The common case is one inlined expression; the checks that raise run
+    -- only when it fails.
+    if not (memory._ident_ok(tenant)
+            and memory._ident_ok(session)
+            and (user_id is null or memory._ident_ok(user_id))
+            and (idempotency_key is null or memory._ident_ok(idempotency_key))) then
+        perform memory._check_ident('tenant', tenant);
+        perform memory._check_ident('session', session);
+        perform memory._check_ident('user_id', user_id) where user_id is not null;
+        perform memory._check_ident('idempotency_key', idempotency_key)
+          where idempotency_key is not null;
+    end if;
+    if role is null or role not in ('system', 'developer', 'user', 'assistant', 'tool') then
+        raise exception 'memory: unknown role %', coalesce(quote_literal(role), 'null')
+            using errcode = 'ME010',
+                  hint = 'role must be one of system, developer, user, assistant, tool';
+    end if;
+    if content is null then
+        raise exception 'memory: content must not be null'
+            using errcode = 'ME002', hint = 'pass an empty string for a message without text';
+    end if;
+    if octet_length(content) > 4194304 then
+        raise exception 'memory: content is % bytes, the limit is 4194304', octet_length(content)
+            using errcode = 'ME008', hint = 'split the text or store it elsewhere and keep a reference';
+    end if;
+    estimated := tokens is null;
+    if tokens is null then
+        checked_tokens := memory.estimate_tokens(content);
+    elsif tokens < 0 then
+        raise exception 'memory: tokens must be >= 0, got %', tokens
+            using errcode = 'ME002', hint = 'pass the count from your tokenizer, or null to estimate';
+    else
+        checked_tokens := tokens;
+    end if;
+    if metadata is not null
+       and jsonb_typeof(metadata) = 'object'
+       and pg_column_size(metadata) <= 262144 then
+        checked_metadata := metadata;
+    else
+        checked_metadata := memory._check_metadata(metadata);
+    end if;
+    if embedding is not null then
+        select s.embedding_dim into v_dim from memory.settings as s;
+        if public.vector_dims(embedding) <> v_dim then
+            raise exception 'memory: embedding has % dimensions, this database stores %',
+                    public.vector_dims(embedding), v_dim
+                using errcode = 'ME007',
+                      hint = 'use the embedding model the database was configured for (memory.settings)';
+        end if;
+    end if;
+end;
+$fn$;
+
+comment on function memory._check_append(text, text, text, text, integer, jsonb, public.vector, text, text) is
+$$Check an append's arguments; return the token count (estimated when null),
+whether it was estimated, and the metadata to store. Errors: ME002, ME006,
+ME007, ME008, ME009, ME010 as memory.append documents them.$$;
+
+-------------------------------------------------------------------------------
+-- _apply_pii_policy: the tenant's personal data policy, applied to the text.
+create or replace function memory._apply_pii_policy(
+    tenant              text,
+    content             text,
+    tokens              integer,
+    metadata            jsonb,
+    out stored_content  text,
+    out stored_tokens   integer,
+    out stored_metadata jsonb,
+    out encryption      text
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_policy jsonb;
+    v_kinds  text[];
+begin
+    stored_content := content;
+    stored_tokens := tokens;
+    stored_metadata := metadata;
+    -- One lookup for both of the tenant's policies the append needs.
+    select t.encryption, t.pii_policy
+      into encryption, v_policy
+      from memory.tenants as t
+     where t.tenant_id = _apply_pii_policy.tenant;
+    if v_policy is null or v_policy = '{}'::jsonb then
+        return;
+    end if;
+    select p.content, p.kinds
+      into stored_content, v_kinds
+      from memory._apply_pii(v_policy, content) as p;
+    if cardinality(v_kinds) > 0 then
+        -- Merged with kinds a client-side classifier already listed.
+        stored_metadata := metadata || jsonb_build_object('pii', (
+            select jsonb_agg(distinct u.kind order by u.kind)
+              from (select jsonb_array_elements_text(
+                               case when jsonb_typeof(metadata -> 'pii') = 'array'
+                                    then metadata -> 'pii' else '[]'::jsonb end)
+                    union
+                    select unnest(v_kinds)) as u (kind)));
+    end if;
+    if stored_content is distinct from content then
+        -- Placeholders and masks may tokenize differently: never under-count.
+        stored_tokens := greatest(tokens, memory.estimate_tokens(stored_content));
+    end if;
+end;
+$fn$;
+
+comment on function memory._apply_pii_policy(text, text, integer, jsonb) is
+$$Apply the tenant's personal data policy (memory.configure_pii) to an
+append's text before it is hashed, sealed, audited or stored: the text,
+token count and metadata (kinds acted on in `pii`) to store, and the
+tenant's encryption mode, read in the same lookup. Errors: ME019 blocked.$$;
+
+-------------------------------------------------------------------------------
+-- _choose_data_key: the data key an encrypting tenant seals new rows under.
+create or replace function memory._choose_data_key(
+    tenant          text,
+    encryption      text,
+    out key_version integer,
+    out data_keys   bytea[]
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if encryption is not null and encryption <> 'none' then
+        key_version := memory._active_key(tenant);
+        data_keys := memory._data_keys(tenant);
+    end if;
+end;
+$fn$;
+
+comment on function memory._choose_data_key(text, text) is
+$$The active data key version and the unwrapped keys of `tenant`, or nulls
+when it stores plaintext. Errors: ME018 no usable master key.$$;
+
+-------------------------------------------------------------------------------
+-- _find_retry: the stored result of an append this one repeats, if any.
+create or replace function memory._find_retry(
+    tenant          text,
+    session         text,
+    idempotency_key text,
+    role            text,
+    content         text,
+    data_keys       bytea[]
+)
+returns memory.append_result
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_result memory.append_result;
+begin
+    select k.seq, k.created_at, true
+      into v_result.seq, v_result.created_at, v_result.duplicate
+      from memory.idempotency_keys as k
+     where k.tenant_id = _find_retry.tenant
+       and k.session_id = _find_retry.session
+       and k.idempotency_key = _find_retry.idempotency_key
+       and memory._request_matches(k.request_hash, _find_retry.role, _find_retry.content, data_keys);
+    return v_result;
+end;
+$fn$;
+
+comment on function memory._find_retry(text, text, text, text, text, bytea[]) is
+$$(seq, created_at, true) of the committed append with this idempotency key
+and the same role and content; all null when there is none.$$;
+
+-------------------------------------------------------------------------------
+-- _lock_session: create the session or take its row lock, and the next seq.
+create or replace function memory._lock_session(
+    tenant                text,
+    session               text,
+    user_id               text,
+    tokens                integer,
+    key_version           integer,
+    moment                timestamptz,
+    out next_seq          bigint,
+    out session_first_seq bigint,
+    out is_new            boolean,
+    out session_tokens    bigint,
+    out unsummarized      bigint,
+    out cap_messages      integer,
+    out cap_tokens        bigint,
+    out summary_every     integer,
+    out embed             boolean,
+    out key_mark          integer
+)
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_owner  text;
+    v_tenant memory.tenants;
+begin
+    -- The counters move under the row lock: the seq is ours alone until commit.
+    insert into memory.sessions as s
+           (tenant_id, session_id, user_id, last_seq, message_count, token_count,
+            unsummarized_tokens, key_version, created_at, updated_at)
+    values (_lock_session.tenant, _lock_session.session, _lock_session.user_id, 1, 1,
+            _lock_session.tokens, _lock_session.tokens, _lock_session.key_version,
+            _lock_session.moment, _lock_session.moment)
+    on conflict (tenant_id, session_id) do update
+       set last_seq = s.last_seq + 1,
+           message_count = s.message_count + 1,
+           token_count = s.token_count + excluded.token_count,
+           unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
+           user_id = coalesce(s.user_id, excluded.user_id),
+           updated_at = excluded.updated_at
+     where s.deleted_at is null
+       and (s.expires_at is null or s.expires_at > _lock_session.moment)
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.unsummarized_tokens,
+              -- The session's own policy, else its tenant's (read in this statement).
+              coalesce(s.max_messages, (select t.max_messages from memory.tenants as t
+                                         where t.tenant_id = s.tenant_id)),
+              coalesce(s.max_tokens, (select t.max_tokens from memory.tenants as t
+                                       where t.tenant_id = s.tenant_id)),
+              coalesce(s.summary_every_tokens, (select t.summary_every_tokens from memory.tenants as t
+                                                 where t.tenant_id = s.tenant_id)),
+              (select t.embed_messages from memory.tenants as t where t.tenant_id = s.tenant_id),
+              -- The data key the session's rows are under, as of the lock.
+              s.key_version
+         into next_seq, session_first_seq, is_new, session_tokens, v_owner, unsummarized,
+              cap_messages, cap_tokens, summary_every, embed, key_mark;
+
+    if not found then
+        -- Deleted or expired: _live_session raises the matching error.
+        perform memory._live_session(_lock_session.tenant, _lock_session.session);
+    end if;
+    if _lock_session.user_id is not null and v_owner is distinct from _lock_session.user_id then
+        raise exception 'memory: session %/% belongs to another user',
+                _lock_session.tenant, _lock_session.session
+            using errcode = 'ME012', hint = 'use a new session id for this user';
+    end if;
+    if not is_new then
+        return;
+    end if;
+    -- A new session: make sure its tenant exists and take the tenant's
+    -- policy now (the statement above ran before the tenant row did).
+    insert into memory.tenants as t (tenant_id)
+    values (_lock_session.tenant)
+    on conflict do nothing;
+    select t.* into v_tenant from memory.tenants as t where t.tenant_id = _lock_session.tenant;
+    cap_messages := v_tenant.max_messages;
+    cap_tokens := v_tenant.max_tokens;
+    summary_every := v_tenant.summary_every_tokens;
+    embed := v_tenant.embed_messages;
+    if v_tenant.default_ttl is not null then
+        update memory.sessions as s
+           set expires_at = _lock_session.moment + v_tenant.default_ttl
+         where s.tenant_id = _lock_session.tenant
+           and s.session_id = _lock_session.session;
+    end if;
+end;
+$fn$;
+
+comment on function memory._lock_session(text, text, text, integer, integer, timestamptz) is
+$$Create the session (and its tenant) or lock its row and count the message
+in: the next seq, the session's first seq, whether it is new, its token
+totals, caps, digest cadence, embedding choice, and the data key its rows
+are under (key_mark). Errors: ME003 deleted; ME020 expired; ME012 owner.$$;
+
+-------------------------------------------------------------------------------
+-- _key_after_lock: the data key to seal under, re-read if it moved meanwhile.
+create or replace function memory._key_after_lock(
+    tenant          text,
+    key_mark        integer,
+    key_version     integer,
+    data_keys       bytea[],
+    encryption      text,
+    out version     integer,
+    out keys        bytea[],
+    out mode        text
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_active integer;
+begin
+    version := key_version;
+    keys := data_keys;
+    mode := encryption;
+    -- A row must be stored the way its session is marked (sessions.key_version:
+    -- the key all its rows are under, null for plaintext), or memory.reencrypt
+    -- would pass it by and the key it needs could be destroyed. When the mark
+    -- read under the lock differs from the key read before it, a rotation or
+    -- re-encryption committed meanwhile: read the key again.
+    if key_mark is not distinct from key_version then
+        return;
+    end if;
+    select t.encryption into mode from memory.tenants as t where t.tenant_id = _key_after_lock.tenant;
+    v_active := memory._active_key(tenant);
+    if v_active is distinct from key_version then
+        version := v_active;
+        if version is not null and (keys is null or keys[version] is null) then
+            keys := memory._data_keys(tenant);
+        end if;
+    end if;
+end;
+$fn$;
+
+comment on function memory._key_after_lock(text, integer, integer, bytea[], text) is
+$$The key version, keys and encryption mode to store an append with, given
+the session's key mark read under its lock (see memory.reencrypt).$$;
+
+-------------------------------------------------------------------------------
+-- _claim_idempotency: record the key, or find that a twin got there first.
+create or replace function memory._claim_idempotency(
+    tenant          text,
+    session         text,
+    idempotency_key text,
+    seq             bigint,
+    role            text,
+    content         text,
+    key_version     integer,
+    data_keys       bytea[],
+    tokens          integer,
+    moment          timestamptz
+)
+returns memory.append_result
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_result memory.append_result;
+begin
+    insert into memory.idempotency_keys as k
+           (tenant_id, session_id, idempotency_key, seq, request_hash, created_at)
+    values (_claim_idempotency.tenant, _claim_idempotency.session,
+            _claim_idempotency.idempotency_key, _claim_idempotency.seq,
+            memory._request_hash(_claim_idempotency.role, _claim_idempotency.content,
+                                 _claim_idempotency.key_version, _claim_idempotency.data_keys),
+            _claim_idempotency.moment)
+    on conflict do nothing;
+    if found then
+        return v_result;
+    end if;
+    -- The key exists: a concurrent twin committed while we waited for the
+    -- lock, or the key was used for a different message.
+    v_result := memory._find_retry(_claim_idempotency.tenant, _claim_idempotency.session,
+                                   _claim_idempotency.idempotency_key, _claim_idempotency.role,
+                                   _claim_idempotency.content, _claim_idempotency.data_keys);
+    if v_result.seq is null then
+        raise exception 'memory: idempotency key % was already used for another message',
+                quote_literal(_claim_idempotency.idempotency_key)
+            using errcode = 'ME011', hint = 'use a fresh key for each distinct message';
+    end if;
+    -- Give back the seq and every counter _lock_session moved; nobody else can
+    -- have seen them.
+    update memory.sessions as s
+       set last_seq = s.last_seq - 1,
+           message_count = s.message_count - 1,
+           token_count = s.token_count - _claim_idempotency.tokens,
+           unsummarized_tokens = s.unsummarized_tokens - _claim_idempotency.tokens
+     where s.tenant_id = _claim_idempotency.tenant
+       and s.session_id = _claim_idempotency.session;
+    return v_result;
+end;
+$fn$;
+
+comment on function memory._claim_idempotency(text, text, text, bigint, text, text, integer, bytea[], integer, timestamptz) is
+$$Record an append's idempotency key under the session lock; all nulls when it
+was free. When a committed twin holds it, give back the seq and counters and
+return the twin's (seq, created_at, true). Errors: ME011 key reused for
+another message.$$;
+
+-------------------------------------------------------------------------------
+-- _insert_message: store the row, sealed when the tenant encrypts.
+create or replace function memory._insert_message(
+    tenant          text,
+    session         text,
+    seq             bigint,
+    role            text,
+    content         text,
+    key_version     integer,
+    data_keys       bytea[],
+    encryption      text,
+    tokens          integer,
+    estimated       boolean,
+    metadata        jsonb,
+    embedding       public.vector,
+    idempotency_key text,
+    moment          timestamptz
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    insert into memory.messages
+           (tenant_id, session_id, seq, role, content, sealed, key_version, search, tokens,
+            tokens_estimated, metadata, embedding, idempotency_key, created_at)
+    values (tenant, session, seq, role,
+            case when key_version is null then content end,
+            case when key_version is not null then memory._seal(content, data_keys[key_version]) end,
+            key_version,
+            case when encryption = 'content' then null
+                 else to_tsvector('english'::regconfig, content) end,
+            tokens, estimated, metadata, embedding, idempotency_key, moment);
+end;
+$fn$;
+
+comment on function memory._insert_message(text, text, bigint, text, text, integer, bytea[], text, integer, boolean, jsonb, public.vector, text, timestamptz) is
+$$Insert one message: its text in clear, or sealed under `key_version`; its
+full-text lexemes unless the tenant's mode is `content`.$$;
+
+-------------------------------------------------------------------------------
+-- _trim_to_caps: over a cap, delete the oldest messages of the session.
+create or replace function memory._trim_to_caps(
+    tenant         text,
+    session        text,
+    last_seq       bigint,
+    first_seq      bigint,
+    session_tokens bigint,
+    tokens         integer,
+    cap_messages   integer,
+    cap_tokens     bigint
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_new_first bigint := _trim_to_caps.first_seq;
+    v_dropped   bigint;
+begin
+    if cap_messages is not null and _trim_to_caps.last_seq - _trim_to_caps.first_seq + 1 > cap_messages then
+        v_new_first := _trim_to_caps.last_seq - cap_messages + 1;
+    end if;
+    if cap_tokens is not null and session_tokens > cap_tokens then
+        if _trim_to_caps.tokens > cap_tokens then
+            raise exception 'memory: message has % tokens, the session cap is %',
+                    _trim_to_caps.tokens, cap_tokens
+                using errcode = 'ME008', hint = 'raise max_tokens or split the message';
+        end if;
+        select greatest(v_new_first, min(w.seq))
+          into v_new_first
+          from (select m.seq,
+                       sum(m.tokens) over (order by m.seq desc) as from_newest
+                  from memory.messages as m
+                 where m.tenant_id = _trim_to_caps.tenant
+                   and m.session_id = _trim_to_caps.session
+                   and m.seq >= _trim_to_caps.first_seq) as w
+         where w.from_newest <= cap_tokens;
+    end if;
+    if v_new_first <= _trim_to_caps.first_seq then
+        return;
+    end if;
+    with dropped as (
+        delete from memory.messages as m
+         where m.tenant_id = _trim_to_caps.tenant
+           and m.session_id = _trim_to_caps.session
+           and m.seq >= _trim_to_caps.first_seq
+           and m.seq < v_new_first
+        returning m.tokens
+    )
+    select coalesce(sum(d.tokens), 0) into v_dropped from dropped as d;
+    update memory.sessions as s
+       set first_seq = v_new_first,
+           message_count = s.last_seq - v_new_first + 1,
+           token_count = s.token_count - v_dropped
+     where s.tenant_id = _trim_to_caps.tenant
+       and s.session_id = _trim_to_caps.session;
+end;
+$fn$;
+
+comment on function memory._trim_to_caps(text, text, bigint, bigint, bigint, integer, integer, bigint) is
+$$Delete the session's oldest messages until max_messages and max_tokens hold
+again, and move its first_seq and counters. Errors: ME008 the new message
+alone is over the token cap.$$;
+
+-------------------------------------------------------------------------------
+-- _queue_background_work: digests and embeddings, never waited for.
+create or replace function memory._queue_background_work(
+    tenant        text,
+    session       text,
+    unsummarized  bigint,
+    summary_every integer,
+    embed         boolean,
+    has_embedding boolean
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if unsummarized >= coalesce(summary_every, 2147483647) then
+        perform memory._enqueue(tenant, session, 'summarize');
+    end if;
+    if embed and not has_embedding then
+        perform memory._enqueue(tenant, session, 'embed');
+    end if;
+end;
+$fn$;
+
+comment on function memory._queue_background_work(text, text, bigint, integer, boolean, boolean) is
+$$Queue a digest once enough tokens are unsummarized, and an embedding when
+the tenant wants them and the message came without one.$$;

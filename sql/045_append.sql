@@ -1,0 +1,143 @@
+-- Writing messages: memory.append (one message) and memory.append_many (a batch).
+
+-------------------------------------------------------------------------------
+-- append: store one message atomically and return its seq.
+create or replace function memory.append(
+    tenant          text,
+    session         text,
+    role            text,
+    content         text,
+    tokens          integer default null,
+    metadata        jsonb default '{}'::jsonb,
+    embedding       public.vector default null,
+    idempotency_key text default null,
+    user_id         text default null
+)
+returns memory.append_result
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_now     timestamptz := now();
+    v_checked record;  -- checked_tokens, estimated, checked_metadata
+    v_stored  record;  -- stored_content, stored_tokens, stored_metadata, encryption
+    v_key     record;  -- key_version, data_keys
+    v_session record;  -- next_seq, session_first_seq, is_new, ... (memory._lock_session)
+    v_seal    record;  -- version, keys, mode
+    v_result  memory.append_result;
+begin
+    perform memory._tenant_guard(append.tenant);
+    select *
+      into v_checked
+      from memory._check_append(append.tenant, append.session, append.role, append.content,
+                                append.tokens, append.metadata, append.embedding,
+                                append.idempotency_key, append.user_id);
+    -- What the tenant's personal data policy removes is never hashed, sealed,
+    -- cached, audited or stored.
+    select *
+      into v_stored
+      from memory._apply_pii_policy(append.tenant, append.content, v_checked.checked_tokens,
+                                    v_checked.checked_metadata);
+    select *
+      into v_key
+      from memory._choose_data_key(append.tenant, v_stored.encryption);
+    -- A retry of a committed append returns the original and writes nothing.
+    if append.idempotency_key is not null then
+        v_result := memory._find_retry(append.tenant, append.session, append.idempotency_key,
+                                       append.role, v_stored.stored_content, v_key.data_keys);
+        if v_result.seq is not null then
+            return v_result;
+        end if;
+    end if;
+    select *
+      into v_session
+      from memory._lock_session(append.tenant, append.session, append.user_id,
+                                v_stored.stored_tokens, v_key.key_version, v_now);
+    select *
+      into v_seal
+      from memory._key_after_lock(append.tenant, v_session.key_mark, v_key.key_version,
+                                  v_key.data_keys, v_stored.encryption);
+    if append.idempotency_key is not null then
+        v_result := memory._claim_idempotency(append.tenant, append.session,
+                                              append.idempotency_key, v_session.next_seq,
+                                              append.role, v_stored.stored_content, v_seal.version,
+                                              v_seal.keys, v_stored.stored_tokens, v_now);
+        if v_result.seq is not null then
+            return v_result;
+        end if;
+    end if;
+    perform memory._insert_message(append.tenant, append.session, v_session.next_seq, append.role,
+                                   v_stored.stored_content, v_seal.version, v_seal.keys,
+                                   v_seal.mode, v_stored.stored_tokens, v_checked.estimated,
+                                   v_stored.stored_metadata, append.embedding,
+                                   append.idempotency_key, v_now);
+    perform memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
+                                 v_session.session_first_seq, v_session.session_tokens,
+                                 v_stored.stored_tokens, v_session.cap_messages,
+                                 v_session.cap_tokens);
+    perform memory._queue_background_work(append.tenant, append.session, v_session.unsummarized,
+                                          v_session.summary_every, v_session.embed,
+                                          append.embedding is not null);
+    return row(v_session.next_seq, v_now, false)::memory.append_result;
+end;
+$fn$;
+
+comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text) is
+$$Store one message and return (seq, created_at, duplicate). Atomic, one round
+trip, in the steps of 040_append_steps.sql (_check_append, _apply_pii_policy,
+_choose_data_key, _find_retry, _lock_session, _key_after_lock,
+_claim_idempotency, _insert_message, _trim_to_caps, _queue_background_work): creates the session (and tenant) on first use, takes the next `seq` under
+the session row lock (gap-free 1, 2, 3, ...), and trims the oldest messages when
+the session's or tenant's max_messages / max_tokens cap is passed.
+`tokens` null stores an estimate (memory.estimate_tokens) marked as such.
+Retrying with the same `idempotency_key` returns the original seq with
+duplicate = true and writes nothing.
+Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
+ME007 embedding dimension; ME008 content too large for the limit or token cap;
+ME019 personal data that the tenant's policy blocks (memory.configure_pii);
+ME009 metadata not an object; ME010 unknown role; ME011 idempotency key reused
+for another message; ME012 session belongs to another user; ME020 session expired.
+Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;
+
+-------------------------------------------------------------------------------
+-- append_many: store a batch of messages in order, in one transaction.
+create or replace function memory.append_many(
+    tenant   text,
+    session  text,
+    messages memory.message_input[],
+    user_id  text default null
+)
+returns setof memory.append_result
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_message memory.message_input;
+begin
+    perform memory._tenant_guard(append_many.tenant);
+    if messages is null or cardinality(messages) = 0 then
+        raise exception 'memory: messages must be a non-empty array'
+            using errcode = 'ME002', hint = 'pass at least one memory.message_input';
+    end if;
+    if cardinality(messages) > 10000 then
+        raise exception 'memory: a batch holds at most 10000 messages, got %', cardinality(messages)
+            using errcode = 'ME002', hint = 'split the batch';
+    end if;
+    foreach v_message in array messages loop
+        return next memory.append(
+            append_many.tenant, append_many.session, v_message.role, v_message.content,
+            v_message.tokens, v_message.metadata, v_message.embedding,
+            v_message.idempotency_key, append_many.user_id);
+    end loop;
+end;
+$fn$;
+
+comment on function memory.append_many(text, text, memory.message_input[], text) is
+$$Store a batch of messages in array order, all or nothing, and return one
+(seq, created_at, duplicate) row per message. Same rules and errors as
+memory.append, plus ME002 for an empty batch or one over 10000 messages.
+Example: select * from memory.append_many('acme', 's-1', array[
+  row('user', 'Hi', 1, '{}', null, null)::memory.message_input,
+  row('assistant', 'Hello!', 2, '{}', null, null)::memory.message_input]);$$;

@@ -1,0 +1,353 @@
+-- Context assembly: the window of messages handed to a model, within a budget.
+
+-- The signature grew the share parameters; drop the first one if present.
+drop function if exists memory.context(text, text, integer, text, public.vector, text, integer);
+
+-------------------------------------------------------------------------------
+-- _tail: the newest turns that fit `budget`, skipping seqs in `taken`.
+create or replace function memory._tail(
+    tenant           text,
+    session          text,
+    budget           bigint,
+    message_overhead integer,
+    avg_tokens       double precision,
+    taken            bigint[] default '{}'
+)
+returns table (
+    seq     bigint,
+    role    text,
+    content text,
+    tokens  integer,
+    used    bigint
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
+as $fn$
+#variable_conflict use_column
+declare
+    v_page integer;
+    v_fit  bigint;
+    v_seen bigint;
+begin
+    -- First window: the rows the budget buys at this session's average size,
+    -- so the (tenant_id, session_id, seq) index is walked backwards and stops
+    -- early however long the session is; widen only when all of it fits.
+    v_page := least(greatest(ceil(budget / greatest(avg_tokens + message_overhead, 1) * 1.25)::integer
+                             + 8 + cardinality(taken), 16), 100000);
+    loop
+        select count(*) filter (where w.running <= budget), count(*)
+          into v_fit, v_seen
+          from (select sum(case when n.seq = any (taken) then 0
+                                else n.tokens + message_overhead end)
+                           over (order by n.seq desc) as running
+                  from (select m.seq, m.tokens
+                          from memory.messages as m
+                         where m.tenant_id = _tail.tenant
+                           and m.session_id = _tail.session
+                         order by m.seq desc
+                         limit v_page) as n) as w;
+        exit when v_fit < v_seen or v_seen < v_page;
+        v_page := v_page * 4;
+    end loop;
+
+    return query
+        select t.seq, t.role,
+               memory._reveal(t.content, t.sealed, t.key_version, (select memory._data_keys(_tail.tenant))),
+               t.tokens, sum(t.tokens + message_overhead) over ()::bigint
+          from (select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens
+                  from memory.messages as m
+                 where m.tenant_id = _tail.tenant
+                   and m.session_id = _tail.session
+                 order by m.seq desc
+                 limit v_fit) as t
+         where not (t.seq = any (taken));
+end;
+$fn$;
+
+comment on function memory._tail(text, text, bigint, integer, double precision, bigint[]) is
+$$The contiguous newest turns whose tokens (plus overhead) fit `budget`,
+leaving out (and not charging for) the seqs in `taken`; `used` repeats the
+tokens spent on each row.$$;
+
+-------------------------------------------------------------------------------
+-- _check_context: the arguments of memory.context, and its budget shares.
+create or replace function memory._check_context(
+    budget            integer,
+    message_overhead  integer,
+    strategy          text,
+    summary_share     double precision,
+    recent_share      double precision,
+    out digests_share double precision,
+    out recent_part   double precision
+)
+language plpgsql
+immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if budget is null or budget < 0 then
+        raise exception 'memory: budget must be >= 0 tokens, got %', budget
+            using errcode = 'ME005', hint = 'pass the tokens you can spend on history, e.g. 2000';
+    end if;
+    if message_overhead is null or message_overhead < 0 or message_overhead > 1000 then
+        raise exception 'memory: message_overhead must be between 0 and 1000, got %', message_overhead
+            using errcode = 'ME002', hint = 'chat formats add about 3 to 4 tokens per message';
+    end if;
+    if strategy is null or strategy not in ('recent', 'summary', 'hybrid') then
+        raise exception 'memory: unknown context strategy %', coalesce(quote_literal(strategy), 'null')
+            using errcode = 'ME004', hint = 'strategy must be one of: recent, summary, hybrid';
+    end if;
+    -- Default shares per strategy: summary 0.3 digests / 0.7 recent;
+    -- hybrid 0.1 digests / 0.8 recalled / 0.1 recent.
+    digests_share := coalesce(summary_share, case strategy when 'summary' then 0.3 else 0.1 end);
+    recent_part := coalesce(recent_share, case strategy when 'summary' then 0.7 else 0.1 end);
+    if digests_share < 0 or recent_part < 0 or digests_share + recent_part > 1 then
+        raise exception 'memory: shares must be >= 0 and add up to at most 1, got summary % and recent %',
+                digests_share, recent_part
+            using errcode = 'ME002', hint = 'e.g. summary_share => 0.2, recent_share => 0.25';
+    end if;
+end;
+$fn$;
+
+comment on function memory._check_context(integer, integer, text, double precision, double precision) is
+$$Check memory.context's budget, overhead and strategy; return the digest and
+recent shares, defaults filled in per strategy. Errors: ME002, ME004, ME005.$$;
+
+-------------------------------------------------------------------------------
+-- _context_digests: the digests a window shows for the turns before `upto`.
+create or replace function memory._context_digests(
+    tenant           text,
+    session          text,
+    upto             bigint,
+    share            bigint,
+    message_overhead integer,
+    out summary_ids  bigint[],
+    out used         bigint
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    r record;
+begin
+    summary_ids := '{}';
+    used := 0;
+    for r in
+        select c.summary_id, c.tokens
+          from memory._summary_cover(tenant, session, upto, share::integer) as c
+    loop
+        summary_ids := summary_ids || r.summary_id;
+        used := used + r.tokens + message_overhead;
+    end loop;
+    if used <= share then
+        return;
+    end if;
+    -- The per-row overhead pushed the cover over its share: drop the oldest.
+    summary_ids := '{}';
+    used := 0;
+    for r in
+        select c.summary_id, c.tokens
+          from memory._summary_cover(tenant, session, upto, share::integer) as c
+         order by c.seq_to desc
+    loop
+        exit when used + r.tokens + message_overhead > share;
+        summary_ids := summary_ids || r.summary_id;
+        used := used + r.tokens + message_overhead;
+    end loop;
+end;
+$fn$;
+
+comment on function memory._context_digests(text, text, bigint, bigint, integer) is
+$$The digests (memory._summary_cover) of turns 1..`upto` that fit `share`
+tokens with `message_overhead` each, and the tokens they use.$$;
+
+-------------------------------------------------------------------------------
+-- _context_recall: the older turns a hybrid window recalls, best first.
+create or replace function memory._context_recall(
+    tenant           text,
+    session          text,
+    query            text,
+    query_embedding  public.vector,
+    before_seq       bigint,
+    share            bigint,
+    message_overhead integer,
+    average_tokens   double precision,
+    out seqs         bigint[],
+    out roles        text[],
+    out contents     text[],
+    out token_counts integer[],
+    out scores       double precision[],
+    out used         bigint
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    r record;
+begin
+    seqs := '{}';
+    roles := '{}';
+    contents := '{}';
+    token_counts := '{}';
+    scores := '{}';
+    used := 0;
+    for r in
+        select x.seq, x.role, x.content, x.tokens, x.score
+          from memory.recall(tenant, session, coalesce(query, ''), query_embedding, before_seq,
+                             -- twice the turns the share buys at the average size
+                             least(greatest(ceil(2 * share / greatest(average_tokens + message_overhead, 1))::integer,
+                                            20), 500)) as x
+    loop
+        continue when used + r.tokens + message_overhead > share;
+        seqs := seqs || r.seq;
+        roles := roles || r.role;
+        contents := contents || r.content;
+        token_counts := token_counts || r.tokens;
+        scores := scores || r.score;
+        used := used + r.tokens + message_overhead;
+        exit when share - used < message_overhead + 1;
+    end loop;
+end;
+$fn$;
+
+comment on function memory._context_recall(text, text, text, public.vector, bigint, bigint, integer, double precision) is
+$$The turns before `before_seq` that memory.recall ranks best for the query,
+as many as fit `share` tokens with `message_overhead` each (columns as
+arrays, best first), and the tokens they use.$$;
+
+-------------------------------------------------------------------------------
+-- context: the context window of a session, never over `budget` tokens.
+create or replace function memory.context(
+    tenant           text,
+    session          text,
+    budget           integer,
+    query            text default null,
+    query_embedding  public.vector default null,
+    strategy         text default 'recent',
+    message_overhead integer default 0,
+    summary_share    double precision default null,
+    recent_share     double precision default null
+)
+returns table (
+    part    text,
+    seq     bigint,
+    role    text,
+    content text,
+    tokens  integer,
+    score   double precision
+)
+language plpgsql
+stable security definer
+set search_path = pg_catalog, pg_temp
+set plan_cache_mode = force_generic_plan
+as $fn$
+#variable_conflict use_column
+declare
+    v_shares   record;  -- digests_share, recent_part
+    v_session  memory.sessions;
+    v_avg      double precision;
+    v_summary  bigint;
+    v_recall   bigint;
+    v_recent   bigint;
+    v_first    bigint;
+    v_digests  record;  -- summary_ids, used
+    v_recalled record;  -- seqs, roles, contents, token_counts, scores, used
+begin
+    perform memory._tenant_guard(context.tenant);
+    select *
+      into v_shares
+      from memory._check_context(budget, message_overhead, strategy, summary_share, recent_share);
+    v_session := memory._live_session(context.tenant, context.session);
+    v_avg := v_session.token_count::double precision / greatest(v_session.message_count, 1);
+
+    if strategy = 'recent' then
+        return query
+            select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision
+              from memory._tail(context.tenant, context.session, budget, message_overhead, v_avg) as t
+             order by t.seq;
+        return;
+    end if;
+
+    -- The parts' shares; whatever a part leaves unused flows to the next one.
+    v_summary := floor(budget * v_shares.digests_share);
+    v_recent := floor(budget * v_shares.recent_part);
+    v_recall := case when strategy = 'hybrid' then budget - v_summary - v_recent else 0 end;
+    if strategy = 'summary' then
+        v_recent := budget - v_summary;
+    end if;
+
+    -- Reserve the recent turns' own share first: digests and recall cover
+    -- only what comes before them.
+    select coalesce(min(t.seq), v_session.last_seq + 1)
+      into v_first
+      from memory._tail(context.tenant, context.session, v_recent, message_overhead, v_avg) as t;
+
+    -- 1. Digests covering the turns before the recent ones.
+    select *
+      into v_digests
+      from memory._context_digests(context.tenant, context.session,
+                                   least(v_session.summarized_upto, v_first - 1), v_summary,
+                                   message_overhead);
+    v_recall := v_recall + (v_summary - v_digests.used);
+
+    -- 2. Older turns relevant to the query, best first, as many as fit.
+    if strategy = 'hybrid' and v_recall > 0
+       and (coalesce(query, '') <> '' or query_embedding is not null) and v_first > 1 then
+        select *
+          into v_recalled
+          from memory._context_recall(context.tenant, context.session, query, query_embedding,
+                                      v_first, v_recall, message_overhead, v_avg);
+        v_recent := v_recent + (v_recall - v_recalled.used);
+    else
+        select '{}'::bigint[] as seqs, '{}'::text[] as roles, '{}'::text[] as contents,
+               '{}'::integer[] as token_counts, '{}'::double precision[] as scores
+          into v_recalled;
+        v_recent := v_recent + v_recall;
+    end if;
+
+    -- 3. The newest turns with the recent share plus everything left over.
+    return query
+        select 'summary'::text, d.seq_to, 'system'::text,
+               memory._reveal(d.content, d.sealed, d.key_version, (select memory._data_keys(context.tenant))),
+               d.tokens, d.level::double precision
+          from memory.summaries as d
+         where d.tenant_id = context.tenant
+           and d.session_id = context.session
+           and d.summary_id = any (v_digests.summary_ids)
+         order by d.seq_from;
+    return query
+        select w.part, w.seq, w.role, w.content, w.tokens, w.score
+          from (select 'recall'::text as part, x.seq, x.role, x.content, x.tokens, x.score
+                  from unnest(v_recalled.seqs, v_recalled.roles, v_recalled.contents,
+                              v_recalled.token_counts, v_recalled.scores)
+                       as x (seq, role, content, tokens, score)
+                union all
+                select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision
+                  from memory._tail(context.tenant, context.session, v_recent, message_overhead,
+                                    v_avg, v_recalled.seqs) as t) as w
+         order by w.seq;
+end;
+$fn$;
+
+comment on function memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision) is
+$$Return the context window of a session as rows (part, seq, role, content,
+tokens, score), whose tokens plus `message_overhead` per row never add up to
+more than `budget`. Digests come first (ordered by the turns they cover),
+then turns in conversation order.
+- `recent`: the newest turns verbatim, oldest trimmed first (part 'recent').
+- `summary`: digests covering the older turns within `summary_share`
+  (default 0.3) of the budget (part 'summary', role 'system', seq = last turn
+  covered, score = level), then the newest turns with the rest.
+- `hybrid`: digests (`summary_share`, default 0.1), then older turns relevant
+  to `query` and/or `query_embedding` by memory.recall (part 'recall', score =
+  its relevance; the rest of the budget), then the newest turns
+  (`recent_share`, default 0.1). A part's unused share flows to the next; the
+  recent turns get whatever is left.
+Errors: ME001 session missing; ME002 bad overhead or shares; ME003 deleted;
+ME004 unknown strategy; ME005 budget null or negative; ME006 bad identifier;
+ME007 query_embedding of the wrong dimension.
+Example: select part, seq, content from memory.context('acme', 's-1', 2000, 'broken tent', strategy => 'hybrid');$$;
