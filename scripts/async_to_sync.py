@@ -164,7 +164,25 @@ def transform(source: str) -> str:
     for row, start, stop, new in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
         line = lines[row - 1]
         lines[row - 1] = line[:start] + new + line[stop:]
-    return "".join(lines)
+    result = "".join(lines)
+    _refuse_leftovers(result)
+    return result
+
+
+def _refuse_leftovers(text: str) -> None:
+    """Fail on async code the rules above do not turn into sync code."""
+    for tok in tokenize.generate_tokens(io.StringIO(text).readline):
+        if tok.type == tokenize.NAME and tok.string in (
+            "async",
+            "await",
+            "asyncio",
+            "aiter",
+            "anext",
+        ):
+            raise SystemExit(
+                f"line {tok.start[0]}: {tok.string!r} has no sync twin; rewrite it or add a "
+                "`# sync: <code>` directive"
+            )
 
 
 def _ruff(args: list[str], text: str, name: str) -> str:

@@ -19,66 +19,70 @@ volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-    v_now     timestamptz := now();
-    v_checked record;  -- checked_tokens, estimated, checked_metadata
-    v_stored  record;  -- stored_content, stored_tokens, stored_metadata, encryption
-    v_key     record;  -- key_version, data_keys
-    v_session record;  -- next_seq, session_first_seq, is_new, ... (memory._lock_session)
-    v_seal    record;  -- version, keys, mode
-    v_result  memory.append_result;
+    v_now      timestamptz := now();
+    v_checked  record;  -- checked_tokens, estimated, checked_metadata
+    v_stored   record;  -- stored_content, stored_tokens, stored_metadata, encryption
+    v_key      record;  -- key_version, data_keys / version, keys, mode
+    v_session  record;  -- next_seq, session_first_seq, is_new, ... (memory._lock_session)
+    v_version  integer;  -- the data key to seal under (null: plaintext)
+    v_keys     bytea[];
+    v_mode     text;
+    v_result   memory.append_result;
+    v_kept     bigint;   -- the first seq the session keeps after trimming
+    v_queued   integer;  -- background jobs queued
 begin
     perform memory._tenant_guard(append.tenant);
-    select *
-      into v_checked
-      from memory._check_append(append.tenant, append.session, append.role, append.content,
-                                append.tokens, append.metadata, append.embedding,
-                                append.idempotency_key, append.user_id);
+    v_checked := memory._check_append(append.tenant, append.session, append.role, append.content,
+                                      append.tokens, append.metadata, append.embedding,
+                                      append.idempotency_key, append.user_id);
     -- What the tenant's personal data policy removes is never hashed, sealed,
     -- cached, audited or stored.
-    select *
-      into v_stored
-      from memory._apply_pii_policy(append.tenant, append.content, v_checked.checked_tokens,
-                                    v_checked.checked_metadata);
-    select *
-      into v_key
-      from memory._choose_data_key(append.tenant, v_stored.encryption);
+    v_stored := memory._apply_pii_policy(append.tenant, append.content, v_checked.checked_tokens,
+                                         v_checked.checked_metadata);
+    v_mode := v_stored.encryption;
+    if v_mode <> 'none' then
+        v_key := memory._choose_data_key(append.tenant, v_mode);
+        v_version := v_key.key_version;
+        v_keys := v_key.data_keys;
+    end if;
     -- A retry of a committed append returns the original and writes nothing.
     if append.idempotency_key is not null then
         v_result := memory._find_retry(append.tenant, append.session, append.idempotency_key,
-                                       append.role, v_stored.stored_content, v_key.data_keys);
+                                       append.role, v_stored.stored_content, v_keys);
         if v_result.seq is not null then
             return v_result;
         end if;
     end if;
-    select *
-      into v_session
-      from memory._lock_session(append.tenant, append.session, append.user_id,
-                                v_stored.stored_tokens, v_key.key_version, v_now);
-    select *
-      into v_seal
-      from memory._key_after_lock(append.tenant, v_session.key_mark, v_key.key_version,
-                                  v_key.data_keys, v_stored.encryption);
+    v_session := memory._lock_session(append.tenant, append.session, append.user_id,
+                                      v_stored.stored_tokens, v_version, v_now);
+    if v_session.key_mark is distinct from v_version then
+        v_key := memory._key_after_lock(append.tenant, v_session.key_mark, v_version, v_keys,
+                                        v_mode);
+        v_version := v_key.version;
+        v_keys := v_key.keys;
+        v_mode := v_key.mode;
+    end if;
     if append.idempotency_key is not null then
         v_result := memory._claim_idempotency(append.tenant, append.session,
                                               append.idempotency_key, v_session.next_seq,
-                                              append.role, v_stored.stored_content, v_seal.version,
-                                              v_seal.keys, v_stored.stored_tokens, v_now);
+                                              append.role, v_stored.stored_content, v_version,
+                                              v_keys, v_stored.stored_tokens, v_now);
         if v_result.seq is not null then
             return v_result;
         end if;
     end if;
-    perform memory._insert_message(append.tenant, append.session, v_session.next_seq, append.role,
-                                   v_stored.stored_content, v_seal.version, v_seal.keys,
-                                   v_seal.mode, v_stored.stored_tokens, v_checked.estimated,
-                                   v_stored.stored_metadata, append.embedding,
-                                   append.idempotency_key, v_now);
-    perform memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
-                                 v_session.session_first_seq, v_session.session_tokens,
-                                 v_stored.stored_tokens, v_session.cap_messages,
-                                 v_session.cap_tokens);
-    perform memory._queue_background_work(append.tenant, append.session, v_session.unsummarized,
-                                          v_session.summary_every, v_session.embed,
-                                          append.embedding is not null);
+    v_kept := memory._insert_message(append.tenant, append.session, v_session.next_seq,
+                                     append.role, v_stored.stored_content, v_version, v_keys,
+                                     v_mode, v_stored.stored_tokens, v_checked.estimated,
+                                     v_stored.stored_metadata, append.embedding,
+                                     append.idempotency_key, v_now);
+    v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
+                                   v_session.session_first_seq, v_session.session_tokens,
+                                   v_stored.stored_tokens, v_session.cap_messages,
+                                   v_session.cap_tokens);
+    v_queued := memory._queue_background_work(append.tenant, append.session,
+                                              v_session.unsummarized, v_session.summary_every,
+                                              v_session.embed, append.embedding is not null);
     return row(v_session.next_seq, v_now, false)::memory.append_result;
 end;
 $fn$;

@@ -20,6 +20,10 @@ syntax, so no character of it is an operator).$$;
 
 -------------------------------------------------------------------------------
 -- recall: the turns most relevant to a query, best first.
+-- Longer than the other functions on purpose: it is one ranking pipeline
+-- (terms, document frequencies, BM25 with smoothing, the vector ranking,
+-- their fusion) whose stages hand arrays to each other; split into
+-- functions, each stage would re-read the session's postings.
 create or replace function memory.recall(
     tenant          text,
     session         text,

@@ -83,6 +83,10 @@ Example: select memory.rotate_key('acme');$$;
 
 -------------------------------------------------------------------------------
 -- reencrypt: bring a batch of sessions to the tenant's current key and mode.
+-- Longer than the other functions on purpose: each session is moved under
+-- its own row lock in one pass (messages, digests, idempotency fingerprints,
+-- the session's key mark), and the order of those writes is what the staged
+-- race tests in tests/integration/test_encryption.py check.
 create or replace function memory.reencrypt(
     tenant   text,
     max_rows integer default 1000

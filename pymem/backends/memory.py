@@ -220,11 +220,13 @@ class InMemoryBackend:
     def _append_one(
         self, tenant: str, session: str, message: NewMessage, user_id: str | None
     ) -> AppendResult:
+        """One append, in the steps of memory.append (sql/040_append_steps.sql)."""
         checked: CheckedAppend = check_append(
             tenant, session, message, user_id=user_id, embedding_dim=self.embedding_dim
         )
-        # Personal data policies and sealing keys are kept by PostgreSQL only;
-        # here a PiiFilter in the client applies a policy given in code.
+        # _apply_pii_policy and _choose_data_key: personal data policies and
+        # sealing keys are kept by PostgreSQL only; here a PiiFilter in the
+        # client applies a policy given in code, and text is stored as given.
         request = request_hash(message.role, message.content)
         retry = self._find_retry(
             self.sessions.get((tenant, session)), message.idempotency_key, request
@@ -233,8 +235,9 @@ class InMemoryBackend:
             return retry
         at = now()
         state, policy = self._lock_session(tenant, session, user_id, at)
+        # _key_after_lock: no keys here.
         self._claim_idempotency(state, message.idempotency_key)
-        result = self._insert(state, message, checked, user_id, request, at)
+        result = self._insert_message(state, message, checked, user_id, request, at)
         self._trim_to_caps(
             state,
             state.info.max_messages or policy.max_messages,
@@ -242,11 +245,12 @@ class InMemoryBackend:
             checked.tokens,
         )
         self.sessions[(tenant, session)] = state
-        # No job queue here: digests and embeddings are PostgreSQL's background work.
+        # _queue_background_work: no job queue here; digests and embeddings
+        # are PostgreSQL's background work.
         return result
 
     @staticmethod
-    def _insert(
+    def _insert_message(
         state: SessionState,
         message: NewMessage,
         checked: CheckedAppend,

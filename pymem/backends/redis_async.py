@@ -1,9 +1,10 @@
 """A standalone Redis backend for ephemeral deployments (no PostgreSQL).
 
-An append or a batch is one Lua script: find retries, check the session
-(deleted, expired, owner), claim idempotency keys, insert under the next seqs
-and trim to the caps, checking everything before the first write, so a batch
-is all or nothing. Reads load a session's state in one MULTI/EXEC and reuse
+An append or a batch is one Lua script that takes the steps of
+``memory.append`` (sql/040_append_steps.sql) for every message: find retries,
+lock the session (deleted, expired, owner), claim idempotency keys, insert
+under the next seqs and trim to the caps. It checks every message before the
+first write, so a batch is all or nothing. Reads load a session's state in one MULTI/EXEC and reuse
 the in-memory backend's rules, so both pass the same contract suite; they
 cost O(session), which suits the short-lived conversations this backend is
 for. Lifecycle writes are optimistic transactions (WATCH) retried on conflict.

@@ -1,6 +1,6 @@
 """Master keys for encryption at rest, and how they reach PostgreSQL.
 
-The master key wraps every tenant's data keys (see ``sql/110_encryption.sql``).
+The master key wraps every tenant's data keys (see ``sql/020_keys_and_sealing.sql``).
 It never goes into SQL text or a parameter, where ``log_statement`` or
 ``pg_stat_activity`` could show it: :func:`with_master_key` puts it in the
 connection's startup options (``-c pymem.master_key=...``), which the server
