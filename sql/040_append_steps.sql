@@ -350,9 +350,9 @@ create or replace function memory._claim_idempotency(
     session         text,
     idempotency_key text,
     seq             bigint,
+    request_hash    text,
     role            text,
     content         text,
-    key_version     integer,
     data_keys       bytea[],
     tokens          integer,
     moment          timestamptz
@@ -370,9 +370,7 @@ begin
            (tenant_id, session_id, idempotency_key, seq, request_hash, created_at)
     values (_claim_idempotency.tenant, _claim_idempotency.session,
             _claim_idempotency.idempotency_key, _claim_idempotency.seq,
-            memory._request_hash(_claim_idempotency.role, _claim_idempotency.content,
-                                 _claim_idempotency.key_version, _claim_idempotency.data_keys),
-            _claim_idempotency.moment)
+            _claim_idempotency.request_hash, _claim_idempotency.moment)
     on conflict do nothing;
     if found then
         return v_result;
@@ -400,9 +398,9 @@ begin
 end;
 $fn$;
 
-comment on function memory._claim_idempotency(text, text, text, bigint, text, text, integer, bytea[], integer, timestamptz) is
-$$Record an append's idempotency key under the session lock; all nulls when it
-was free. When a committed twin holds it, give back the seq and counters and
+comment on function memory._claim_idempotency(text, text, text, bigint, text, text, text, bytea[], integer, timestamptz) is
+$$Record an append's idempotency key and request hash (memory._request_hash,
+computed before the lock) under the session lock; all nulls when it was free. When a committed twin holds it, give back the seq and counters and
 return the twin's (seq, created_at, true). Errors: ME011 key reused for
 another message.$$;
 

@@ -27,6 +27,7 @@ declare
     v_version  integer;  -- the data key to seal under (null: plaintext)
     v_keys     bytea[];
     v_mode     text;
+    v_hash     text;     -- what the idempotency key remembers of the message
     v_result   memory.append_result;
     v_kept     bigint;   -- the first seq the session keeps after trimming
     v_queued   integer;  -- background jobs queued
@@ -47,6 +48,7 @@ begin
     end if;
     -- A retry of a committed append returns the original and writes nothing.
     if append.idempotency_key is not null then
+        v_hash := memory._request_hash(append.role, v_stored.stored_content, v_version, v_keys);
         v_result := memory._find_retry(append.tenant, append.session, append.idempotency_key,
                                        append.role, v_stored.stored_content, v_keys);
         if v_result.seq is not null then
@@ -58,15 +60,19 @@ begin
     if v_session.key_mark is distinct from v_version then
         v_key := memory._key_after_lock(append.tenant, v_session.key_mark, v_version, v_keys,
                                         v_mode);
+        if v_key.version is distinct from v_version and append.idempotency_key is not null then
+            v_hash := memory._request_hash(append.role, v_stored.stored_content, v_key.version,
+                                           v_key.keys);
+        end if;
         v_version := v_key.version;
         v_keys := v_key.keys;
         v_mode := v_key.mode;
     end if;
     if append.idempotency_key is not null then
         v_result := memory._claim_idempotency(append.tenant, append.session,
-                                              append.idempotency_key, v_session.next_seq,
-                                              append.role, v_stored.stored_content, v_version,
-                                              v_keys, v_stored.stored_tokens, v_now);
+                                              append.idempotency_key, v_session.next_seq, v_hash,
+                                              append.role, v_stored.stored_content, v_keys,
+                                              v_stored.stored_tokens, v_now);
         if v_result.seq is not null then
             return v_result;
         end if;
@@ -76,13 +82,18 @@ begin
                                      v_mode, v_stored.stored_tokens, v_checked.estimated,
                                      v_stored.stored_metadata, append.embedding,
                                      append.idempotency_key, v_now);
-    v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
-                                   v_session.session_first_seq, v_session.session_tokens,
-                                   v_stored.stored_tokens, v_session.cap_messages,
-                                   v_session.cap_tokens);
-    v_queued := memory._queue_background_work(append.tenant, append.session,
-                                              v_session.unsummarized, v_session.summary_every,
-                                              v_session.embed, append.embedding is not null);
+    if v_session.cap_messages is not null or v_session.cap_tokens is not null then
+        v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
+                                       v_session.session_first_seq, v_session.session_tokens,
+                                       v_stored.stored_tokens, v_session.cap_messages,
+                                       v_session.cap_tokens);
+    end if;
+    if v_session.unsummarized >= coalesce(v_session.summary_every, 2147483647)
+       or v_session.embed then
+        v_queued := memory._queue_background_work(append.tenant, append.session,
+                                                  v_session.unsummarized, v_session.summary_every,
+                                                  v_session.embed, append.embedding is not null);
+    end if;
     return row(v_session.next_seq, v_now, false)::memory.append_result;
 end;
 $fn$;
