@@ -5,7 +5,7 @@
 It follows the same rules as the SQL functions, check for check, and passes
 the same contract suite as the PostgreSQL backend. ``append`` takes the steps
 of ``memory.append`` in the same order and under the same names (see
-``sql/040_append.sql``). :mod:`pymem.backends.memory_async` is the source and
+``sql/040_append_steps.sql``). :mod:`pymem.backends.memory_async` is the source and
 :mod:`pymem.backends.memory` its generated sync twin. Nothing in it waits
 on I/O: every method runs to completion under one lock.
 """
