@@ -27,9 +27,14 @@ from .models import (
     MessagePage,
     NewMessage,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from .security.keys import KeyProvider, keyed_dsn
@@ -195,13 +200,8 @@ class AsyncMemory:
         """Every session of a tenant (or of one user), fetched a page at a time."""
         after: str | None = None
         while True:
-            page = await self.backend.list_sessions(
-                tenant or self.tenant,
-                owner=user,
-                include_deleted=include_deleted,
-                after_session=after,
-                page_size=page_size,
-            )
+            query = SessionQuery(user, include_deleted, after, page_size)
+            page = await self.backend.list_sessions(tenant or self.tenant, query)
             for info in page:
                 yield info
             if len(page) < page_size:
@@ -217,12 +217,8 @@ class AsyncMemory:
         default_ttl: timedelta | None = None,
     ) -> None:
         """Set a tenant's default caps and the TTL given to its new sessions."""
-        await self.backend.configure_tenant(
-            tenant or self.tenant,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            default_ttl=default_ttl,
-        )
+        settings = TenantSettings(max_messages, max_tokens, default_ttl)
+        await self.backend.configure_tenant(tenant or self.tenant, settings)
 
     async def configure_recall(
         self,
@@ -232,11 +228,8 @@ class AsyncMemory:
         embed_messages: bool = False,
     ) -> None:
         """Set a tenant's background work: digest cadence and message embeddings."""
-        await self.backend.configure_recall(
-            tenant or self.tenant,
-            summary_every_tokens=summary_every_tokens,
-            embed_messages=embed_messages,
-        )
+        settings = RecallSettings(summary_every_tokens, embed_messages)
+        await self.backend.configure_recall(tenant or self.tenant, settings)
 
     async def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
         """Set the tenant's personal data policy, applied by PostgreSQL at every append.
@@ -403,14 +396,8 @@ class AsyncSession:
         max_rows: int = 20,
     ) -> list[RecalledMessage]:
         """The turns most relevant to ``query`` (and ``query_embedding``), best first."""
-        return await self._backend.recall(
-            self.tenant,
-            self.id,
-            query,
-            query_embedding=query_embedding,
-            before_seq=before_seq,
-            max_rows=max_rows,
-        )
+        request = RecallRequest(query, query_embedding, before_seq, max_rows)
+        return await self._backend.recall(self.tenant, self.id, request)
 
     async def summaries(self) -> list[Summary]:
         """The digests written for this session so far, oldest first."""
@@ -434,14 +421,8 @@ class AsyncSession:
     ) -> None:
         """Cap the session (oldest messages are trimmed first), set its digest cadence
         (unsummarized tokens per digest) and its metadata. None keeps the tenant's."""
-        await self._backend.configure_session(
-            self.tenant,
-            self.id,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            metadata=metadata,
-            summary_every_tokens=summary_every_tokens,
-        )
+        settings = SessionSettings(max_messages, max_tokens, metadata, summary_every_tokens)
+        await self._backend.configure_session(self.tenant, self.id, settings)
 
     async def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""

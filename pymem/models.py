@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal, NamedTuple
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
@@ -70,6 +70,71 @@ class ContextRequest:
             self.summary_share,
             self.recent_share,
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class RecallRequest:
+    """What turns are recalled for: the arguments of ``memory.recall``."""
+
+    query: str
+    query_embedding: Sequence[float] | None = None
+    before_seq: int | None = None
+    max_rows: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class NewSummary:
+    """A digest of turns ``seq_from..seq_to`` to store (``memory.add_summary``)."""
+
+    level: int
+    seq_from: int
+    seq_to: int
+    content: str
+    tokens: int
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionQuery:
+    """Which sessions of a tenant to list (``memory.list_sessions``), one page."""
+
+    owner: str | None = None
+    include_deleted: bool = False
+    after_session: str | None = None
+    page_size: int = 100
+
+
+FIRST_PAGE: Final = SessionQuery()
+"""The default listing: the first page of a tenant's live sessions."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSettings:
+    """A session's caps, metadata and digest cadence (``memory.configure_session``);
+    None keeps the tenant's default (metadata: keeps the session's)."""
+
+    max_messages: int | None = None
+    max_tokens: int | None = None
+    metadata: Mapping[str, Any] | None = None
+    summary_every_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantSettings:
+    """A tenant's default caps and session TTL (``memory.configure_tenant``)."""
+
+    max_messages: int | None = None
+    max_tokens: int | None = None
+    default_ttl: timedelta | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecallSettings:
+    """A tenant's background work (``memory.configure_recall``): the digest cadence
+    in unsummarized tokens (None: no digests) and whether turns are embedded."""
+
+    summary_every_tokens: int | None = 2000
+    embed_messages: bool = False
 
 
 class StoredMessage(NamedTuple):

@@ -5,24 +5,33 @@
 :mod:`pymem.backends.base_async` is the source and :mod:`pymem.backends.base`
 its generated sync twin. Each method mirrors one ``memory.*`` SQL function
 and takes one value per request where the function takes many arguments
-(:class:`NewMessage`, :class:`ContextRequest`).
+(:class:`NewMessage`, :class:`ContextRequest`, :class:`RecallRequest`,
+:class:`NewSummary`, :class:`SessionQuery`, :class:`SessionSettings`,
+:class:`TenantSettings`, :class:`RecallSettings`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 
@@ -53,72 +62,24 @@ class MemoryBackend(Protocol):
     def context(self, tenant: str, session: str, request: ContextRequest) -> ContextWindow: ...
 
     def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
+        self, tenant: str, session: str, request: RecallRequest
     ) -> list[RecalledMessage]: ...
 
     def list_summaries(self, tenant: str, session: str) -> list[Summary]: ...
 
-    def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int: ...
+    def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int: ...
 
-    def configure_recall(
-        self,
-        tenant: str,
-        *,
-        summary_every_tokens: int | None = 2000,
-        embed_messages: bool = False,
-    ) -> None: ...
+    def configure_recall(self, tenant: str, settings: RecallSettings) -> None: ...
 
     def session_info(self, tenant: str, session: str) -> SessionInfo: ...
 
-    def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
-    ) -> list[SessionInfo]: ...
+    def list_sessions(self, tenant: str, query: SessionQuery = FIRST_PAGE) -> list[SessionInfo]: ...
 
     def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime: ...
 
-    def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None: ...
+    def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None: ...
 
-    def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None: ...
+    def configure_tenant(self, tenant: str, settings: TenantSettings) -> None: ...
 
     def delete_session(self, tenant: str, session: str) -> datetime: ...
 

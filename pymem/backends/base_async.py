@@ -3,24 +3,33 @@
 :mod:`pymem.backends.base_async` is the source and :mod:`pymem.backends.base`
 its generated sync twin. Each method mirrors one ``memory.*`` SQL function
 and takes one value per request where the function takes many arguments
-(:class:`NewMessage`, :class:`ContextRequest`).
+(:class:`NewMessage`, :class:`ContextRequest`, :class:`RecallRequest`,
+:class:`NewSummary`, :class:`SessionQuery`, :class:`SessionSettings`,
+:class:`TenantSettings`, :class:`RecallSettings`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 
@@ -55,72 +64,28 @@ class AsyncMemoryBackend(Protocol):
     ) -> ContextWindow: ...
 
     async def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
+        self, tenant: str, session: str, request: RecallRequest
     ) -> list[RecalledMessage]: ...
 
     async def list_summaries(self, tenant: str, session: str) -> list[Summary]: ...
 
-    async def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int: ...
+    async def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int: ...
 
-    async def configure_recall(
-        self,
-        tenant: str,
-        *,
-        summary_every_tokens: int | None = 2000,
-        embed_messages: bool = False,
-    ) -> None: ...
+    async def configure_recall(self, tenant: str, settings: RecallSettings) -> None: ...
 
     async def session_info(self, tenant: str, session: str) -> SessionInfo: ...
 
     async def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
+        self, tenant: str, query: SessionQuery = FIRST_PAGE
     ) -> list[SessionInfo]: ...
 
     async def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime: ...
 
     async def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
+        self, tenant: str, session: str, settings: SessionSettings
     ) -> None: ...
 
-    async def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None: ...
+    async def configure_tenant(self, tenant: str, settings: TenantSettings) -> None: ...
 
     async def delete_session(self, tenant: str, session: str) -> datetime: ...
 

@@ -7,11 +7,19 @@ one ``queries.sql`` block; everything else is checked by the SQL function.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any
 
-from ..models import ContextRequest, NewMessage
+from ..models import (
+    ContextRequest,
+    NewMessage,
+    NewSummary,
+    RecallRequest,
+    RecallSettings,
+    SessionQuery,
+    SessionSettings,
+    TenantSettings,
+)
 from ..validation import check_text, metadata_json, vector_literal
 
 
@@ -85,93 +93,65 @@ def context_params(tenant: str, session: str, request: ContextRequest) -> dict[s
     }
 
 
-def recall_params(
-    tenant: str,
-    session: str,
-    *,
-    query: str,
-    query_embedding: Sequence[float] | None,
-    before_seq: int | None,
-    max_rows: int,
-) -> dict[str, Any]:
+def recall_params(tenant: str, session: str, request: RecallRequest) -> dict[str, Any]:
     return {
         **session_params(tenant, session),
-        "query": _ident("query", query),
-        "query_embedding": vector_literal(query_embedding),
-        "before_seq": before_seq,
-        "max_rows": max_rows,
+        "query": _ident("query", request.query),
+        "query_embedding": vector_literal(request.query_embedding),
+        "before_seq": request.before_seq,
+        "max_rows": request.max_rows,
     }
 
 
-def add_summary_params(
-    tenant: str,
-    session: str,
-    *,
-    level: int,
-    seq_from: int,
-    seq_to: int,
-    content: str,
-    tokens: int,
-    metadata: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+def add_summary_params(tenant: str, session: str, summary: NewSummary) -> dict[str, Any]:
     return {
         **session_params(tenant, session),
-        "level": level,
-        "seq_from": seq_from,
-        "seq_to": seq_to,
-        "content": _ident("content", content),
-        "tokens": tokens,
-        "metadata": metadata_json(metadata),
+        "level": summary.level,
+        "seq_from": summary.seq_from,
+        "seq_to": summary.seq_to,
+        "content": _ident("content", summary.content),
+        "tokens": summary.tokens,
+        "metadata": metadata_json(summary.metadata),
     }
 
 
-def list_params(
-    tenant: str,
-    *,
-    owner: str | None,
-    include_deleted: bool,
-    after_session: str | None,
-    page_size: int,
-) -> dict[str, Any]:
+def list_params(tenant: str, query: SessionQuery) -> dict[str, Any]:
     return {
         "tenant": _ident("tenant", tenant),
-        "owner": _opt_text("owner", owner),
-        "include_deleted": include_deleted,
-        "after_session": _opt_text("after_session", after_session),
-        "page_size": page_size,
+        "owner": _opt_text("owner", query.owner),
+        "include_deleted": query.include_deleted,
+        "after_session": _opt_text("after_session", query.after_session),
+        "page_size": query.page_size,
     }
 
 
 def configure_session_params(
-    tenant: str,
-    session: str,
-    *,
-    max_messages: int | None,
-    max_tokens: int | None,
-    metadata: Mapping[str, Any] | None,
-    summary_every_tokens: int | None = None,
+    tenant: str, session: str, settings: SessionSettings
 ) -> dict[str, Any]:
+    metadata = settings.metadata
     return {
         **session_params(tenant, session),
-        "max_messages": max_messages,
-        "max_tokens": max_tokens,
+        "max_messages": settings.max_messages,
+        "max_tokens": settings.max_tokens,
         "metadata": None if metadata is None else metadata_json(metadata),
-        "summary_every_tokens": summary_every_tokens,
+        "summary_every_tokens": settings.summary_every_tokens,
     }
 
 
-def configure_tenant_params(
-    tenant: str,
-    *,
-    max_messages: int | None,
-    max_tokens: int | None,
-    default_ttl: timedelta | None,
-) -> dict[str, Any]:
+def configure_tenant_params(tenant: str, settings: TenantSettings) -> dict[str, Any]:
     return {
         "tenant": _ident("tenant", tenant),
-        "max_messages": max_messages,
-        "max_tokens": max_tokens,
-        "default_ttl": default_ttl,
+        "max_messages": settings.max_messages,
+        "max_tokens": settings.max_tokens,
+        "default_ttl": settings.default_ttl,
+    }
+
+
+def configure_recall_params(tenant: str, settings: RecallSettings) -> dict[str, Any]:
+    return {
+        "tenant": tenant,
+        "summary_every_tokens": settings.summary_every_tokens,
+        "embed_messages": settings.embed_messages,
     }
 
 

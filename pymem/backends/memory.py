@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,15 +34,22 @@ from ..errors import (
     SummaryRangeInvalid,
 )
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ContextItem,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from ..validation import (
@@ -468,28 +475,24 @@ class InMemoryBackend:
             for seq, score, tr, vr in ranking.fuse(text, vector)[:max_rows]
         ]
 
-    def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
-    ) -> list[RecalledMessage]:
+    def recall(self, tenant: str, session: str, request: RecallRequest) -> list[RecalledMessage]:
         check_range(
-            "max_rows", max_rows, 1, 10000, "ask for the few dozen turns a context can hold"
+            "max_rows",
+            request.max_rows,
+            1,
+            10000,
+            "ask for the few dozen turns a context can hold",
         )
-        if query_embedding is not None:
-            check_embedding(query_embedding, self.embedding_dim)
+        if request.query_embedding is not None:
+            check_embedding(request.query_embedding, self.embedding_dim)
         with self._lock:
             state = copy.copy(self._live(tenant, session))
+        found = self._recall_rows(
+            state, request.query, request.query_embedding, request.before_seq, request.max_rows
+        )
         return [
             RecalledMessage(m.seq, m.role, m.content, m.tokens, score, tr, vr)
-            for m, score, tr, vr in self._recall_rows(
-                state, query, query_embedding, before_seq, max_rows
-            )
+            for m, score, tr, vr in found
         ]
 
     def list_summaries(self, tenant: str, session: str) -> list[Summary]:
@@ -497,18 +500,9 @@ class InMemoryBackend:
             state = self._live(tenant, session)
             return sorted(state.summaries, key=lambda d: (d.seq_from, -d.level))
 
-    def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int:
+    def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
+        level, seq_from, seq_to = summary.level, summary.seq_from, summary.seq_to
+        content, tokens = summary.content, summary.tokens
         if not (
             1 <= level <= 32
             and 1 <= seq_from <= seq_to
@@ -520,7 +514,7 @@ class InMemoryBackend:
                 "tokens >= 0",
                 hint="see memory.add_summary's reference",
             )
-        metadata_json(metadata)
+        metadata_json(summary.metadata)
         check_content(content)
         with self._lock:
             state = self._live(tenant, session)
@@ -562,13 +556,8 @@ class InMemoryBackend:
                 hint="list them with list_summaries",
             )
 
-    def configure_recall(
-        self,
-        tenant: str,
-        *,
-        summary_every_tokens: int | None = 2000,
-        embed_messages: bool = False,
-    ) -> None:
+    def configure_recall(self, tenant: str, settings: RecallSettings) -> None:
+        summary_every_tokens = settings.summary_every_tokens
         check_ident("tenant", tenant)
         if summary_every_tokens is not None and summary_every_tokens < 50:
             raise InvalidArgument(
@@ -578,21 +567,14 @@ class InMemoryBackend:
         with self._lock:
             policy = self.tenants.setdefault(tenant, TenantPolicy())
             policy.summary_every_tokens = summary_every_tokens
-            policy.embed_messages = embed_messages
+            policy.embed_messages = settings.embed_messages
 
     def session_info(self, tenant: str, session: str) -> SessionInfo:
         with self._lock:
             return self._any(tenant, session).info
 
-    def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
-    ) -> list[SessionInfo]:
+    def list_sessions(self, tenant: str, query: SessionQuery = FIRST_PAGE) -> list[SessionInfo]:
+        owner, after_session, page_size = query.owner, query.after_session, query.page_size
         check_ident("tenant", tenant)
         if owner is not None:
             check_ident("owner", owner)
@@ -603,7 +585,7 @@ class InMemoryBackend:
                 for (t, _), s in self.sessions.items()
                 if t == tenant
                 and (owner is None or s.info.user_id == owner)
-                and (include_deleted or s.info.deleted_at is None)
+                and (query.include_deleted or s.info.deleted_at is None)
                 and (after_session is None or s.info.session_id.encode() > after_session.encode())
             ]
         rows.sort(key=lambda info: info.session_id.encode())
@@ -673,16 +655,13 @@ class InMemoryBackend:
             state.info = replace(state.info, expires_at=expires)
             return expires
 
-    def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None:
+    def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None:
+        summary_every_tokens = settings.summary_every_tokens
+        max_messages, max_tokens, metadata = (
+            settings.max_messages,
+            settings.max_tokens,
+            settings.metadata,
+        )
         if summary_every_tokens is not None and summary_every_tokens < 50:
             raise InvalidArgument(
                 f"memory: summary_every_tokens must be >= 50, got {summary_every_tokens}",
@@ -705,14 +684,9 @@ class InMemoryBackend:
                 updated_at=now(),
             )
 
-    def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None:
+    def configure_tenant(self, tenant: str, settings: TenantSettings) -> None:
+        max_messages, max_tokens = settings.max_messages, settings.max_tokens
+        default_ttl = settings.default_ttl
         check_ident("tenant", tenant)
         if (
             (max_messages is not None and max_messages < 1)

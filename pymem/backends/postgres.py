@@ -20,16 +20,23 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..db.queries import QUERIES
 from ..errors import translate_errors
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ClaimedJob,
     ContextItem,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from ..security.pii import check_policy
@@ -137,38 +144,12 @@ class PostgresBackend:
         expires: datetime = self._scalar("extend_session", params)
         return expires
 
-    def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None:
-        params = calls.configure_session_params(
-            tenant,
-            session,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            metadata=metadata,
-            summary_every_tokens=summary_every_tokens,
-        )
+    def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None:
+        params = calls.configure_session_params(tenant, session, settings)
         self._scalar("configure_session", params)
 
-    def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None:
-        params = calls.configure_tenant_params(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
-        )
-        self._scalar("configure_tenant", params)
+    def configure_tenant(self, tenant: str, settings: TenantSettings) -> None:
+        self._scalar("configure_tenant", calls.configure_tenant_params(tenant, settings))
 
     def delete_session(self, tenant: str, session: str) -> datetime:
         params = calls.session_params(tenant, session)
@@ -206,23 +187,8 @@ class PostgresBackend:
         params = calls.session_params(tenant, session)
         return (self._rows("session_info", params, SessionInfo))[0]
 
-    def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
-    ) -> list[SessionInfo]:
-        params = calls.list_params(
-            tenant,
-            owner=owner,
-            include_deleted=include_deleted,
-            after_session=after_session,
-            page_size=page_size,
-        )
-        return self._rows("list_sessions", params, SessionInfo)
+    def list_sessions(self, tenant: str, query: SessionQuery = FIRST_PAGE) -> list[SessionInfo]:
+        return self._rows("list_sessions", calls.list_params(tenant, query), SessionInfo)
 
     def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
         params = calls.subject_params(tenant, user_id)
@@ -238,67 +204,20 @@ class PostgresBackend:
 
     # -- recall and summaries --------------------------------------------------
 
-    def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
-    ) -> list[RecalledMessage]:
-        params = calls.recall_params(
-            tenant,
-            session,
-            query=query,
-            query_embedding=query_embedding,
-            before_seq=before_seq,
-            max_rows=max_rows,
-        )
+    def recall(self, tenant: str, session: str, request: RecallRequest) -> list[RecalledMessage]:
+        params = calls.recall_params(tenant, session, request)
         return self._rows("recall", params, RecalledMessage)
 
     def list_summaries(self, tenant: str, session: str) -> list[Summary]:
         return self._rows("list_summaries", calls.session_params(tenant, session), Summary)
 
-    def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        params = calls.add_summary_params(
-            tenant,
-            session,
-            level=level,
-            seq_from=seq_from,
-            seq_to=seq_to,
-            content=content,
-            tokens=tokens,
-            metadata=metadata,
-        )
+    def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
+        params = calls.add_summary_params(tenant, session, summary)
         summary_id: int = self._scalar("add_summary", params)
         return summary_id
 
-    def configure_recall(
-        self,
-        tenant: str,
-        *,
-        summary_every_tokens: int | None = 2000,
-        embed_messages: bool = False,
-    ) -> None:
-        params = {
-            "tenant": tenant,
-            "summary_every_tokens": summary_every_tokens,
-            "embed_messages": embed_messages,
-        }
-        self._scalar("configure_recall", params)
+    def configure_recall(self, tenant: str, settings: RecallSettings) -> None:
+        self._scalar("configure_recall", calls.configure_recall_params(tenant, settings))
 
     def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
         """Set the tenant's personal data policy (memory.configure_pii)."""

@@ -18,16 +18,23 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from ..db.queries import QUERIES
 from ..errors import translate_errors
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ClaimedJob,
     ContextItem,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from ..security.pii import check_policy
@@ -138,38 +145,12 @@ class AsyncPostgresBackend:
         expires: datetime = await self._scalar("extend_session", params)
         return expires
 
-    async def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None:
-        params = calls.configure_session_params(
-            tenant,
-            session,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            metadata=metadata,
-            summary_every_tokens=summary_every_tokens,
-        )
+    async def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None:
+        params = calls.configure_session_params(tenant, session, settings)
         await self._scalar("configure_session", params)
 
-    async def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None:
-        params = calls.configure_tenant_params(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
-        )
-        await self._scalar("configure_tenant", params)
+    async def configure_tenant(self, tenant: str, settings: TenantSettings) -> None:
+        await self._scalar("configure_tenant", calls.configure_tenant_params(tenant, settings))
 
     async def delete_session(self, tenant: str, session: str) -> datetime:
         params = calls.session_params(tenant, session)
@@ -210,22 +191,9 @@ class AsyncPostgresBackend:
         return (await self._rows("session_info", params, SessionInfo))[0]
 
     async def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
+        self, tenant: str, query: SessionQuery = FIRST_PAGE
     ) -> list[SessionInfo]:
-        params = calls.list_params(
-            tenant,
-            owner=owner,
-            include_deleted=include_deleted,
-            after_session=after_session,
-            page_size=page_size,
-        )
-        return await self._rows("list_sessions", params, SessionInfo)
+        return await self._rows("list_sessions", calls.list_params(tenant, query), SessionInfo)
 
     async def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
         params = calls.subject_params(tenant, user_id)
@@ -242,66 +210,21 @@ class AsyncPostgresBackend:
     # -- recall and summaries --------------------------------------------------
 
     async def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
+        self, tenant: str, session: str, request: RecallRequest
     ) -> list[RecalledMessage]:
-        params = calls.recall_params(
-            tenant,
-            session,
-            query=query,
-            query_embedding=query_embedding,
-            before_seq=before_seq,
-            max_rows=max_rows,
-        )
+        params = calls.recall_params(tenant, session, request)
         return await self._rows("recall", params, RecalledMessage)
 
     async def list_summaries(self, tenant: str, session: str) -> list[Summary]:
         return await self._rows("list_summaries", calls.session_params(tenant, session), Summary)
 
-    async def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        params = calls.add_summary_params(
-            tenant,
-            session,
-            level=level,
-            seq_from=seq_from,
-            seq_to=seq_to,
-            content=content,
-            tokens=tokens,
-            metadata=metadata,
-        )
+    async def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
+        params = calls.add_summary_params(tenant, session, summary)
         summary_id: int = await self._scalar("add_summary", params)
         return summary_id
 
-    async def configure_recall(
-        self,
-        tenant: str,
-        *,
-        summary_every_tokens: int | None = 2000,
-        embed_messages: bool = False,
-    ) -> None:
-        params = {
-            "tenant": tenant,
-            "summary_every_tokens": summary_every_tokens,
-            "embed_messages": embed_messages,
-        }
-        await self._scalar("configure_recall", params)
+    async def configure_recall(self, tenant: str, settings: RecallSettings) -> None:
+        await self._scalar("configure_recall", calls.configure_recall_params(tenant, settings))
 
     async def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
         """Set the tenant's personal data policy (memory.configure_pii)."""

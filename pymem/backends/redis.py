@@ -31,14 +31,21 @@ import redis
 
 from ..errors import PymemError, error_for_sqlstate
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from ..validation import DEFAULT_EMBEDDING_DIM, check_append, check_batch, check_ident
@@ -418,28 +425,8 @@ class RedisBackend:
     def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
         return self._update(tenant, session, lambda b: b.extend_session(tenant, session, ttl))
 
-    def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None:
-        self._update(
-            tenant,
-            session,
-            lambda b: b.configure_session(
-                tenant,
-                session,
-                max_messages=max_messages,
-                max_tokens=max_tokens,
-                metadata=metadata,
-                summary_every_tokens=summary_every_tokens,
-            ),
-        )
+    def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None:
+        self._update(tenant, session, lambda b: b.configure_session(tenant, session, settings))
 
     def delete_session(self, tenant: str, session: str) -> datetime:
         return self._update(tenant, session, lambda b: b.delete_session(tenant, session))
@@ -450,65 +437,29 @@ class RedisBackend:
     def purge_session(self, tenant: str, session: str) -> int:
         return self._update(tenant, session, lambda b: b.purge_session(tenant, session))
 
-    def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        return self._update(
-            tenant,
-            session,
-            lambda b: b.add_summary(
-                tenant,
-                session,
-                level=level,
-                seq_from=seq_from,
-                seq_to=seq_to,
-                content=content,
-                tokens=tokens,
-                metadata=metadata,
-            ),
-        )
+    def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
+        return self._update(tenant, session, lambda b: b.add_summary(tenant, session, summary))
 
     def _set_policy(self, tenant: str, fields: Mapping[str, str]) -> None:
         self.client.hset(f"{tenant_tag(tenant)}:tenant", mapping=cast(Any, dict(fields)))
         self.client.sadd("memory:tenants", tenant)
 
-    def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None:
-        # The in-memory rules check the arguments; then the fields are stored.
-        InMemoryBackend().configure_tenant(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
-        )
+    def configure_tenant(self, tenant: str, settings: TenantSettings) -> None:
+        # The in-memory rules check the settings; then the fields are stored.
+        InMemoryBackend().configure_tenant(tenant, settings)
+        ttl = settings.default_ttl
         fields = {
-            "max_messages": _opt(max_messages),
-            "max_tokens": _opt(max_tokens),
-            "default_ttl": "" if default_ttl is None else str(default_ttl.total_seconds()),
+            "max_messages": _opt(settings.max_messages),
+            "max_tokens": _opt(settings.max_tokens),
+            "default_ttl": "" if ttl is None else str(ttl.total_seconds()),
         }
         self._set_policy(tenant, fields)
 
-    def configure_recall(
-        self, tenant: str, *, summary_every_tokens: int | None = 2000, embed_messages: bool = False
-    ) -> None:
-        InMemoryBackend().configure_recall(
-            tenant, summary_every_tokens=summary_every_tokens, embed_messages=embed_messages
-        )
+    def configure_recall(self, tenant: str, settings: RecallSettings) -> None:
+        InMemoryBackend().configure_recall(tenant, settings)
         fields = {
-            "summary_every_tokens": _opt(summary_every_tokens),
-            "embed_messages": "1" if embed_messages else "0",
+            "summary_every_tokens": _opt(settings.summary_every_tokens),
+            "embed_messages": "1" if settings.embed_messages else "0",
         }
         self._set_policy(tenant, fields)
 
@@ -529,28 +480,8 @@ class RedisBackend:
     def context(self, tenant: str, session: str, request: ContextRequest) -> ContextWindow:
         return self._read(tenant, session, lambda b: b.context(tenant, session, request))
 
-    def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
-    ) -> list[RecalledMessage]:
-        return self._read(
-            tenant,
-            session,
-            lambda b: b.recall(
-                tenant,
-                session,
-                query,
-                query_embedding=query_embedding,
-                before_seq=before_seq,
-                max_rows=max_rows,
-            ),
-        )
+    def recall(self, tenant: str, session: str, request: RecallRequest) -> list[RecalledMessage]:
+        return self._read(tenant, session, lambda b: b.recall(tenant, session, request))
 
     def list_summaries(self, tenant: str, session: str) -> list[Summary]:
         return self._read(tenant, session, lambda b: b.list_summaries(tenant, session))
@@ -572,28 +503,15 @@ class RedisBackend:
                     view.sessions[(tenant, info.session_id)] = SessionState(info=info)
         return view
 
-    def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
-    ) -> list[SessionInfo]:
+    def list_sessions(self, tenant: str, query: SessionQuery = FIRST_PAGE) -> list[SessionInfo]:
         check_ident("tenant", tenant)
-        view = self._view([tenant])
-        return view.list_sessions(
-            tenant,
-            owner=owner,
-            include_deleted=include_deleted,
-            after_session=after_session,
-            page_size=page_size,
-        )
+        return (self._view([tenant])).list_sessions(tenant, query)
 
     def _subject_sessions(self, tenant: str, user_id: str) -> list[SessionInfo]:
         check_ident("user_id", user_id)
-        return self.list_sessions(tenant, owner=user_id, include_deleted=True, page_size=10_000)
+        return self.list_sessions(
+            tenant, SessionQuery(owner=user_id, include_deleted=True, page_size=10_000)
+        )
 
     def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
         view = InMemoryBackend(embedding_dim=self.embedding_dim)

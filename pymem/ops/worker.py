@@ -24,7 +24,7 @@ from ..context.embed import Embedder
 from ..context.summarize import ExtractiveSummarizer, Summarizer
 from ..context.tokens import TokenCounter
 from ..errors import PymemError
-from ..models import ClaimedJob, StoredMessage, Summary
+from ..models import ClaimedJob, NewSummary, StoredMessage, Summary
 from ..tier.cache import CachedBackend
 
 log = logging.getLogger("pymem.worker")
@@ -159,16 +159,11 @@ class Worker:
         self, tenant: str, session: str, turns: Sequence[StoredMessage], tokens: int
     ) -> None:
         text = self.summarizer.summarize(turns, max_tokens=self._digest_budget(tokens))
-        self.store.add_summary(
-            tenant,
-            session,
-            level=1,
-            seq_from=turns[0].seq,
-            seq_to=turns[-1].seq,
-            content=text,
-            tokens=self.counter.count(text),
-            metadata={"summarizer": self.summarizer.name, "turns": len(turns)},
+        metadata = {"summarizer": self.summarizer.name, "turns": len(turns)}
+        digest = NewSummary(
+            1, turns[0].seq, turns[-1].seq, text, self.counter.count(text), metadata
         )
+        self.store.add_summary(tenant, session, digest)
 
     def _roll_up(self, tenant: str, session: str) -> None:
         """Combine every ``fanout`` consecutive level-L digests into one of level L+1."""
@@ -197,16 +192,11 @@ class Worker:
     ) -> None:
         budget = self._digest_budget(sum(d.tokens for d in group))
         text = self.summarizer.combine(group, max_tokens=budget)
-        self.store.add_summary(
-            tenant,
-            session,
-            level=level,
-            seq_from=group[0].seq_from,
-            seq_to=group[-1].seq_to,
-            content=text,
-            tokens=self.counter.count(text),
-            metadata={"summarizer": self.summarizer.name, "digests": len(group)},
+        metadata = {"summarizer": self.summarizer.name, "digests": len(group)}
+        digest = NewSummary(
+            level, group[0].seq_from, group[-1].seq_to, text, self.counter.count(text), metadata
         )
+        self.store.add_summary(tenant, session, digest)
 
     # -- embeddings ------------------------------------------------------------
 

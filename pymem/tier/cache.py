@@ -32,14 +32,21 @@ import redis
 
 from ..backends.postgres import PostgresBackend
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from ..security.sealing import CacheSealer
@@ -211,24 +218,8 @@ class CachedBackend:
         results = self.backend.append_many(tenant, session, messages, user_id=user_id)
         return self._written(tenant, session, results)
 
-    def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None:
-        self.backend.configure_session(
-            tenant,
-            session,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            metadata=metadata,
-            summary_every_tokens=summary_every_tokens,
-        )
+    def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None:
+        self.backend.configure_session(tenant, session, settings)
         self.invalidate(tenant, session)
 
     def delete_session(self, tenant: str, session: str) -> datetime:
@@ -243,28 +234,8 @@ class CachedBackend:
         purged = self.backend.purge_session(tenant, session)
         return self._written(tenant, session, purged)
 
-    def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        summary_id = self.backend.add_summary(
-            tenant,
-            session,
-            level=level,
-            seq_from=seq_from,
-            seq_to=seq_to,
-            content=content,
-            tokens=tokens,
-            metadata=metadata,
-        )
+    def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
+        summary_id = self.backend.add_summary(tenant, session, summary)
         return self._written(tenant, session, summary_id)
 
     def set_embeddings(
@@ -281,24 +252,11 @@ class CachedBackend:
         expires = self.backend.extend_session(tenant, session, ttl)
         return self._written(tenant, session, expires)
 
-    def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None:
-        self.backend.configure_tenant(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
-        )
+    def configure_tenant(self, tenant: str, settings: TenantSettings) -> None:
+        self.backend.configure_tenant(tenant, settings)
 
-    def configure_recall(
-        self, tenant: str, *, summary_every_tokens: int | None = 2000, embed_messages: bool = False
-    ) -> None:
-        self.backend.configure_recall(
-            tenant, summary_every_tokens=summary_every_tokens, embed_messages=embed_messages
-        )
+    def configure_recall(self, tenant: str, settings: RecallSettings) -> None:
+        self.backend.configure_recall(tenant, settings)
 
     def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
         self.backend.configure_pii(tenant, policy)
@@ -343,24 +301,8 @@ class CachedBackend:
             messages_from,
         )
 
-    def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
-    ) -> list[RecalledMessage]:
-        return self.backend.recall(
-            tenant,
-            session,
-            query,
-            query_embedding=query_embedding,
-            before_seq=before_seq,
-            max_rows=max_rows,
-        )
+    def recall(self, tenant: str, session: str, request: RecallRequest) -> list[RecalledMessage]:
+        return self.backend.recall(tenant, session, request)
 
     def list_summaries(self, tenant: str, session: str) -> list[Summary]:
         return self.backend.list_summaries(tenant, session)
@@ -368,22 +310,8 @@ class CachedBackend:
     def session_info(self, tenant: str, session: str) -> SessionInfo:
         return self.backend.session_info(tenant, session)
 
-    def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
-    ) -> list[SessionInfo]:
-        return self.backend.list_sessions(
-            tenant,
-            owner=owner,
-            include_deleted=include_deleted,
-            after_session=after_session,
-            page_size=page_size,
-        )
+    def list_sessions(self, tenant: str, query: SessionQuery = FIRST_PAGE) -> list[SessionInfo]:
+        return self.backend.list_sessions(tenant, query)
 
     def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
         return self.backend.export_subject(tenant, user_id)

@@ -30,14 +30,21 @@ import redis.asyncio as redis  # sync: import redis
 
 from ..backends.postgres_async import AsyncPostgresBackend
 from ..models import (
+    FIRST_PAGE,
     AppendResult,
     ContextRequest,
     ContextWindow,
     NewMessage,
+    NewSummary,
     RecalledMessage,
+    RecallRequest,
+    RecallSettings,
     SessionInfo,
+    SessionQuery,
+    SessionSettings,
     StoredMessage,
     Summary,
+    TenantSettings,
     TenantStats,
 )
 from ..security.sealing import CacheSealer
@@ -209,24 +216,8 @@ class AsyncCachedBackend:
         results = await self.backend.append_many(tenant, session, messages, user_id=user_id)
         return await self._written(tenant, session, results)
 
-    async def configure_session(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        summary_every_tokens: int | None = None,
-    ) -> None:
-        await self.backend.configure_session(
-            tenant,
-            session,
-            max_messages=max_messages,
-            max_tokens=max_tokens,
-            metadata=metadata,
-            summary_every_tokens=summary_every_tokens,
-        )
+    async def configure_session(self, tenant: str, session: str, settings: SessionSettings) -> None:
+        await self.backend.configure_session(tenant, session, settings)
         await self.invalidate(tenant, session)
 
     async def delete_session(self, tenant: str, session: str) -> datetime:
@@ -241,28 +232,8 @@ class AsyncCachedBackend:
         purged = await self.backend.purge_session(tenant, session)
         return await self._written(tenant, session, purged)
 
-    async def add_summary(
-        self,
-        tenant: str,
-        session: str,
-        *,
-        level: int,
-        seq_from: int,
-        seq_to: int,
-        content: str,
-        tokens: int,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> int:
-        summary_id = await self.backend.add_summary(
-            tenant,
-            session,
-            level=level,
-            seq_from=seq_from,
-            seq_to=seq_to,
-            content=content,
-            tokens=tokens,
-            metadata=metadata,
-        )
+    async def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
+        summary_id = await self.backend.add_summary(tenant, session, summary)
         return await self._written(tenant, session, summary_id)
 
     async def set_embeddings(
@@ -279,24 +250,11 @@ class AsyncCachedBackend:
         expires = await self.backend.extend_session(tenant, session, ttl)
         return await self._written(tenant, session, expires)
 
-    async def configure_tenant(
-        self,
-        tenant: str,
-        *,
-        max_messages: int | None = None,
-        max_tokens: int | None = None,
-        default_ttl: timedelta | None = None,
-    ) -> None:
-        await self.backend.configure_tenant(
-            tenant, max_messages=max_messages, max_tokens=max_tokens, default_ttl=default_ttl
-        )
+    async def configure_tenant(self, tenant: str, settings: TenantSettings) -> None:
+        await self.backend.configure_tenant(tenant, settings)
 
-    async def configure_recall(
-        self, tenant: str, *, summary_every_tokens: int | None = 2000, embed_messages: bool = False
-    ) -> None:
-        await self.backend.configure_recall(
-            tenant, summary_every_tokens=summary_every_tokens, embed_messages=embed_messages
-        )
+    async def configure_recall(self, tenant: str, settings: RecallSettings) -> None:
+        await self.backend.configure_recall(tenant, settings)
 
     async def configure_pii(self, tenant: str, policy: Mapping[str, str]) -> None:
         await self.backend.configure_pii(tenant, policy)
@@ -344,23 +302,9 @@ class AsyncCachedBackend:
         )
 
     async def recall(
-        self,
-        tenant: str,
-        session: str,
-        query: str,
-        *,
-        query_embedding: Sequence[float] | None = None,
-        before_seq: int | None = None,
-        max_rows: int = 50,
+        self, tenant: str, session: str, request: RecallRequest
     ) -> list[RecalledMessage]:
-        return await self.backend.recall(
-            tenant,
-            session,
-            query,
-            query_embedding=query_embedding,
-            before_seq=before_seq,
-            max_rows=max_rows,
-        )
+        return await self.backend.recall(tenant, session, request)
 
     async def list_summaries(self, tenant: str, session: str) -> list[Summary]:
         return await self.backend.list_summaries(tenant, session)
@@ -369,21 +313,9 @@ class AsyncCachedBackend:
         return await self.backend.session_info(tenant, session)
 
     async def list_sessions(
-        self,
-        tenant: str,
-        *,
-        owner: str | None = None,
-        include_deleted: bool = False,
-        after_session: str | None = None,
-        page_size: int = 100,
+        self, tenant: str, query: SessionQuery = FIRST_PAGE
     ) -> list[SessionInfo]:
-        return await self.backend.list_sessions(
-            tenant,
-            owner=owner,
-            include_deleted=include_deleted,
-            after_session=after_session,
-            page_size=page_size,
-        )
+        return await self.backend.list_sessions(tenant, query)
 
     async def export_subject(self, tenant: str, user_id: str) -> dict[str, Any]:
         return await self.backend.export_subject(tenant, user_id)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from pymem import errors
 from pymem.backends.base import MemoryBackend
-from pymem.models import ContextRequest, NewMessage
+from pymem.models import ContextRequest, NewMessage, SessionQuery, SessionSettings, TenantSettings
 
 T, S = "acme", "s-1"
 
@@ -124,7 +124,7 @@ def test_idempotency_keys_are_per_session(backend: MemoryBackend) -> None:
 
 def test_message_cap_trims_oldest(backend: MemoryBackend) -> None:
     _fill(backend, 3)
-    backend.configure_session(T, S, max_messages=3)
+    backend.configure_session(T, S, SessionSettings(max_messages=3))
     _fill(backend, 2)
     assert [m.seq for m in backend.history(T, S)] == [3, 4, 5]
     info = backend.session_info(T, S)
@@ -133,7 +133,7 @@ def test_message_cap_trims_oldest(backend: MemoryBackend) -> None:
 
 def test_token_cap_trims_oldest(backend: MemoryBackend) -> None:
     backend.append(T, S, NewMessage("user", "a", tokens=4))
-    backend.configure_session(T, S, max_tokens=10)
+    backend.configure_session(T, S, SessionSettings(max_tokens=10))
     for tokens in (3, 3, 5):
         backend.append(T, S, NewMessage("user", "b", tokens=tokens))
     assert [m.tokens for m in backend.history(T, S)] == [3, 5]
@@ -142,7 +142,7 @@ def test_token_cap_trims_oldest(backend: MemoryBackend) -> None:
 
 def test_message_over_token_cap_is_refused(backend: MemoryBackend) -> None:
     backend.append(T, S, NewMessage("user", "a", tokens=4))
-    backend.configure_session(T, S, max_tokens=10)
+    backend.configure_session(T, S, SessionSettings(max_tokens=10))
     with pytest.raises(errors.MessageTooLarge):
         backend.append(T, S, NewMessage("user", "huge", tokens=11))
     assert [m.tokens for m in backend.history(T, S)] == [4]
@@ -150,13 +150,13 @@ def test_message_over_token_cap_is_refused(backend: MemoryBackend) -> None:
 
 
 def test_tenant_caps_apply_to_sessions(backend: MemoryBackend) -> None:
-    backend.configure_tenant(T, max_messages=2)
+    backend.configure_tenant(T, TenantSettings(max_messages=2))
     _fill(backend, 4)
     assert [m.seq for m in backend.history(T, S)] == [3, 4]
 
 
 def test_tenant_default_ttl_sets_expiry(backend: MemoryBackend) -> None:
-    backend.configure_tenant(T, default_ttl=timedelta(days=7))
+    backend.configure_tenant(T, TenantSettings(default_ttl=timedelta(days=7)))
     backend.append(T, S, NewMessage("user", "hi", tokens=1))
     info = backend.session_info(T, S)
     assert info.expires_at is not None
@@ -183,7 +183,9 @@ def test_soft_delete_hides_then_restore(backend: MemoryBackend) -> None:
     with pytest.raises(errors.SessionDeleted):
         backend.append(T, S, NewMessage("user", "more", tokens=1))
     assert backend.list_sessions(T) == []
-    assert [s.session_id for s in backend.list_sessions(T, include_deleted=True)] == [S]
+    assert [s.session_id for s in backend.list_sessions(T, SessionQuery(include_deleted=True))] == [
+        S
+    ]
     assert backend.session_info(T, S).deleted_at == deleted_at
     backend.restore_session(T, S)
     assert backend.append(T, S, NewMessage("user", "back", tokens=1)).seq == 3
@@ -206,8 +208,12 @@ def test_list_sessions_orders_filters_and_pages(backend: MemoryBackend) -> None:
         backend.append(T, sid, NewMessage("user", "hi", tokens=1), user_id=user)
     backend.append("other", "z", NewMessage("user", "hi", tokens=1))
     assert [s.session_id for s in backend.list_sessions(T)] == ["B", "a", "b", "c"]
-    assert [s.session_id for s in backend.list_sessions(T, owner="u1")] == ["B", "b", "c"]
-    page = backend.list_sessions(T, after_session="a", page_size=1)
+    assert [s.session_id for s in backend.list_sessions(T, SessionQuery(owner="u1"))] == [
+        "B",
+        "b",
+        "c",
+    ]
+    page = backend.list_sessions(T, SessionQuery(after_session="a", page_size=1))
     assert [s.session_id for s in page] == ["b"]
 
 
@@ -340,14 +346,18 @@ BAD_READS = [
     ),
     pytest.param(lambda b: b.last_messages(T, S, 0), errors.InvalidArgument, id="count-zero"),
     pytest.param(
-        lambda b: b.list_sessions(T, page_size=10_001), errors.InvalidArgument, id="page-size-huge"
+        lambda b: b.list_sessions(T, SessionQuery(page_size=10_001)),
+        errors.InvalidArgument,
+        id="page-size-huge",
     ),
     pytest.param(lambda b: b.history("", S), errors.InvalidIdentifier, id="empty-tenant"),
     pytest.param(
-        lambda b: b.configure_session(T, S, max_messages=0), errors.InvalidArgument, id="cap-zero"
+        lambda b: b.configure_session(T, S, SessionSettings(max_messages=0)),
+        errors.InvalidArgument,
+        id="cap-zero",
     ),
     pytest.param(
-        lambda b: b.configure_tenant(T, default_ttl=timedelta(seconds=-1)),
+        lambda b: b.configure_tenant(T, TenantSettings(default_ttl=timedelta(seconds=-1))),
         errors.InvalidArgument,
         id="negative-ttl",
     ),

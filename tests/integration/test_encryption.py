@@ -21,6 +21,7 @@ from psycopg import sql
 
 from pymem import DecryptionFailed, KeyUnavailable, Memory
 from pymem.db.embedded import EmbeddedPostgres
+from pymem.models import NewSummary, RecallRequest
 from pymem.security.encryption import configure, reencrypt_all, rotate, status
 from pymem.security.keys import generate_master_key, with_master_key
 
@@ -78,8 +79,10 @@ def test_sealed_tenant_round_trips_and_tables_hold_no_plaintext(dsn: str) -> Non
             "user", f"my card story {secret} is long", idempotency_key="k1"
         ).duplicate
         chat.append("assistant", "noted")
-        mem.backend.add_summary(  # type: ignore[attr-defined]
-            "sec", "s1", level=1, seq_from=1, seq_to=2, content=f"digest {secret}", tokens=4
+        mem.backend.add_summary(
+            "sec",
+            "s1",
+            NewSummary(level=1, seq_from=1, seq_to=2, content=f"digest {secret}", tokens=4),
         )
         assert chat.messages()[0].content == f"my card story {secret} is long"
         window = chat.context(budget=500, strategy="summary", summary_share=0.5, recent_share=0.5)
@@ -108,7 +111,7 @@ def test_searchable_mode_keeps_lexemes_in_clear_and_nothing_else(dsn: str) -> No
         chat.append("user", f"the tent pole {secret} snapped")
         for i in range(30):
             chat.append("user", f"more filler {i}")
-        recalled = mem.backend.recall("find", "s1", "tent pole snapped")  # type: ignore[attr-defined]
+        recalled = mem.backend.recall("find", "s1", RecallRequest("tent pole snapped"))  # type: ignore[attr-defined]
         assert recalled and secret in recalled[0].content
     finally:
         mem.close()

@@ -14,7 +14,7 @@ import redis
 
 from pymem import Memory, NewMessage
 from pymem.backends.postgres import PostgresBackend
-from pymem.models import ContextRequest
+from pymem.models import ContextRequest, TenantSettings
 from pymem.tier.breaker import CircuitBreaker
 from pymem.tier.cache import CachedBackend, connect_redis, session_key
 from pymem.tier.ratelimit import (
@@ -269,7 +269,7 @@ def test_standalone_backend_expires_sessions_and_orders_writers(redis_url: str) 
 
     backend = RedisBackend.from_url(redis_url)
     try:
-        backend.configure_tenant("acme", default_ttl=timedelta(minutes=5))
+        backend.configure_tenant("acme", TenantSettings(default_ttl=timedelta(minutes=5)))
         backend.append("acme", "short", NewMessage("user", "soon gone", tokens=2))
         client = redis.Redis.from_url(redis_url)
         ttls = [client.pttl(k) for k in client.keys("memory:{acme:short}:*")]

@@ -8,7 +8,7 @@ import pytest
 
 from pymem import errors
 from pymem.backends.base import MemoryBackend
-from pymem.models import ContextRequest, NewMessage
+from pymem.models import ContextRequest, NewMessage, NewSummary, RecallRequest, SessionSettings
 
 T, S = "acme", "s-1"
 TOPICS = ["tent", "pole", "invoice", "garden", "violin", "marathon", "passport", "bakery"]
@@ -31,8 +31,12 @@ def _conversation(backend: MemoryBackend, n: int = 60, tokens: int = 10) -> None
 @pytest.mark.parametrize("strategy", ["recent", "summary", "hybrid"])
 def test_never_over_budget_and_in_order(backend: MemoryBackend, strategy: str) -> None:
     _conversation(backend)
-    backend.add_summary(T, S, level=1, seq_from=1, seq_to=20, content="digest one", tokens=12)
-    backend.add_summary(T, S, level=1, seq_from=21, seq_to=40, content="digest two", tokens=12)
+    backend.add_summary(
+        T, S, NewSummary(level=1, seq_from=1, seq_to=20, content="digest one", tokens=12)
+    )
+    backend.add_summary(
+        T, S, NewSummary(level=1, seq_from=21, seq_to=40, content="digest two", tokens=12)
+    )
     for budget, overhead in itertools.product([0, 7, 35, 100, 333, 1000], [0, 4]):
         window = backend.context(
             T,
@@ -74,13 +78,13 @@ def test_summary_covers_every_dropped_turn(backend: MemoryBackend) -> None:
         backend.add_summary(
             T,
             S,
-            level=1,
-            seq_from=start,
-            seq_to=start + 19,
-            content=f"digest of {start}",
-            tokens=30,
+            NewSummary(
+                level=1, seq_from=start, seq_to=start + 19, content=f"digest of {start}", tokens=30
+            ),
         )
-    backend.add_summary(T, S, level=2, seq_from=1, seq_to=80, content="all of it", tokens=25)
+    backend.add_summary(
+        T, S, NewSummary(level=2, seq_from=1, seq_to=80, content="all of it", tokens=25)
+    )
     for budget in (100, 200, 400, 800):
         window = backend.context(T, S, ContextRequest(budget=budget, strategy="summary"))
         digests = [i for i in window if i.part == "summary"]
@@ -101,13 +105,13 @@ def test_summary_prefers_fine_digests_when_they_fit(backend: MemoryBackend) -> N
         backend.add_summary(
             T,
             S,
-            level=1,
-            seq_from=start,
-            seq_to=start + 19,
-            content=f"digest of {start}",
-            tokens=30,
+            NewSummary(
+                level=1, seq_from=start, seq_to=start + 19, content=f"digest of {start}", tokens=30
+            ),
         )
-    backend.add_summary(T, S, level=2, seq_from=1, seq_to=80, content="all of it", tokens=25)
+    backend.add_summary(
+        T, S, NewSummary(level=2, seq_from=1, seq_to=80, content="all of it", tokens=25)
+    )
     coarse = backend.context(
         T, S, ContextRequest(budget=100, strategy="summary", summary_share=0.3)
     )
@@ -120,11 +124,15 @@ def test_summary_prefers_fine_digests_when_they_fit(backend: MemoryBackend) -> N
 
 def test_level_one_digests_must_continue(backend: MemoryBackend) -> None:
     _conversation(backend, n=10)
-    backend.add_summary(T, S, level=1, seq_from=1, seq_to=4, content="a", tokens=1)
+    backend.add_summary(T, S, NewSummary(level=1, seq_from=1, seq_to=4, content="a", tokens=1))
     with pytest.raises(errors.SummaryRangeInvalid):
-        backend.add_summary(T, S, level=1, seq_from=6, seq_to=8, content="gap", tokens=1)
+        backend.add_summary(
+            T, S, NewSummary(level=1, seq_from=6, seq_to=8, content="gap", tokens=1)
+        )
     with pytest.raises(errors.SummaryRangeInvalid):
-        backend.add_summary(T, S, level=2, seq_from=1, seq_to=9, content="bad", tokens=1)
+        backend.add_summary(
+            T, S, NewSummary(level=2, seq_from=1, seq_to=9, content="bad", tokens=1)
+        )
     assert backend.session_info(T, S).summarized_upto == 4
 
 
@@ -141,11 +149,11 @@ def test_shares_are_validated(backend: MemoryBackend) -> None:
 def test_recall_ranks_rare_words_first(backend: MemoryBackend) -> None:
     _conversation(backend)
     backend.append(T, S, NewMessage("user", "my quokka photo from the zoo", tokens=6))
-    found = backend.recall(T, S, "show the quokka", max_rows=3)
+    found = backend.recall(T, S, RecallRequest("show the quokka", max_rows=3))
     assert found[0].content == "my quokka photo from the zoo"
     assert found[0].text_rank == 1 and found[0].vector_rank is None
-    assert backend.recall(T, S, "show the quokka", before_seq=61) == [] or all(
-        f.seq < 61 for f in backend.recall(T, S, "show the quokka", before_seq=61)
+    assert backend.recall(T, S, RecallRequest("show the quokka", before_seq=61)) == [] or all(
+        f.seq < 61 for f in backend.recall(T, S, RecallRequest("show the quokka", before_seq=61))
     )
 
 
@@ -157,18 +165,20 @@ def test_recall_fuses_embeddings(backend: MemoryBackend) -> None:
     for text, vector in zip(texts, embedder.embed(texts), strict=True):
         backend.append(T, S, NewMessage("user", text, tokens=6, embedding=vector))
     (query_vector,) = embedder.embed(["violin lesson"])
-    found = backend.recall(T, S, "violin", query_embedding=query_vector, max_rows=3)
+    found = backend.recall(T, S, RecallRequest("violin", query_embedding=query_vector, max_rows=3))
     assert found[0].content == "the violin lesson went well"
     assert found[0].text_rank == 1 and found[0].vector_rank == 1
     with pytest.raises(errors.EmbeddingDimensionMismatch):
-        backend.recall(T, S, "violin", query_embedding=[0.1] * 3)
+        backend.recall(T, S, RecallRequest("violin", query_embedding=[0.1] * 3))
 
 
 def test_digests_start_at_the_oldest_kept_turn_after_trimming(backend: MemoryBackend) -> None:
     _conversation(backend, n=10)
-    backend.configure_session(T, S, max_messages=4)
+    backend.configure_session(T, S, SessionSettings(max_messages=4))
     backend.append(T, S, NewMessage("user", "one more", tokens=1))  # trims turns 1..7
     with pytest.raises(errors.SummaryRangeInvalid):
-        backend.add_summary(T, S, level=1, seq_from=1, seq_to=9, content="gone", tokens=1)
-    backend.add_summary(T, S, level=1, seq_from=8, seq_to=9, content="kept", tokens=1)
+        backend.add_summary(
+            T, S, NewSummary(level=1, seq_from=1, seq_to=9, content="gone", tokens=1)
+        )
+    backend.add_summary(T, S, NewSummary(level=1, seq_from=8, seq_to=9, content="kept", tokens=1))
     assert backend.session_info(T, S).summarized_upto == 9
