@@ -38,6 +38,10 @@ class NewMessage:
     idempotency_key: str | None = None
 
 
+Batch = Sequence[NewMessage]
+"""Messages appended together, in order, all or nothing (``memory.append_many``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ContextRequest:
     """What a context window is asked for: the arguments of ``memory.context``.

@@ -10,13 +10,13 @@ and takes one value per request where the function takes many arguments
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ContextRequest,
     ContextWindow,
     NewMessage,
@@ -43,12 +43,7 @@ class AsyncMemoryBackend(Protocol):
     ) -> AppendResult: ...
 
     async def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]: ...
 
     async def history(

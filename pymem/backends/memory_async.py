@@ -34,6 +34,7 @@ from ..errors import (
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ContextItem,
     ContextRequest,
     ContextWindow,
@@ -319,12 +320,7 @@ class AsyncInMemoryBackend:
         return (await self.append_many(tenant, session, [message], user_id=user_id))[0]
 
     async def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
         check_batch(messages)
         with self._lock:

@@ -22,6 +22,7 @@ from ..errors import translate_errors
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ClaimedJob,
     ContextItem,
     ContextRequest,
@@ -129,12 +130,7 @@ class PostgresBackend:
         return (self._rows("append", params, AppendResult))[0]
 
     def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
         params = calls.append_many_params(tenant, session, messages, user_id)
         return self._rows("append_many", params, AppendResult)

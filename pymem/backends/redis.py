@@ -33,6 +33,7 @@ from ..errors import PymemError, error_for_sqlstate
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ContextRequest,
     ContextWindow,
     NewMessage,
@@ -53,6 +54,9 @@ from .memory import InMemoryBackend, SessionState, TenantPolicy, now, request_ha
 from .redis_keys import session_tag, tenant_tag
 
 T = TypeVar("T")
+
+# A read or lifecycle write, applied to an in-memory snapshot of one session.
+SnapshotOp = Callable[[InMemoryBackend], T]
 
 # KEYS: meta, msgs, keys, vecs. ARGV: tenant, session, user, now (iso), now (ms),
 # tenant max_messages, tenant max_tokens, expiry (iso), expiry (ms), batch (JSON
@@ -310,22 +314,12 @@ class RedisBackend:
             snapshot.last_summary_id = max((d.summary_id for d in state.summaries), default=0)
         return snapshot
 
-    def _read(
-        self,
-        tenant: str,
-        session: str,
-        op: Callable[[InMemoryBackend], T],
-    ) -> T:
+    def _read(self, tenant: str, session: str, op: SnapshotOp[T]) -> T:
         check_ident("tenant", tenant)
         check_ident("session", session)
         return op(self._snapshot(tenant, session))
 
-    def _update(
-        self,
-        tenant: str,
-        session: str,
-        op: Callable[[InMemoryBackend], T],
-    ) -> T:
+    def _update(self, tenant: str, session: str, op: SnapshotOp[T]) -> T:
         """Apply ``op`` to a snapshot under WATCH and write the session back."""
         check_ident("tenant", tenant)
         check_ident("session", session)
@@ -374,12 +368,7 @@ class RedisBackend:
         return (self.append_many(tenant, session, [message], user_id=user_id))[0]
 
     def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
         check_batch(messages)
         at = now()

@@ -31,6 +31,7 @@ from ..errors import PymemError, error_for_sqlstate
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ContextRequest,
     ContextWindow,
     NewMessage,
@@ -51,6 +52,9 @@ from .memory_async import AsyncInMemoryBackend, SessionState, TenantPolicy, now,
 from .redis_keys import session_tag, tenant_tag
 
 T = TypeVar("T")
+
+# A read or lifecycle write, applied to an in-memory snapshot of one session.
+SnapshotOp = Callable[[AsyncInMemoryBackend], Awaitable[T]]
 
 # KEYS: meta, msgs, keys, vecs. ARGV: tenant, session, user, now (iso), now (ms),
 # tenant max_messages, tenant max_tokens, expiry (iso), expiry (ms), batch (JSON
@@ -308,22 +312,12 @@ class AsyncRedisBackend:
             snapshot.last_summary_id = max((d.summary_id for d in state.summaries), default=0)
         return snapshot
 
-    async def _read(
-        self,
-        tenant: str,
-        session: str,
-        op: Callable[[AsyncInMemoryBackend], Awaitable[T]],
-    ) -> T:
+    async def _read(self, tenant: str, session: str, op: SnapshotOp[T]) -> T:
         check_ident("tenant", tenant)
         check_ident("session", session)
         return await op(await self._snapshot(tenant, session))
 
-    async def _update(
-        self,
-        tenant: str,
-        session: str,
-        op: Callable[[AsyncInMemoryBackend], Awaitable[T]],
-    ) -> T:
+    async def _update(self, tenant: str, session: str, op: SnapshotOp[T]) -> T:
         """Apply ``op`` to a snapshot under WATCH and write the session back."""
         check_ident("tenant", tenant)
         check_ident("session", session)
@@ -372,12 +366,7 @@ class AsyncRedisBackend:
         return (await self.append_many(tenant, session, [message], user_id=user_id))[0]
 
     async def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
         check_batch(messages)
         at = now()

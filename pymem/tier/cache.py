@@ -34,6 +34,7 @@ from ..backends.postgres import PostgresBackend
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ContextRequest,
     ContextWindow,
     NewMessage,
@@ -208,12 +209,7 @@ class CachedBackend:
         return self._written(tenant, session, result)
 
     def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
         results = self.backend.append_many(tenant, session, messages, user_id=user_id)
         return self._written(tenant, session, results)

@@ -32,6 +32,7 @@ from ..backends.postgres_async import AsyncPostgresBackend
 from ..models import (
     FIRST_PAGE,
     AppendResult,
+    Batch,
     ContextRequest,
     ContextWindow,
     NewMessage,
@@ -206,12 +207,7 @@ class AsyncCachedBackend:
         return await self._written(tenant, session, result)
 
     async def append_many(
-        self,
-        tenant: str,
-        session: str,
-        messages: Sequence[NewMessage],
-        *,
-        user_id: str | None = None,
+        self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
         results = await self.backend.append_many(tenant, session, messages, user_id=user_id)
         return await self._written(tenant, session, results)
