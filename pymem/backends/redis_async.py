@@ -74,7 +74,8 @@ if exists then
 end
 if mm == '' then mm = t_mm end
 if mt == '' then mt = t_mt end
--- find retries and check every message before the first write
+-- For every message, before the first write: _find_retry, then the checks of
+-- _lock_session (deleted, expired, owner), _claim_idempotency and the token cap.
 local plan, seen, checked = {}, {}, false
 for i, m in ipairs(batch) do
   local key, hash, tokens = m[1], m[2], tonumber(m[3])
@@ -114,7 +115,7 @@ if not checked then
   for i, p in ipairs(plan) do out[i] = {p[2], p[3], 1} end
   return out
 end
--- write: create the session, insert under the next seqs, trim to the caps
+-- Then the writes: _lock_session (create the session), the inserts, _trim_to_caps.
 local last, first, count, total = 0, 1, 0, 0
 if exists then
   local m = redis.call('HMGET', meta, 'last_seq', 'first_seq', 'message_count', 'token_count')
