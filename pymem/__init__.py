@@ -47,6 +47,7 @@ from .models import (
 )
 from .security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider, KmsKeyProvider
 from .security.pii import PiiFilter
+from .tier.limits import Limit, RateLimited, RateLimits
 
 __version__ = "0.1.0"
 
@@ -76,6 +77,7 @@ __all__ = [
     "KeyProvider",
     "KeyUnavailable",
     "KmsKeyProvider",
+    "Limit",
     "Memory",
     "MemoryBackend",
     "MessagePage",
@@ -85,6 +87,8 @@ __all__ = [
     "PiiBlocked",
     "PiiFilter",
     "PymemError",
+    "RateLimited",
+    "RateLimits",
     "RecallRequest",
     "RecallSettings",
     "SchemaNotInstalled",
