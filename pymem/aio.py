@@ -18,6 +18,7 @@ from .backends.base_async import AsyncMemoryBackend
 from .backends.memory_async import AsyncInMemoryBackend
 from .config import Settings
 from .context.tokens import TokenCounter
+from .correlation import correlated
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
 from .errors import PymemError
 from .models import (
@@ -208,6 +209,7 @@ class AsyncMemory:
                 return
             after = page[-1].session_id
 
+    @correlated
     async def configure_tenant(
         self,
         *,
@@ -220,6 +222,7 @@ class AsyncMemory:
         settings = TenantSettings(max_messages, max_tokens, default_ttl)
         await self.backend.configure_tenant(tenant or self.tenant, settings)
 
+    @correlated
     async def configure_recall(
         self,
         *,
@@ -231,6 +234,7 @@ class AsyncMemory:
         settings = RecallSettings(summary_every_tokens, embed_messages)
         await self.backend.configure_recall(tenant or self.tenant, settings)
 
+    @correlated
     async def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
         """Set the tenant's personal data policy, applied by PostgreSQL at every append.
 
@@ -249,14 +253,17 @@ class AsyncMemory:
         if self.pii is not None:
             self.pii.forget(name)
 
+    @correlated
     async def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
         return await self.backend.export_subject(tenant or self.tenant, user)
 
+    @correlated
     async def erase_subject(self, user: str, *, tenant: str | None = None) -> list[tuple[str, int]]:
         """Erase every session of ``user``; returns (session id, messages removed) pairs."""
         return await self.backend.erase_subject(tenant or self.tenant, user)
 
+    @correlated
     async def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return await self.backend.stats(tenant)
@@ -292,6 +299,7 @@ class AsyncSession:
     def _backend(self) -> AsyncMemoryBackend:
         return self.memory.backend
 
+    @correlated
     async def append(
         self,
         role: str,
@@ -311,6 +319,7 @@ class AsyncSession:
         (message,) = await self._prepare([message])
         return await self._backend.append(self.tenant, self.id, message, user_id=self.user)
 
+    @correlated
     async def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
         prepared = await self._prepare(messages)
@@ -335,6 +344,7 @@ class AsyncSession:
         reader = pii.policy_reader(self._backend)
         return pii.remember(self.tenant, await reader(self.tenant))
 
+    @correlated
     async def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
     ) -> list[StoredMessage]:
@@ -350,6 +360,7 @@ class AsyncSession:
             cursor = page.next_after
         return out
 
+    @correlated
     async def page(self, *, after_seq: int = 0, size: int = 100) -> MessagePage:
         """One page of at most ``size`` messages after ``after_seq``, with the cursor
         (``next_after``) of the next page, None after the last one."""
@@ -358,6 +369,7 @@ class AsyncSession:
         )
         return MessagePage(tuple(rows), rows[-1].seq if len(rows) == size else None)
 
+    @correlated
     async def context(
         self,
         *,
@@ -387,6 +399,7 @@ class AsyncSession:
         )
         return await self._backend.context(self.tenant, self.id, request)
 
+    @correlated
     async def recall(
         self,
         query: str,
@@ -399,18 +412,22 @@ class AsyncSession:
         request = RecallRequest(query, query_embedding, before_seq, max_rows)
         return await self._backend.recall(self.tenant, self.id, request)
 
+    @correlated
     async def summaries(self) -> list[Summary]:
         """The digests written for this session so far, oldest first."""
         return await self._backend.list_summaries(self.tenant, self.id)
 
+    @correlated
     async def info(self) -> SessionInfo:
         """Counters, caps, metadata and timestamps of this session."""
         return await self._backend.session_info(self.tenant, self.id)
 
+    @correlated
     async def extend(self, ttl: timedelta) -> datetime:
         """Push the session's expiry ``ttl`` further out; returns the new expiry."""
         return await self._backend.extend_session(self.tenant, self.id, ttl)
 
+    @correlated
     async def configure(
         self,
         *,
@@ -424,14 +441,17 @@ class AsyncSession:
         settings = SessionSettings(max_messages, max_tokens, metadata, summary_every_tokens)
         await self._backend.configure_session(self.tenant, self.id, settings)
 
+    @correlated
     async def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""
         return await self._backend.delete_session(self.tenant, self.id)
 
+    @correlated
     async def restore(self) -> None:
         """Undo :meth:`delete`."""
         await self._backend.restore_session(self.tenant, self.id)
 
+    @correlated
     async def purge(self) -> int:
         """Remove the session and all it stored; returns the number of messages removed."""
         return await self._backend.purge_session(self.tenant, self.id)

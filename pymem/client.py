@@ -19,6 +19,7 @@ from .backends.base import MemoryBackend
 from .backends.memory import InMemoryBackend
 from .config import Settings
 from .context.tokens import TokenCounter
+from .correlation import correlated
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
 from .errors import PymemError
 from .models import (
@@ -208,6 +209,7 @@ class Memory:
                 return
             after = page[-1].session_id
 
+    @correlated
     def configure_tenant(
         self,
         *,
@@ -220,6 +222,7 @@ class Memory:
         settings = TenantSettings(max_messages, max_tokens, default_ttl)
         self.backend.configure_tenant(tenant or self.tenant, settings)
 
+    @correlated
     def configure_recall(
         self,
         *,
@@ -231,6 +234,7 @@ class Memory:
         settings = RecallSettings(summary_every_tokens, embed_messages)
         self.backend.configure_recall(tenant or self.tenant, settings)
 
+    @correlated
     def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
         """Set the tenant's personal data policy, applied by PostgreSQL at every append.
 
@@ -249,14 +253,17 @@ class Memory:
         if self.pii is not None:
             self.pii.forget(name)
 
+    @correlated
     def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
         return self.backend.export_subject(tenant or self.tenant, user)
 
+    @correlated
     def erase_subject(self, user: str, *, tenant: str | None = None) -> list[tuple[str, int]]:
         """Erase every session of ``user``; returns (session id, messages removed) pairs."""
         return self.backend.erase_subject(tenant or self.tenant, user)
 
+    @correlated
     def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return self.backend.stats(tenant)
@@ -292,6 +299,7 @@ class Session:
     def _backend(self) -> MemoryBackend:
         return self.memory.backend
 
+    @correlated
     def append(
         self,
         role: str,
@@ -311,6 +319,7 @@ class Session:
         (message,) = self._prepare([message])
         return self._backend.append(self.tenant, self.id, message, user_id=self.user)
 
+    @correlated
     def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
         prepared = self._prepare(messages)
@@ -335,6 +344,7 @@ class Session:
         reader = pii.policy_reader(self._backend)
         return pii.remember(self.tenant, reader(self.tenant))
 
+    @correlated
     def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
     ) -> list[StoredMessage]:
@@ -350,12 +360,14 @@ class Session:
             cursor = page.next_after
         return out
 
+    @correlated
     def page(self, *, after_seq: int = 0, size: int = 100) -> MessagePage:
         """One page of at most ``size`` messages after ``after_seq``, with the cursor
         (``next_after``) of the next page, None after the last one."""
         rows = self._backend.history(self.tenant, self.id, after_seq=after_seq, page_size=size)
         return MessagePage(tuple(rows), rows[-1].seq if len(rows) == size else None)
 
+    @correlated
     def context(
         self,
         *,
@@ -385,6 +397,7 @@ class Session:
         )
         return self._backend.context(self.tenant, self.id, request)
 
+    @correlated
     def recall(
         self,
         query: str,
@@ -397,18 +410,22 @@ class Session:
         request = RecallRequest(query, query_embedding, before_seq, max_rows)
         return self._backend.recall(self.tenant, self.id, request)
 
+    @correlated
     def summaries(self) -> list[Summary]:
         """The digests written for this session so far, oldest first."""
         return self._backend.list_summaries(self.tenant, self.id)
 
+    @correlated
     def info(self) -> SessionInfo:
         """Counters, caps, metadata and timestamps of this session."""
         return self._backend.session_info(self.tenant, self.id)
 
+    @correlated
     def extend(self, ttl: timedelta) -> datetime:
         """Push the session's expiry ``ttl`` further out; returns the new expiry."""
         return self._backend.extend_session(self.tenant, self.id, ttl)
 
+    @correlated
     def configure(
         self,
         *,
@@ -422,14 +439,17 @@ class Session:
         settings = SessionSettings(max_messages, max_tokens, metadata, summary_every_tokens)
         self._backend.configure_session(self.tenant, self.id, settings)
 
+    @correlated
     def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""
         return self._backend.delete_session(self.tenant, self.id)
 
+    @correlated
     def restore(self) -> None:
         """Undo :meth:`delete`."""
         self._backend.restore_session(self.tenant, self.id)
 
+    @correlated
     def purge(self) -> int:
         """Remove the session and all it stored; returns the number of messages removed."""
         return self._backend.purge_session(self.tenant, self.id)

@@ -13,9 +13,15 @@ from typing import Final
 
 import psycopg
 
+from .correlation import current_correlation_id
+
 
 class PymemError(Exception):
-    """Base class of every pymem error."""
+    """Base class of every pymem error.
+
+    ``correlation_id`` ties the error to pymem's log lines of the same call
+    (see :mod:`pymem.correlation`): quote it when you report one.
+    """
 
     default_hint: str = ""
 
@@ -23,11 +29,11 @@ class PymemError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint or self.default_hint
+        self.correlation_id = current_correlation_id()
 
     def __str__(self) -> str:
-        if self.hint:
-            return f"{self.message} (hint: {self.hint})"
-        return self.message
+        hint = f" (hint: {self.hint})" if self.hint else ""
+        return f"{self.message}{hint} [correlation id {self.correlation_id}]"
 
 
 class InvalidArgument(PymemError, ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -436,6 +437,11 @@ def embedded_stop() -> None:
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    from ..correlation import configure_logging
+
+    # Warnings of the worker and the Redis tier, with their correlation ids;
+    # PYMEM_LOG_FORMAT=json writes one JSON object per line.
+    configure_logging(json_lines=os.environ.get("PYMEM_LOG_FORMAT", "").lower() == "json")
     try:
         app()
     except PymemError as exc:

@@ -23,6 +23,7 @@ from ..client import Memory
 from ..context.embed import Embedder
 from ..context.summarize import ExtractiveSummarizer, Summarizer
 from ..context.tokens import TokenCounter
+from ..correlation import correlated
 from ..errors import PymemError
 from ..models import ClaimedJob, NewSummary, StoredMessage, Summary
 from ..tier.cache import CachedBackend
@@ -115,6 +116,7 @@ class Worker:
                 for _ in listener.notifies(timeout=poll.total_seconds(), stop_after=1):
                     pass
 
+    @correlated
     def process(self, job: ClaimedJob) -> str:
         """Do one claimed job; returns its new status (done, queued or parked)."""
         try:
@@ -124,7 +126,10 @@ class Worker:
                 self._embed(job.tenant_id, job.session_id, self.embedder)
             return self.backend.complete_job(job, self.name)
         except Exception as exc:  # any failure is recorded on the job, never lost
-            log.warning("job %s/%s/%s failed: %s", job.tenant_id, job.session_id, job.kind, exc)
+            # The error's type only: an upstream error's text may echo a prompt.
+            # The whole text is kept on the job (memory.job_stats, fail_job).
+            name = type(exc).__name__
+            log.warning("job %s/%s/%s failed: %s", job.tenant_id, job.session_id, job.kind, name)
             return self.backend.fail_job(
                 job, self.name, f"{type(exc).__name__}: {exc}", max_attempts=self.max_attempts
             )

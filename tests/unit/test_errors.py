@@ -28,7 +28,7 @@ def test_mapped_errors_are_pymem_errors_with_a_hint(code: str) -> None:
     cls = errors.error_for_sqlstate(code)
     assert cls is not None and issubclass(cls, errors.PymemError)
     err = cls("memory: boom", hint="do this")
-    assert str(err) == "memory: boom (hint: do this)"
+    assert str(err) == f"memory: boom (hint: do this) [correlation id {err.correlation_id}]"
 
 
 def test_caller_mistakes_are_value_errors() -> None:

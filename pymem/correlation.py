@@ -1,0 +1,144 @@
+"""Correlation ids: one id ties an error a user reports to pymem's log lines.
+
+Every :class:`~pymem.errors.PymemError` carries ``correlation_id`` and shows
+it in its message; every log line written through :func:`configure_logging`
+(or a handler with :class:`CorrelationFilter`) carries it too. The id is,
+first found:
+
+1. the trace id of the active OpenTelemetry span, when the application
+   traces (pymem only looks at ``opentelemetry.trace`` if the application
+   imported it: nothing is imported, and nothing costs, otherwise);
+2. the id of the enclosing :func:`correlation` scope: each public pymem
+   call and each worker job opens one, and an application may open its own
+   around a request (``with correlation(request_id): ...``);
+3. a new random id.
+
+Log lines carry identifiers and outcomes only, never message content or key
+material: pymem's own log calls pass no text of a conversation.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, ParamSpec, TypeVar, cast
+
+_CURRENT: ContextVar[str | None] = ContextVar("pymem_correlation_id", default=None)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def new_correlation_id() -> str:
+    """A fresh random id (16 hex digits)."""
+    return secrets.token_hex(8)
+
+
+def _trace_id() -> str | None:
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
+def current_correlation_id() -> str:
+    """The id of what runs now: the trace id, the enclosing scope's, or a new one."""
+    return _trace_id() or _CURRENT.get() or new_correlation_id()
+
+
+@contextmanager
+def correlation(correlation_id: str | None = None) -> Iterator[str]:
+    """A scope whose errors and log lines share one id (given, the trace's, or new).
+
+    Nested scopes keep the outer id unless a new one is given.
+    """
+    found = correlation_id or _trace_id() or _CURRENT.get() or new_correlation_id()
+    token = _CURRENT.set(found)
+    try:
+        yield found
+    finally:
+        _CURRENT.reset(token)
+
+
+def correlated(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` (sync or async) inside a :func:`correlation` scope."""
+    if inspect.iscoroutinefunction(fn):
+        coroutine = cast(Callable[P, Awaitable[Any]], fn)
+
+        @functools.wraps(fn)
+        async def scoped_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+            with correlation():
+                return await coroutine(*args, **kwargs)
+
+        return cast(Callable[P, R], scoped_async)
+
+    @functools.wraps(fn)
+    def scoped(*args: P.args, **kwargs: P.kwargs) -> R:
+        with correlation():
+            return fn(*args, **kwargs)
+
+    return scoped
+
+
+class CorrelationFilter(logging.Filter):
+    """Adds ``correlation_id`` to every record that passes a handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "correlation_id", None):
+            record.correlation_id = current_correlation_id()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, correlation id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(correlation_id)s] %(message)s"
+
+
+def configure_logging(
+    *, json_lines: bool = False, level: int = logging.INFO, stream: Any = None
+) -> logging.Handler:
+    """Send the ``pymem`` loggers to ``stream`` (default stderr), each line with
+    its correlation id, as text or as JSON lines. Returns the handler."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.addFilter(CorrelationFilter())
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(TEXT_FORMAT))
+    logger = logging.getLogger("pymem")
+    for old in [h for h in logger.handlers if getattr(h, "pymem_handler", False)]:
+        logger.removeHandler(old)
+    handler.pymem_handler = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    return handler
+
+
+__all__ = [
+    "CorrelationFilter",
+    "JsonFormatter",
+    "configure_logging",
+    "correlated",
+    "correlation",
+    "current_correlation_id",
+    "new_correlation_id",
+]
