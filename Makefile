@@ -30,8 +30,8 @@ test-fast: venv
 	@$(BIN)/python -m pytest -m "not slow"
 
 lint: venv
-	@$(BIN)/ruff check pymem tests benchmarks
-	@$(BIN)/ruff format --check pymem tests benchmarks
+	@$(BIN)/ruff check pymem tests benchmarks scripts
+	@$(BIN)/ruff format --check pymem tests benchmarks scripts
 	@$(BIN)/mypy
 
 bench: setup
