@@ -9,7 +9,9 @@ installs pymem with `pymem.db.migrate`, and measures:
    "last 50 rows" read and langchain-postgres reading the session;
 3. appends across 1,000 concurrent sessions (16 threads): throughput, lost and
    duplicated counts, beside raw INSERTs by the same threads;
-4. pgbench at 8 clients: memory.append beside a raw INSERT.
+4. pgbench at 8 clients: memory.append beside a raw INSERT;
+5. the Redis tier; 6. security features;
+7. client metrics off and on (Session.append and context).
 
 Usage: python benchmarks/run.py [--quick] [--full] [--json PATH]
 """
@@ -641,6 +643,49 @@ def bench_security(dsn: str, n: int) -> dict[str, Any]:
     return out
 
 
+# -- 7. telemetry ----------------------------------------------------------------
+
+
+def bench_telemetry(dsn: str, n: int) -> dict[str, Any]:
+    """Session.append and context(recent) with client metrics off and on, in interleaved rounds."""
+    from prometheus_client import CollectorRegistry
+
+    from pymem.telemetry.metrics import ClientMetrics
+
+    print(f"\n[7] telemetry cost: Session calls with metrics off / on, {n} calls each")
+    out: dict[str, Any] = {}
+    stores = {
+        "off": Memory.connect(dsn, max_size=1),
+        "on": Memory.connect(dsn, max_size=1, metrics=ClientMetrics(CollectorRegistry())),
+    }
+    try:
+        for label, mem in stores.items():
+            chat = mem.session(f"tele-{label}", tenant="t")
+            for _ in range(60):
+                chat.append("user", TEXT, tokens=14)
+        samples: dict[str, list[float]] = {}
+        for _ in range(4):  # interleaved rounds: the machine's drift hits both alike
+            for label, mem in stores.items():
+                chat = mem.session(f"tele-{label}", tenant="t")
+                samples.setdefault(f"append_{label}", []).extend(
+                    timed(lambda i, c=chat: c.append("user", TEXT, tokens=14), n // 4)
+                )
+                samples.setdefault(f"context_{label}", []).extend(
+                    timed(lambda i, c=chat: c.context(budget=2000), n // 4)
+                )
+        out = {name: summary(values) for name, values in samples.items()}
+    finally:
+        for mem in stores.values():
+            mem.close()
+    for op in ("append", "context"):
+        off, on = out[f"{op}_off"], out[f"{op}_on"]
+        print(line(f"{op}, metrics off", off))
+        print(line(f"{op}, metrics on", on, off))
+        added_us = (on["p50_ms"] - off["p50_ms"]) * 1000
+        print(f"    p50 added: {added_us:+.1f} us")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -683,6 +728,7 @@ def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
     results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
     results["redis_tier"] = bench_redis_tier(dsn, n)
     results["security"] = bench_security(dsn, n)
+    results["telemetry"] = bench_telemetry(dsn, n)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nresults written to {args.json}")

@@ -18,7 +18,6 @@ from .backends.base_async import AsyncMemoryBackend
 from .backends.memory_async import AsyncInMemoryBackend
 from .config import Settings
 from .context.tokens import TokenCounter
-from .correlation import correlated
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
 from .errors import PymemError
 from .models import (
@@ -40,6 +39,8 @@ from .models import (
 )
 from .security.keys import KeyProvider, keyed_dsn
 from .security.pii import PiiFilter, scrub_batch
+from .telemetry.metrics import ClientMetrics
+from .telemetry.operations import operation, record_append, record_window
 from .tier.limits import RateLimits
 from .tier.ratelimit_async import AsyncRateLimiter, enforce
 
@@ -60,9 +61,13 @@ class AsyncMemory:
         limiter: AsyncRateLimiter | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> None:
         settings = Settings.from_env()
         self.pii = pii
+        self.metrics = ClientMetrics.default() if metrics is True else (metrics or None)
+        if self.metrics is not None and hasattr(backend, "cache_stats"):
+            self.metrics.watch_cache(backend)
         self.backend = backend
         self.counter = choose_counter(counter, settings)
         self.tenant = tenant or settings.tenant
@@ -87,6 +92,7 @@ class AsyncMemory:
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         keys: KeyProvider | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> AsyncMemory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -99,6 +105,8 @@ class AsyncMemory:
         (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
         connection's startup options, never in SQL. ``pii`` runs Python
         classifiers on each message before it is sent (see :mod:`pymem.security.pii`).
+        ``metrics`` (True, or a :class:`~pymem.telemetry.metrics.ClientMetrics`)
+        exports Prometheus metrics of every call (``pymem[metrics]``).
         """
         from .backends.postgres_async import AsyncPostgresBackend
         from .db.migrate import migrate as run_migrate
@@ -134,6 +142,7 @@ class AsyncMemory:
             limiter=limiter,
             rate_limits=rate_limits,
             pii=pii,
+            metrics=metrics,
         )
 
     @classmethod
@@ -143,6 +152,7 @@ class AsyncMemory:
         *,
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> AsyncMemory:
         """Use a private PostgreSQL cluster in a local folder, created and migrated on
         first use and reused afterwards (see :mod:`pymem.db.embedded`)."""
@@ -150,7 +160,8 @@ class AsyncMemory:
 
         start = EmbeddedPostgres(home).start
         server = await asyncio.to_thread(start)  # sync: server = start()
-        return await cls.connect(server.dsn(), counter=counter, tenant=tenant, migrate=True)
+        dsn = server.dsn()
+        return await cls.connect(dsn, counter=counter, tenant=tenant, migrate=True, metrics=metrics)
 
     @classmethod
     def in_memory(
@@ -159,9 +170,11 @@ class AsyncMemory:
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> AsyncMemory:
         """No server at all: everything lives in this process and dies with it."""
-        return cls(AsyncInMemoryBackend(), counter=counter, tenant=tenant, pii=pii)
+        backend = AsyncInMemoryBackend()
+        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
 
     @classmethod
     def redis(
@@ -171,6 +184,7 @@ class AsyncMemory:
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> AsyncMemory:
         """Conversations in Redis alone (``url`` or ``PYMEM_REDIS``): fast and ephemeral,
         no PostgreSQL; no job queue, personal data policies or encryption at rest."""
@@ -182,7 +196,8 @@ class AsyncMemory:
                 "pymem: no Redis URL given",
                 hint="pass Memory.redis('redis://localhost:6379/0') or set PYMEM_REDIS",
             )
-        return cls(AsyncRedisBackend.from_url(found), counter=counter, tenant=tenant, pii=pii)
+        backend = AsyncRedisBackend.from_url(found)
+        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -209,7 +224,7 @@ class AsyncMemory:
                 return
             after = page[-1].session_id
 
-    @correlated
+    @operation("configure_tenant")
     async def configure_tenant(
         self,
         *,
@@ -222,7 +237,7 @@ class AsyncMemory:
         settings = TenantSettings(max_messages, max_tokens, default_ttl)
         await self.backend.configure_tenant(tenant or self.tenant, settings)
 
-    @correlated
+    @operation("configure_recall")
     async def configure_recall(
         self,
         *,
@@ -234,7 +249,7 @@ class AsyncMemory:
         settings = RecallSettings(summary_every_tokens, embed_messages)
         await self.backend.configure_recall(tenant or self.tenant, settings)
 
-    @correlated
+    @operation("configure_pii")
     async def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
         """Set the tenant's personal data policy, applied by PostgreSQL at every append.
 
@@ -253,17 +268,17 @@ class AsyncMemory:
         if self.pii is not None:
             self.pii.forget(name)
 
-    @correlated
+    @operation("export_subject")
     async def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
         return await self.backend.export_subject(tenant or self.tenant, user)
 
-    @correlated
+    @operation("erase_subject")
     async def erase_subject(self, user: str, *, tenant: str | None = None) -> list[tuple[str, int]]:
         """Erase every session of ``user``; returns (session id, messages removed) pairs."""
         return await self.backend.erase_subject(tenant or self.tenant, user)
 
-    @correlated
+    @operation("stats")
     async def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return await self.backend.stats(tenant)
@@ -299,7 +314,7 @@ class AsyncSession:
     def _backend(self) -> AsyncMemoryBackend:
         return self.memory.backend
 
-    @correlated
+    @operation("append")
     async def append(
         self,
         role: str,
@@ -317,13 +332,17 @@ class AsyncSession:
         """
         message = NewMessage(role, content, tokens, metadata, embedding, idempotency_key)
         (message,) = await self._prepare([message])
-        return await self._backend.append(self.tenant, self.id, message, user_id=self.user)
+        result = await self._backend.append(self.tenant, self.id, message, user_id=self.user)
+        record_append(self.memory.metrics, self.tenant, [message], [result])
+        return result
 
-    @correlated
+    @operation("append_many")
     async def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
         prepared = await self._prepare(messages)
-        return await self._backend.append_many(self.tenant, self.id, prepared, user_id=self.user)
+        results = await self._backend.append_many(self.tenant, self.id, prepared, user_id=self.user)
+        record_append(self.memory.metrics, self.tenant, prepared, results)
+        return results
 
     async def _prepare(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
         """Apply the client's personal data classifiers, count tokens, check rate limits."""
@@ -344,7 +363,7 @@ class AsyncSession:
         reader = pii.policy_reader(self._backend)
         return pii.remember(self.tenant, await reader(self.tenant))
 
-    @correlated
+    @operation("history")
     async def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
     ) -> list[StoredMessage]:
@@ -360,7 +379,7 @@ class AsyncSession:
             cursor = page.next_after
         return out
 
-    @correlated
+    @operation("history")
     async def page(self, *, after_seq: int = 0, size: int = 100) -> MessagePage:
         """One page of at most ``size`` messages after ``after_seq``, with the cursor
         (``next_after``) of the next page, None after the last one."""
@@ -369,7 +388,7 @@ class AsyncSession:
         )
         return MessagePage(tuple(rows), rows[-1].seq if len(rows) == size else None)
 
-    @correlated
+    @operation("context", by_strategy=True)
     async def context(
         self,
         *,
@@ -397,9 +416,11 @@ class AsyncSession:
             summary_share=summary_share,
             recent_share=recent_share,
         )
-        return await self._backend.context(self.tenant, self.id, request)
+        window = await self._backend.context(self.tenant, self.id, request)
+        record_window(self.memory.metrics, self.tenant, request, window)
+        return window
 
-    @correlated
+    @operation("recall")
     async def recall(
         self,
         query: str,
@@ -412,22 +433,22 @@ class AsyncSession:
         request = RecallRequest(query, query_embedding, before_seq, max_rows)
         return await self._backend.recall(self.tenant, self.id, request)
 
-    @correlated
+    @operation("summaries")
     async def summaries(self) -> list[Summary]:
         """The digests written for this session so far, oldest first."""
         return await self._backend.list_summaries(self.tenant, self.id)
 
-    @correlated
+    @operation("session_info")
     async def info(self) -> SessionInfo:
         """Counters, caps, metadata and timestamps of this session."""
         return await self._backend.session_info(self.tenant, self.id)
 
-    @correlated
+    @operation("extend_session")
     async def extend(self, ttl: timedelta) -> datetime:
         """Push the session's expiry ``ttl`` further out; returns the new expiry."""
         return await self._backend.extend_session(self.tenant, self.id, ttl)
 
-    @correlated
+    @operation("configure_session")
     async def configure(
         self,
         *,
@@ -441,17 +462,17 @@ class AsyncSession:
         settings = SessionSettings(max_messages, max_tokens, metadata, summary_every_tokens)
         await self._backend.configure_session(self.tenant, self.id, settings)
 
-    @correlated
+    @operation("delete_session")
     async def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""
         return await self._backend.delete_session(self.tenant, self.id)
 
-    @correlated
+    @operation("restore_session")
     async def restore(self) -> None:
         """Undo :meth:`delete`."""
         await self._backend.restore_session(self.tenant, self.id)
 
-    @correlated
+    @operation("purge_session")
     async def purge(self) -> int:
         """Remove the session and all it stored; returns the number of messages removed."""
         return await self._backend.purge_session(self.tenant, self.id)

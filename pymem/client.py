@@ -19,7 +19,6 @@ from .backends.base import MemoryBackend
 from .backends.memory import InMemoryBackend
 from .config import Settings
 from .context.tokens import TokenCounter
-from .correlation import correlated
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
 from .errors import PymemError
 from .models import (
@@ -41,6 +40,8 @@ from .models import (
 )
 from .security.keys import KeyProvider, keyed_dsn
 from .security.pii import PiiFilter, scrub_batch
+from .telemetry.metrics import ClientMetrics
+from .telemetry.operations import operation, record_append, record_window
 from .tier.limits import RateLimits
 from .tier.ratelimit import RateLimiter, enforce
 
@@ -61,9 +62,13 @@ class Memory:
         limiter: RateLimiter | None = None,
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> None:
         settings = Settings.from_env()
         self.pii = pii
+        self.metrics = ClientMetrics.default() if metrics is True else (metrics or None)
+        if self.metrics is not None and hasattr(backend, "cache_stats"):
+            self.metrics.watch_cache(backend)
         self.backend = backend
         self.counter = choose_counter(counter, settings)
         self.tenant = tenant or settings.tenant
@@ -88,6 +93,7 @@ class Memory:
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         keys: KeyProvider | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> Memory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -100,6 +106,8 @@ class Memory:
         (default: ``PYMEM_MASTER_KEY`` when set); it travels in each pooled
         connection's startup options, never in SQL. ``pii`` runs Python
         classifiers on each message before it is sent (see :mod:`pymem.security.pii`).
+        ``metrics`` (True, or a :class:`~pymem.telemetry.metrics.ClientMetrics`)
+        exports Prometheus metrics of every call (``pymem[metrics]``).
         """
         from .backends.postgres import PostgresBackend
         from .db.migrate import migrate as run_migrate
@@ -135,6 +143,7 @@ class Memory:
             limiter=limiter,
             rate_limits=rate_limits,
             pii=pii,
+            metrics=metrics,
         )
 
     @classmethod
@@ -144,6 +153,7 @@ class Memory:
         *,
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> Memory:
         """Use a private PostgreSQL cluster in a local folder, created and migrated on
         first use and reused afterwards (see :mod:`pymem.db.embedded`)."""
@@ -151,7 +161,8 @@ class Memory:
 
         start = EmbeddedPostgres(home).start
         server = start()
-        return cls.connect(server.dsn(), counter=counter, tenant=tenant, migrate=True)
+        dsn = server.dsn()
+        return cls.connect(dsn, counter=counter, tenant=tenant, migrate=True, metrics=metrics)
 
     @classmethod
     def in_memory(
@@ -160,9 +171,11 @@ class Memory:
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> Memory:
         """No server at all: everything lives in this process and dies with it."""
-        return cls(InMemoryBackend(), counter=counter, tenant=tenant, pii=pii)
+        backend = InMemoryBackend()
+        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
 
     @classmethod
     def redis(
@@ -172,6 +185,7 @@ class Memory:
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
         pii: PiiFilter | None = None,
+        metrics: ClientMetrics | bool = False,
     ) -> Memory:
         """Conversations in Redis alone (``url`` or ``PYMEM_REDIS``): fast and ephemeral,
         no PostgreSQL; no job queue, personal data policies or encryption at rest."""
@@ -183,7 +197,8 @@ class Memory:
                 "pymem: no Redis URL given",
                 hint="pass Memory.redis('redis://localhost:6379/0') or set PYMEM_REDIS",
             )
-        return cls(RedisBackend.from_url(found), counter=counter, tenant=tenant, pii=pii)
+        backend = RedisBackend.from_url(found)
+        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -209,7 +224,7 @@ class Memory:
                 return
             after = page[-1].session_id
 
-    @correlated
+    @operation("configure_tenant")
     def configure_tenant(
         self,
         *,
@@ -222,7 +237,7 @@ class Memory:
         settings = TenantSettings(max_messages, max_tokens, default_ttl)
         self.backend.configure_tenant(tenant or self.tenant, settings)
 
-    @correlated
+    @operation("configure_recall")
     def configure_recall(
         self,
         *,
@@ -234,7 +249,7 @@ class Memory:
         settings = RecallSettings(summary_every_tokens, embed_messages)
         self.backend.configure_recall(tenant or self.tenant, settings)
 
-    @correlated
+    @operation("configure_pii")
     def configure_pii(self, policy: Mapping[str, str], *, tenant: str | None = None) -> None:
         """Set the tenant's personal data policy, applied by PostgreSQL at every append.
 
@@ -253,17 +268,17 @@ class Memory:
         if self.pii is not None:
             self.pii.forget(name)
 
-    @correlated
+    @operation("export_subject")
     def export_subject(self, user: str, *, tenant: str | None = None) -> dict[str, Any]:
         """Everything held about ``user`` (sessions, messages, digests) as a JSON-ready dict."""
         return self.backend.export_subject(tenant or self.tenant, user)
 
-    @correlated
+    @operation("erase_subject")
     def erase_subject(self, user: str, *, tenant: str | None = None) -> list[tuple[str, int]]:
         """Erase every session of ``user``; returns (session id, messages removed) pairs."""
         return self.backend.erase_subject(tenant or self.tenant, user)
 
-    @correlated
+    @operation("stats")
     def stats(self, *, tenant: str | None = None) -> list[TenantStats]:
         """Totals per tenant (all tenants unless one is named)."""
         return self.backend.stats(tenant)
@@ -299,7 +314,7 @@ class Session:
     def _backend(self) -> MemoryBackend:
         return self.memory.backend
 
-    @correlated
+    @operation("append")
     def append(
         self,
         role: str,
@@ -317,13 +332,17 @@ class Session:
         """
         message = NewMessage(role, content, tokens, metadata, embedding, idempotency_key)
         (message,) = self._prepare([message])
-        return self._backend.append(self.tenant, self.id, message, user_id=self.user)
+        result = self._backend.append(self.tenant, self.id, message, user_id=self.user)
+        record_append(self.memory.metrics, self.tenant, [message], [result])
+        return result
 
-    @correlated
+    @operation("append_many")
     def append_many(self, messages: Sequence[NewMessage]) -> list[AppendResult]:
         """Store a batch in order, all or nothing, in one round trip."""
         prepared = self._prepare(messages)
-        return self._backend.append_many(self.tenant, self.id, prepared, user_id=self.user)
+        results = self._backend.append_many(self.tenant, self.id, prepared, user_id=self.user)
+        record_append(self.memory.metrics, self.tenant, prepared, results)
+        return results
 
     def _prepare(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
         """Apply the client's personal data classifiers, count tokens, check rate limits."""
@@ -344,7 +363,7 @@ class Session:
         reader = pii.policy_reader(self._backend)
         return pii.remember(self.tenant, reader(self.tenant))
 
-    @correlated
+    @operation("history")
     def messages(
         self, *, last: int | None = None, after_seq: int = 0, page_size: int = 500
     ) -> list[StoredMessage]:
@@ -360,14 +379,14 @@ class Session:
             cursor = page.next_after
         return out
 
-    @correlated
+    @operation("history")
     def page(self, *, after_seq: int = 0, size: int = 100) -> MessagePage:
         """One page of at most ``size`` messages after ``after_seq``, with the cursor
         (``next_after``) of the next page, None after the last one."""
         rows = self._backend.history(self.tenant, self.id, after_seq=after_seq, page_size=size)
         return MessagePage(tuple(rows), rows[-1].seq if len(rows) == size else None)
 
-    @correlated
+    @operation("context", by_strategy=True)
     def context(
         self,
         *,
@@ -395,9 +414,11 @@ class Session:
             summary_share=summary_share,
             recent_share=recent_share,
         )
-        return self._backend.context(self.tenant, self.id, request)
+        window = self._backend.context(self.tenant, self.id, request)
+        record_window(self.memory.metrics, self.tenant, request, window)
+        return window
 
-    @correlated
+    @operation("recall")
     def recall(
         self,
         query: str,
@@ -410,22 +431,22 @@ class Session:
         request = RecallRequest(query, query_embedding, before_seq, max_rows)
         return self._backend.recall(self.tenant, self.id, request)
 
-    @correlated
+    @operation("summaries")
     def summaries(self) -> list[Summary]:
         """The digests written for this session so far, oldest first."""
         return self._backend.list_summaries(self.tenant, self.id)
 
-    @correlated
+    @operation("session_info")
     def info(self) -> SessionInfo:
         """Counters, caps, metadata and timestamps of this session."""
         return self._backend.session_info(self.tenant, self.id)
 
-    @correlated
+    @operation("extend_session")
     def extend(self, ttl: timedelta) -> datetime:
         """Push the session's expiry ``ttl`` further out; returns the new expiry."""
         return self._backend.extend_session(self.tenant, self.id, ttl)
 
-    @correlated
+    @operation("configure_session")
     def configure(
         self,
         *,
@@ -439,17 +460,17 @@ class Session:
         settings = SessionSettings(max_messages, max_tokens, metadata, summary_every_tokens)
         self._backend.configure_session(self.tenant, self.id, settings)
 
-    @correlated
+    @operation("delete_session")
     def delete(self) -> datetime:
         """Soft-delete: hidden from reads and appends until restored or purged."""
         return self._backend.delete_session(self.tenant, self.id)
 
-    @correlated
+    @operation("restore_session")
     def restore(self) -> None:
         """Undo :meth:`delete`."""
         self._backend.restore_session(self.tenant, self.id)
 
-    @correlated
+    @operation("purge_session")
     def purge(self) -> int:
         """Remove the session and all it stored; returns the number of messages removed."""
         return self._backend.purge_session(self.tenant, self.id)

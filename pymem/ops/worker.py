@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -67,6 +68,7 @@ class Worker:
             )
         counter: TokenCounter | None = memory.counter if isinstance(memory, Memory) else None
         self.counter = counter or ExtractiveSummarizer().counter
+        self.metrics = memory.metrics if isinstance(memory, Memory) else None
         self.name = name or _default_name()
         self.summarizer = summarizer or ExtractiveSummarizer(self.counter)
         self.embedder = embedder
@@ -119,6 +121,14 @@ class Worker:
     @correlated
     def process(self, job: ClaimedJob) -> str:
         """Do one claimed job; returns its new status (done, queued or parked)."""
+        started = time.perf_counter()
+        status = self._process(job)
+        if self.metrics is not None:
+            elapsed = time.perf_counter() - started
+            self.metrics.jobs.labels(job.kind, status).observe(elapsed)
+        return status
+
+    def _process(self, job: ClaimedJob) -> str:
         try:
             if job.kind == "summarize":
                 self._summarize(job.tenant_id, job.session_id)
@@ -131,7 +141,7 @@ class Worker:
             name = type(exc).__name__
             log.warning("job %s/%s/%s failed: %s", job.tenant_id, job.session_id, job.kind, name)
             return self.backend.fail_job(
-                job, self.name, f"{type(exc).__name__}: {exc}", max_attempts=self.max_attempts
+                job, self.name, f"{name}: {exc}", max_attempts=self.max_attempts
             )
 
     # -- summaries -------------------------------------------------------------

@@ -15,6 +15,7 @@ LAYERS: list[set[str]] = [
     {"security"},
     {"backends"},
     {"tier"},
+    {"telemetry"},
     {"defaults", "aio", "client"},
     {"ops"},
     {"__init__", "__main__"},

@@ -1,0 +1,1 @@
+"""Telemetry of pymem calls: Prometheus metrics and their instrumentation."""

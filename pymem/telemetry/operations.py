@@ -1,0 +1,110 @@
+"""The instrumentation of pymem's public calls (``Memory``, ``Session``, the worker).
+
+:func:`operation` wraps a public method: it opens a correlation scope
+(:mod:`pymem.correlation`) and, when the store has metrics
+(:class:`~pymem.telemetry.metrics.ClientMetrics`), times and counts the call
+and its errors. Without metrics a call costs one context-variable scope.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar, cast
+
+from ..correlation import correlation
+from ..models import AppendResult, ContextRequest, ContextWindow, NewMessage
+from .metrics import ClientMetrics, error_code
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _metrics_of(owner: Any) -> ClientMetrics | None:
+    """The metrics of a Memory, or of the Memory behind a Session."""
+    metrics: ClientMetrics | None = getattr(getattr(owner, "memory", owner), "metrics", None)
+    return metrics
+
+
+@contextmanager
+def _observed(metrics: ClientMetrics, name: str, strategy: str, tenant: str) -> Iterator[None]:
+    labels = [name, strategy, *metrics.tenant(tenant)]
+    started = time.perf_counter()
+    try:
+        yield
+    except BaseException as exc:
+        code = error_code(exc)
+        metrics.errors.labels(*labels, code).inc()
+        if code == "rate_limited":
+            metrics.for_tenant(metrics.rate_limited, tenant).inc()
+        raise
+    finally:
+        metrics.duration.labels(*labels).observe(time.perf_counter() - started)
+        metrics.calls.labels(*labels).inc()
+
+
+def _labels(owner: Any, kwargs: dict[str, Any], by_strategy: bool) -> tuple[str, str]:
+    strategy = str(kwargs.get("strategy", "recent")) if by_strategy else ""
+    tenant = kwargs.get("tenant") or getattr(owner, "tenant", "")
+    return strategy, str(tenant)
+
+
+def operation(
+    name: str, *, by_strategy: bool = False
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Instrument a public method (sync or async) as the operation ``name``."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        if inspect.iscoroutinefunction(fn):
+            coroutine = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
+                with correlation():
+                    metrics = _metrics_of(args[0])
+                    if metrics is None:
+                        return await coroutine(*args, **kwargs)
+                    with _observed(metrics, name, *_labels(args[0], kwargs, by_strategy)):
+                        return await coroutine(*args, **kwargs)
+
+            return cast(Callable[P, R], run_async)
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with correlation():
+                metrics = _metrics_of(args[0])
+                if metrics is None:
+                    return fn(*args, **kwargs)
+                with _observed(metrics, name, *_labels(args[0], kwargs, by_strategy)):
+                    return fn(*args, **kwargs)
+
+        return run
+
+    return decorate
+
+
+def record_append(
+    metrics: ClientMetrics | None,
+    tenant: str,
+    messages: Sequence[NewMessage],
+    results: Sequence[AppendResult],
+) -> None:
+    """Count the tokens of the messages stored (retries that stored nothing excluded)."""
+    if metrics is None:
+        return
+    stored = sum(m.tokens or 0 for m, r in zip(messages, results, strict=False) if not r.duplicate)
+    metrics.for_tenant(metrics.appended_tokens, tenant).inc(stored)
+
+
+def record_window(
+    metrics: ClientMetrics | None, tenant: str, request: ContextRequest, window: ContextWindow
+) -> None:
+    """The budget asked for and the tokens returned, by strategy."""
+    if metrics is None:
+        return
+    labels = [request.strategy, *metrics.tenant(tenant)]
+    metrics.context_budget.labels(*labels).observe(request.budget)
+    metrics.context_tokens.labels(*labels).observe(window.tokens)
