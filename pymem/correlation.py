@@ -30,7 +30,17 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar, cast
 
-_CURRENT: ContextVar[str | None] = ContextVar("pymem_correlation_id", default=None)
+
+class _Scope:
+    """One correlation scope; its id is made only when something asks for it."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, correlation_id: str | None) -> None:
+        self.id = correlation_id
+
+
+_CURRENT: ContextVar[_Scope | None] = ContextVar("pymem_correlation_scope", default=None)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -51,19 +61,33 @@ def _trace_id() -> str | None:
 
 def current_correlation_id() -> str:
     """The id of what runs now: the trace id, the enclosing scope's, or a new one."""
-    return _trace_id() or _CURRENT.get() or new_correlation_id()
+    found = _trace_id()
+    if found is not None:
+        return found
+    scope = _CURRENT.get()
+    if scope is None:
+        return new_correlation_id()
+    if scope.id is None:
+        scope.id = new_correlation_id()
+    return scope.id
 
 
 @contextmanager
-def correlation(correlation_id: str | None = None) -> Iterator[str]:
+def correlation(correlation_id: str | None = None) -> Iterator[str | None]:
     """A scope whose errors and log lines share one id (given, the trace's, or new).
 
-    Nested scopes keep the outer id unless a new one is given.
+    Nested scopes keep the outer id unless a new one is given. Yields the id
+    when one was given; else it is made when first asked for
+    (:func:`current_correlation_id`), so a call that neither fails nor logs
+    costs no random id.
     """
-    found = correlation_id or _trace_id() or _CURRENT.get() or new_correlation_id()
-    token = _CURRENT.set(found)
+    outer = _CURRENT.get()
+    if correlation_id is None and outer is not None:
+        yield outer.id
+        return
+    token = _CURRENT.set(_Scope(correlation_id))
     try:
-        yield found
+        yield correlation_id
     finally:
         _CURRENT.reset(token)
 

@@ -35,8 +35,13 @@ def test_a_scope_gives_its_errors_and_log_lines_one_id() -> None:
 
 
 def test_nested_scopes_keep_the_outer_id() -> None:
-    with correlation() as outer, correlation() as inner:
-        assert inner == outer == current_correlation_id()
+    with correlation():
+        outer = current_correlation_id()
+        with correlation():
+            assert current_correlation_id() == outer
+        with correlation("explicit"):
+            assert current_correlation_id() == "explicit"
+        assert current_correlation_id() == outer
 
 
 def test_public_calls_open_a_scope_unless_one_is_open() -> None:
