@@ -19,16 +19,14 @@ material: pymem's own log calls pass no text of a conversation.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import logging
 import secrets
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any
 
 
 class _Scope:
@@ -41,9 +39,6 @@ class _Scope:
 
 
 _CURRENT: ContextVar[_Scope | None] = ContextVar("pymem_correlation_scope", default=None)
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def new_correlation_id() -> str:
@@ -90,26 +85,6 @@ def correlation(correlation_id: str | None = None) -> Iterator[str | None]:
         yield correlation_id
     finally:
         _CURRENT.reset(token)
-
-
-def correlated(fn: Callable[P, R]) -> Callable[P, R]:
-    """Run ``fn`` (sync or async) inside a :func:`correlation` scope."""
-    if inspect.iscoroutinefunction(fn):
-        coroutine = cast(Callable[P, Awaitable[Any]], fn)
-
-        @functools.wraps(fn)
-        async def scoped_async(*args: P.args, **kwargs: P.kwargs) -> Any:
-            with correlation():
-                return await coroutine(*args, **kwargs)
-
-        return cast(Callable[P, R], scoped_async)
-
-    @functools.wraps(fn)
-    def scoped(*args: P.args, **kwargs: P.kwargs) -> R:
-        with correlation():
-            return fn(*args, **kwargs)
-
-    return scoped
 
 
 class CorrelationFilter(logging.Filter):
@@ -161,7 +136,6 @@ __all__ = [
     "CorrelationFilter",
     "JsonFormatter",
     "configure_logging",
-    "correlated",
     "correlation",
     "current_correlation_id",
     "new_correlation_id",

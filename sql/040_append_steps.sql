@@ -304,7 +304,6 @@ are under (key_mark). Errors: ME003 deleted; ME020 expired; ME012 owner.$$;
 -- _key_after_lock: the data key to seal under, re-read if it moved meanwhile.
 create or replace function memory._key_after_lock(
     tenant          text,
-    key_mark        integer,
     key_version     integer,
     data_keys       bytea[],
     encryption      text,
@@ -324,12 +323,10 @@ begin
     mode := encryption;
     -- A row must be stored the way its session is marked (sessions.key_version:
     -- the key all its rows are under, null for plaintext), or memory.reencrypt
-    -- would pass it by and the key it needs could be destroyed. When the mark
-    -- read under the lock differs from the key read before it, a rotation or
-    -- re-encryption committed meanwhile: read the key again.
-    if key_mark is not distinct from key_version then
-        return;
-    end if;
+    -- would pass it by and the key it needs could be destroyed. memory.append
+    -- calls this step only when the mark read under the lock differs from the
+    -- key read before it: a rotation or re-encryption committed meanwhile, so
+    -- the key is read again.
     select t.encryption into mode from memory.tenants as t where t.tenant_id = _key_after_lock.tenant;
     v_active := memory._active_key(tenant);
     if v_active is distinct from key_version then
@@ -341,9 +338,10 @@ begin
 end;
 $fn$;
 
-comment on function memory._key_after_lock(text, integer, integer, bytea[], text) is
-$$The key version, keys and encryption mode to store an append with, given
-the session's key mark read under its lock (see memory.reencrypt).$$;
+comment on function memory._key_after_lock(text, integer, bytea[], text) is
+$$The key version, keys and encryption mode to store an append with, read
+again because the session's key mark (read under its lock) differs from the
+key chosen before it (see memory.reencrypt).$$;
 
 -------------------------------------------------------------------------------
 -- _claim_idempotency: record the key, or find that a twin got there first.

@@ -58,8 +58,7 @@ begin
     v_session := memory._lock_session(append.tenant, append.session, append.user_id,
                                       v_stored.stored_tokens, v_version, v_now);
     if v_session.key_mark is distinct from v_version then
-        v_key := memory._key_after_lock(append.tenant, v_session.key_mark, v_version, v_keys,
-                                        v_mode);
+        v_key := memory._key_after_lock(append.tenant, v_version, v_keys, v_mode);
         if v_key.version is distinct from v_version and append.idempotency_key is not null then
             v_hash := memory._request_hash(append.role, v_stored.stored_content, v_key.version,
                                            v_key.keys);

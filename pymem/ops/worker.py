@@ -24,7 +24,7 @@ from ..client import Memory
 from ..context.embed import Embedder
 from ..context.summarize import ExtractiveSummarizer, Summarizer
 from ..context.tokens import TokenCounter
-from ..correlation import correlated
+from ..correlation import correlation
 from ..errors import PymemError
 from ..models import ClaimedJob, NewSummary, StoredMessage, Summary
 from ..tier.cache import CachedBackend
@@ -118,11 +118,11 @@ class Worker:
                 for _ in listener.notifies(timeout=poll.total_seconds(), stop_after=1):
                     pass
 
-    @correlated
     def process(self, job: ClaimedJob) -> str:
         """Do one claimed job; returns its new status (done, queued or parked)."""
         started = time.perf_counter()
-        status = self._process(job)
+        with correlation():  # the job's errors and log lines share one id
+            status = self._process(job)
         if self.metrics is not None:
             elapsed = time.perf_counter() - started
             self.metrics.jobs.labels(job.kind, status).observe(elapsed)

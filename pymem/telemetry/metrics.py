@@ -138,21 +138,6 @@ class ClientMetrics:
         """Export the counters and breaker state of a Redis tier at each scrape."""
         self._cache.tiers.append(tier)
 
-    def close(self) -> None:
-        """Unregister every metric (a second ClientMetrics may then use the registry)."""
-        for collector in (
-            self.duration,
-            self.calls,
-            self.errors,
-            self.appended_tokens,
-            self.context_tokens,
-            self.context_budget,
-            self.rate_limited,
-            self.jobs,
-            self._cache,
-        ):
-            self.registry.unregister(collector)
-
 
 _BREAKER_STATES: Final = ("closed", "half_open", "open")
 
