@@ -54,6 +54,21 @@ def _trace_id() -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
+def current_traceparent() -> str | None:
+    """The W3C ``traceparent`` of the active OpenTelemetry span, if any.
+
+    ``memory.append`` keeps it on the jobs it queues, so that the worker's
+    span continues the trace of the append.
+    """
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+
+
 def current_correlation_id() -> str:
     """The id of what runs now: the trace id, the enclosing scope's, or a new one."""
     found = _trace_id()

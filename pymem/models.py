@@ -278,3 +278,4 @@ class ClaimedJob:
     session_id: str
     kind: str
     attempts: int
+    trace_context: str | None = None

@@ -5,10 +5,12 @@
 
 -------------------------------------------------------------------------------
 -- _enqueue: ask for work on a session (a no-op when already queued or running).
+drop function if exists memory._enqueue(text, text, text);
 create or replace function memory._enqueue(
-    tenant  text,
-    session text,
-    kind    text
+    tenant        text,
+    session       text,
+    kind          text,
+    trace_context text default null
 )
 returns void
 language plpgsql
@@ -19,13 +21,14 @@ as $fn$
 declare
     v_changed integer;
 begin
-    insert into memory.jobs as j (tenant_id, session_id, kind)
-    values (_enqueue.tenant, _enqueue.session, _enqueue.kind)
+    insert into memory.jobs as j (tenant_id, session_id, kind, trace_context)
+    values (_enqueue.tenant, _enqueue.session, _enqueue.kind, _enqueue.trace_context)
     on conflict (tenant_id, session_id, kind) do update
        set status = 'queued',
            attempts = 0,
            run_after = now(),
            last_error = null,
+           trace_context = excluded.trace_context,
            updated_at = now()
      where j.status = 'done';
     get diagnostics v_changed = row_count;
@@ -35,13 +38,15 @@ begin
 end;
 $fn$;
 
-comment on function memory._enqueue(text, text, text) is
+comment on function memory._enqueue(text, text, text, text) is
 $$Queue `kind` work ('summarize' or 'embed') for a session and NOTIFY
-pymem_jobs. Queued and running jobs are left alone (a finishing worker checks
-for new work); parked jobs wait for memory.retry_job.$$;
+pymem_jobs, keeping `trace_context` (the W3C traceparent of the append that
+asked) for the worker's span. Queued and running jobs are left alone (a
+finishing worker checks for new work); parked jobs wait for memory.retry_job.$$;
 
 -------------------------------------------------------------------------------
 -- claim_jobs: take up to `max_jobs` ready jobs for one worker.
+drop function if exists memory.claim_jobs(text, text[], integer, interval);
 create or replace function memory.claim_jobs(
     worker   text,
     kinds    text[] default array['summarize', 'embed'],
@@ -49,10 +54,11 @@ create or replace function memory.claim_jobs(
     lease    interval default '5 minutes'
 )
 returns table (
-    tenant_id  text,
-    session_id text,
-    kind       text,
-    attempts   integer
+    tenant_id     text,
+    session_id    text,
+    kind          text,
+    attempts      integer,
+    trace_context text
 )
 language plpgsql
 volatile security definer
@@ -87,7 +93,7 @@ begin
          where j.tenant_id = r.tenant_id
            and j.session_id = r.session_id
            and j.kind = r.kind
-        returning j.tenant_id, j.session_id, j.kind, j.attempts;
+        returning j.tenant_id, j.session_id, j.kind, j.attempts, j.trace_context;
 end;
 $fn$;
 
@@ -95,6 +101,8 @@ comment on function memory.claim_jobs(text, text[], integer, interval) is
 $$Claim up to `max_jobs` jobs of the given kinds that are due, or whose
 previous worker's lease expired (it crashed), for `worker`, leased for
 `lease`. Concurrent workers never claim the same job (for update skip locked).
+`trace_context` is the W3C traceparent of the append that queued the job
+(null when it was not traced).
 Errors: ME002 bad max_jobs or lease; ME006 bad worker name.
 Example: select * from memory.claim_jobs('worker-1', array['summarize']);$$;
 

@@ -474,13 +474,15 @@ alone is over the token cap.$$;
 
 -------------------------------------------------------------------------------
 -- _queue_background_work: digests and embeddings, never waited for.
+drop function if exists memory._queue_background_work(text, text, bigint, integer, boolean, boolean);
 create or replace function memory._queue_background_work(
     tenant        text,
     session       text,
     unsummarized  bigint,
     summary_every integer,
     embed         boolean,
-    has_embedding boolean
+    has_embedding boolean,
+    trace_context text
 )
 returns integer
 language plpgsql
@@ -491,18 +493,18 @@ declare
     v_queued integer := 0;
 begin
     if unsummarized >= coalesce(summary_every, 2147483647) then
-        perform memory._enqueue(tenant, session, 'summarize');
+        perform memory._enqueue(tenant, session, 'summarize', trace_context);
         v_queued := v_queued + 1;
     end if;
     if embed and not has_embedding then
-        perform memory._enqueue(tenant, session, 'embed');
+        perform memory._enqueue(tenant, session, 'embed', trace_context);
         v_queued := v_queued + 1;
     end if;
     return v_queued;
 end;
 $fn$;
 
-comment on function memory._queue_background_work(text, text, bigint, integer, boolean, boolean) is
+comment on function memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text) is
 $$Queue a digest once enough tokens are unsummarized, and an embedding when
-the tenant wants them and the message came without one; returns how many
-jobs it queued.$$;
+the tenant wants them and the message came without one, with the append's
+trace context; returns how many jobs it queued.$$;

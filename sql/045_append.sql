@@ -2,6 +2,7 @@
 
 -------------------------------------------------------------------------------
 -- append: store one message atomically and return its seq.
+drop function if exists memory.append(text, text, text, text, integer, jsonb, public.vector, text, text);
 create or replace function memory.append(
     tenant          text,
     session         text,
@@ -11,7 +12,8 @@ create or replace function memory.append(
     metadata        jsonb default '{}'::jsonb,
     embedding       public.vector default null,
     idempotency_key text default null,
-    user_id         text default null
+    user_id         text default null,
+    trace_context   text default null
 )
 returns memory.append_result
 language plpgsql
@@ -102,13 +104,14 @@ begin
        or v_session.embed then
         v_queued := memory._queue_background_work(append.tenant, append.session,
                                                   v_session.unsummarized, v_session.summary_every,
-                                                  v_session.embed, append.embedding is not null);
+                                                  v_session.embed, append.embedding is not null,
+                                                  append.trace_context);
     end if;
     return row(v_session.next_seq, v_now, false)::memory.append_result;
 end;
 $fn$;
 
-comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text) is
+comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text) is
 $$Store one message and return (seq, created_at, duplicate). Atomic, one round
 trip, in the steps of 040_append_steps.sql (_check_append, _apply_pii_policy,
 _choose_data_key, _find_retry, _lock_session, _key_after_lock,
@@ -117,7 +120,9 @@ the session row lock (gap-free 1, 2, 3, ...), and trims the oldest messages when
 the session's or tenant's max_messages / max_tokens cap is passed.
 `tokens` null stores an estimate (memory.estimate_tokens) marked as such.
 Retrying with the same `idempotency_key` returns the original seq with
-duplicate = true and writes nothing.
+duplicate = true and writes nothing. `trace_context`, a W3C traceparent, is
+kept on the background jobs this append queues, so that the worker's span
+continues the caller's trace.
 Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
 ME007 embedding dimension; ME008 content too large for the limit or token cap;
 ME019 personal data that the tenant's policy blocks (memory.configure_pii);
@@ -127,11 +132,13 @@ Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;
 
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
+drop function if exists memory.append_many(text, text, memory.message_input[], text);
 create or replace function memory.append_many(
-    tenant   text,
-    session  text,
-    messages memory.message_input[],
-    user_id  text default null
+    tenant        text,
+    session       text,
+    messages      memory.message_input[],
+    user_id       text default null,
+    trace_context text default null
 )
 returns setof memory.append_result
 language plpgsql
@@ -154,12 +161,12 @@ begin
         return next memory.append(
             append_many.tenant, append_many.session, v_message.role, v_message.content,
             v_message.tokens, v_message.metadata, v_message.embedding,
-            v_message.idempotency_key, append_many.user_id);
+            v_message.idempotency_key, append_many.user_id, append_many.trace_context);
     end loop;
 end;
 $fn$;
 
-comment on function memory.append_many(text, text, memory.message_input[], text) is
+comment on function memory.append_many(text, text, memory.message_input[], text, text) is
 $$Store a batch of messages in array order, all or nothing, and return one
 (seq, created_at, duplicate) row per message. Same rules and errors as
 memory.append, plus ME002 for an empty batch or one over 10000 messages.

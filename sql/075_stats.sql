@@ -63,6 +63,7 @@ volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
+    v_started timestamptz := clock_timestamp();
     v_created text[];
     v_expired integer := 0;
     v_batch   integer;
@@ -75,11 +76,15 @@ begin
         v_expired := v_expired + v_batch;
         exit when v_batch = 0;
     end loop;
+    perform memory._record_task('maintain', v_started,
+                                jsonb_build_object('partitions_created', cardinality(v_created),
+                                                   'sessions_expired', v_expired));
     return query select v_created, v_expired;
 end;
 $fn$;
 
 comment on function memory.maintain(integer, timestamptz) is
 $$Run housekeeping: create the monthly partitions `months_ahead` ahead and purge
-every expired session. Schedule it daily (pymem maintain, cron, pg_cron).
+every expired session, and record the run for memory.metrics(). Schedule it
+daily (pymem maintain, cron, pg_cron).
 Example: select * from memory.maintain();$$;

@@ -221,6 +221,7 @@ declare
         'reveal', 'session_info', 'stats'];
     v_auditor constant text[] := array[
         'audit_checkpoint', 'audit_hash_at', 'current_tenant', 'verify_audit'];
+    v_monitor constant text[] := array['metrics'];
     v_fn record;
 begin
     for v_fn in
@@ -246,6 +247,9 @@ begin
         if v_fn.name = any (v_auditor) then
             execute format('grant execute on function %s to pymem_auditor', v_fn.signature);
         end if;
+        if v_fn.name = any (v_monitor) then
+            execute format('grant execute on function %s to pymem_monitor', v_fn.signature);
+        end if;
     end loop;
 end;
 $grants$;
@@ -253,7 +257,8 @@ $grants$;
 alter view memory.session_overview owner to pymem_owner;
 alter view memory.message_log owner to pymem_owner;
 
-grant usage on schema memory to pymem_app, pymem_worker, pymem_reader, pymem_auditor;
+grant usage on schema memory to pymem_app, pymem_worker, pymem_reader, pymem_auditor,
+    pymem_monitor;
 revoke all on all tables in schema memory from public;
 grant select on memory.sessions, memory.messages, memory.summaries,
                 memory.session_overview, memory.message_log to pymem_reader;

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from ..correlation import current_traceparent
 from ..models import (
     ContextRequest,
     NewMessage,
@@ -54,6 +55,7 @@ def append_params(
         **session_params(tenant, session),
         **message_params(message),
         "user_id": _opt_text("user_id", user_id),
+        "trace_context": current_traceparent(),
     }
 
 
@@ -66,6 +68,7 @@ def append_many_params(
         **session_params(tenant, session),
         **{column: [r[field] for r in rows] for field, column in _BATCH_COLUMNS.items()},
         "user_id": _opt_text("user_id", user_id),
+        "trace_context": current_traceparent(),
     }
 
 

@@ -15,7 +15,8 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     tenant => t.tenant, session => %(session)s, role => %(role)s, content => %(content)s,
     tokens => %(tokens)s::integer, metadata => %(metadata)s::jsonb,
     embedding => %(embedding)s::public.vector,
-    idempotency_key => %(idempotency_key)s, user_id => %(user_id)s) as r;
+    idempotency_key => %(idempotency_key)s, user_id => %(user_id)s,
+    trace_context => %(trace_context)s) as r;
 
 -- name: append_many
 -- Store a batch in order, all or nothing; one row per message.
@@ -31,7 +32,7 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
                with ordinality as m (role, content, tokens, metadata, embedding,
                                      idempotency_key, ord)
          order by m.ord),
-    user_id => %(user_id)s) as r;
+    user_id => %(user_id)s, trace_context => %(trace_context)s) as r;
 
 -- name: history
 -- One page of messages after a seq, in conversation order.
@@ -205,3 +206,7 @@ select memory.pii_policy(t.tenant)
 select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
      memory.rate_limit(t.tenant, %(key)s, %(count)s::integer, %(period)s::interval,
                        %(cost)s::integer) as r;
+
+-- name: metrics
+-- The database's figures for monitoring (pymem exporter).
+select metric, labels, value, description from memory.metrics(%(per_tenant)s::boolean);

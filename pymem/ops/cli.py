@@ -1,4 +1,4 @@
-"""The ``pymem`` command line: migrate, rollback, demo, doctor, stats, maintain."""
+"""The ``pymem`` command line: migrate, doctor, stats, maintain, worker, exporter, and more."""
 
 from __future__ import annotations
 
@@ -196,6 +196,13 @@ def worker(
         str, typer.Option(help="none, hashing (offline) or openai (PYMEM_EMBED_*).")
     ] = "none",
     name: Annotated[str | None, typer.Option(help="Worker name (default host-pid).")] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="Serve the worker's own metrics on this port (pymem[metrics])."),
+    ] = None,
+    metrics_address: Annotated[
+        str, typer.Option(help="Address for --metrics-port (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
 ) -> None:
     """Drain the job queue: digests of long sessions and message embeddings."""
     import os
@@ -211,7 +218,13 @@ def worker(
     # windows of the sessions it changes are invalidated: Memory.connect reads
     # both, as it does for the application.
     try:
-        memory = Memory.connect(_dsn(dsn, embedded), max_size=2)
+        memory = Memory.connect(_dsn(dsn, embedded), max_size=2, metrics=metrics_port is not None)
+        if metrics_port is not None:
+            from ..telemetry.exporter import serve_metrics
+
+            assert memory.metrics is not None
+            served = serve_metrics(memory.metrics.registry, metrics_port, metrics_address)
+            console.print(f"metrics on {served.url}")
     except PymemError as exc:
         _fail(exc)
         return
@@ -248,6 +261,47 @@ def worker(
         console.print("stopped")
     finally:
         memory.close()
+
+
+@app.command()
+def exporter(
+    dsn: DsnOption = None,
+    port: Annotated[int, typer.Option(help="Port to serve /metrics on.")] = 9480,
+    address: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    per_tenant: Annotated[
+        bool,
+        typer.Option("--per-tenant", help="Sessions, messages and tokens per tenant."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds a read of memory.metrics() may take.")
+    ] = 5.0,
+) -> None:
+    """Serve the database's figures (memory.metrics()) as Prometheus metrics.
+
+    The login needs pymem_monitor (or pymem_owner). Each scrape reads
+    memory.metrics() once; when the database is down, pymem_db_up is 0."""
+    import time
+
+    from ..telemetry.exporter import DatabaseCollector, database_registry, serve_metrics
+
+    collector = DatabaseCollector(_dsn(dsn), per_tenant=per_tenant, timeout=timeout)
+    try:
+        series = collector.check()
+        server = serve_metrics(database_registry(collector), port, address)
+    except PymemError as exc:
+        _fail(exc)
+        return
+    console.print(f"exporter: {series} series on {server.url}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.print("stopped")
+    finally:
+        server.close()
+        collector.close()
 
 
 audit_app = typer.Typer(help="Verify the audit chain and keep signed checkpoints of it.")

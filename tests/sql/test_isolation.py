@@ -31,6 +31,7 @@ LOGINS = {
     "iso_worker": ["pymem_app", "pymem_worker"],
     "iso_reader": ["pymem_reader"],
     "iso_auditor": ["pymem_auditor"],
+    "iso_monitor": ["pymem_monitor"],
 }
 CANARY = "B-CANARY-7f3e"
 # Refusals a login may meet: no privilege / RLS (42501), a view that cannot be
@@ -38,7 +39,13 @@ CANARY = "B-CANARY-7f3e"
 REFUSED = {"42501", "0A000", "55000", "ME017"}
 # Cross-tenant by design, and returning identifiers or hashes only (no content):
 # the worker's queue and the auditor's chain checks.
-CROSS_TENANT_BY_DESIGN = {"claim_jobs", "job_stats", "verify_audit", "audit_checkpoint"}
+CROSS_TENANT_BY_DESIGN = {
+    "claim_jobs",
+    "job_stats",
+    "verify_audit",
+    "audit_checkpoint",
+    "metrics",
+}
 # What pymem_auditor reads of every tenant: the chain (identifiers, hashes).
 AUDITOR_SCOPE = {"audit_log", "audit_heads", "audit_hash_at", "verify_audit", "audit_checkpoint"}
 
@@ -144,13 +151,17 @@ def relation_violations(world: dict[str, str], admin_dsn: str) -> list[str]:
         with psycopg.connect(login_dsn, autocommit=True) as conn:
             for name, _kind in relations:
                 rel = sql.Identifier("memory", name)
-                tenant_col = name not in ("settings",)
+                # Tables without tenant rows: a column of theirs to write.
+                other_col = {"settings": "singleton", "task_runs": "task"}.get(name)
+                tenant_col = other_col is None
                 where_b = sql.SQL("where tenant_id <> 'a'" if tenant_col else "where false")
                 checks = {
                     "select": sql.SQL("select count(*) from {} {}").format(rel, where_b),
                     "update": sql.SQL("update {} set tenant_id = tenant_id {}").format(rel, where_b)
                     if tenant_col
-                    else sql.SQL("update {} set singleton = singleton").format(rel),
+                    else sql.SQL("update {} set {} = {}").format(
+                        rel, sql.Identifier(other_col or ""), sql.Identifier(other_col or "")
+                    ),
                     "delete": sql.SQL("delete from {} {}").format(rel, where_b),
                     "insert": sql.SQL("insert into {} (tenant_id) values ('b')").format(rel)
                     if tenant_col
@@ -278,7 +289,7 @@ def catalog_violations(conn: psycopg.Connection[Any]) -> list[str]:
             select c.relname from pg_class as c
              where c.relnamespace = 'memory'::regnamespace and c.relkind in ('r', 'p')
                and not c.relispartition
-               and c.relname not in ('settings', 'tenant_grants')
+               and c.relname not in ('settings', 'tenant_grants', 'task_runs')  -- no tenant rows
                and not exists (
                    select from pg_policies as p
                     where p.schemaname = 'memory' and p.tablename = c.relname
@@ -491,7 +502,7 @@ def test_control_a_missing_guard_is_caught(
 
 def test_control_privilege_slips_are_caught(admin: psycopg.Connection[Any]) -> None:
     admin.execute(
-        "alter function memory.append_many(text, text, memory.message_input[], text) "
+        "alter function memory.append_many(text, text, memory.message_input[], text, text) "
         "reset search_path"
     )
     admin.execute(
