@@ -18,8 +18,9 @@ from .backends.base_async import AsyncMemoryBackend
 from .backends.memory_async import AsyncInMemoryBackend
 from .config import Settings
 from .context.tokens import TokenCounter
+from .correlation import annotate, tracing_active
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
-from .errors import PymemError
+from .errors import PiiBlocked, PymemError
 from .models import (
     AppendResult,
     ContextRequest,
@@ -40,7 +41,8 @@ from .models import (
 from .security.keys import KeyProvider, keyed_dsn
 from .security.pii import PiiFilter, scrub_batch
 from .telemetry.metrics import ClientMetrics
-from .telemetry.operations import operation, record_append, record_window
+from .telemetry.operations import operation, record_append, record_recall, record_window
+from .telemetry.tracing import Tracing
 from .tier.limits import RateLimits
 from .tier.ratelimit_async import AsyncRateLimiter, enforce
 
@@ -62,10 +64,12 @@ class AsyncMemory:
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> None:
         settings = Settings.from_env()
         self.pii = pii
         self.metrics = ClientMetrics.default() if metrics is True else (metrics or None)
+        self.tracing = Tracing() if tracing is True else (tracing or None)
         if self.metrics is not None and hasattr(backend, "cache_stats"):
             self.metrics.watch_cache(backend)
         self.backend = backend
@@ -93,6 +97,7 @@ class AsyncMemory:
         keys: KeyProvider | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> AsyncMemory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -106,7 +111,9 @@ class AsyncMemory:
         connection's startup options, never in SQL. ``pii`` runs Python
         classifiers on each message before it is sent (see :mod:`pymem.security.pii`).
         ``metrics`` (True, or a :class:`~pymem.telemetry.metrics.ClientMetrics`)
-        exports Prometheus metrics of every call (``pymem[metrics]``).
+        exports Prometheus metrics of every call (``pymem[metrics]``);
+        ``tracing`` (True, or a :class:`~pymem.telemetry.tracing.Tracing`) opens
+        an OpenTelemetry span for each (``pymem[otel]``).
         """
         from .backends.postgres_async import AsyncPostgresBackend
         from .db.migrate import migrate as run_migrate
@@ -143,6 +150,7 @@ class AsyncMemory:
             rate_limits=rate_limits,
             pii=pii,
             metrics=metrics,
+            tracing=tracing,
         )
 
     @classmethod
@@ -153,6 +161,7 @@ class AsyncMemory:
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> AsyncMemory:
         """Use a private PostgreSQL cluster in a local folder, created and migrated on
         first use and reused afterwards (see :mod:`pymem.db.embedded`)."""
@@ -161,7 +170,9 @@ class AsyncMemory:
         start = EmbeddedPostgres(home).start
         server = await asyncio.to_thread(start)  # sync: server = start()
         dsn = server.dsn()
-        return await cls.connect(dsn, counter=counter, tenant=tenant, migrate=True, metrics=metrics)
+        return await cls.connect(
+            dsn, counter=counter, tenant=tenant, migrate=True, metrics=metrics, tracing=tracing
+        )
 
     @classmethod
     def in_memory(
@@ -171,10 +182,13 @@ class AsyncMemory:
         tenant: str | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> AsyncMemory:
         """No server at all: everything lives in this process and dies with it."""
         backend = AsyncInMemoryBackend()
-        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
+        return cls(
+            backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics, tracing=tracing
+        )
 
     @classmethod
     def redis(
@@ -185,6 +199,7 @@ class AsyncMemory:
         tenant: str | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> AsyncMemory:
         """Conversations in Redis alone (``url`` or ``PYMEM_REDIS``): fast and ephemeral,
         no PostgreSQL; no job queue, personal data policies or encryption at rest."""
@@ -197,7 +212,9 @@ class AsyncMemory:
                 hint="pass Memory.redis('redis://localhost:6379/0') or set PYMEM_REDIS",
             )
         backend = AsyncRedisBackend.from_url(found)
-        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
+        return cls(
+            backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics, tracing=tracing
+        )
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -416,6 +433,8 @@ class AsyncSession:
             summary_share=summary_share,
             recent_share=recent_share,
         )
+        if query and tracing_active():
+            await self._trace_query(query)
         window = await self._backend.context(self.tenant, self.id, request)
         record_window(self.memory.metrics, self.tenant, request, window)
         return window
@@ -431,7 +450,29 @@ class AsyncSession:
     ) -> list[RecalledMessage]:
         """The turns most relevant to ``query`` (and ``query_embedding``), best first."""
         request = RecallRequest(query, query_embedding, before_seq, max_rows)
-        return await self._backend.recall(self.tenant, self.id, request)
+        if tracing_active():
+            await self._trace_query(query)
+        found = await self._backend.recall(self.tenant, self.id, request)
+        record_recall(found)
+        return found
+
+    async def _trace_query(self, query: str) -> None:
+        """Put the query on the span, as the tenant's policy would store it (opt-in)."""
+        tracing = self.memory.tracing
+        if tracing is None or not tracing.record_query:
+            return
+        text: str | None = None
+        apply = getattr(self._backend, "apply_pii_policy", None)
+        if apply is not None:
+            text = await apply(self.tenant, query)
+        elif self.memory.pii is not None and self.memory.pii.policy is not None:
+            # No policies kept here: the client's own classifiers and fixed policy.
+            try:
+                text, _ = self.memory.pii.scrub(query, None, self.memory.pii.policy)
+            except PiiBlocked:
+                text = None
+        if text is not None:
+            annotate({"gen_ai.memory.query.text": text})
 
     @operation("summaries")
     async def summaries(self) -> list[Summary]:

@@ -19,8 +19,9 @@ from .backends.base import MemoryBackend
 from .backends.memory import InMemoryBackend
 from .config import Settings
 from .context.tokens import TokenCounter
+from .correlation import annotate, tracing_active
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
-from .errors import PymemError
+from .errors import PiiBlocked, PymemError
 from .models import (
     AppendResult,
     ContextRequest,
@@ -41,7 +42,8 @@ from .models import (
 from .security.keys import KeyProvider, keyed_dsn
 from .security.pii import PiiFilter, scrub_batch
 from .telemetry.metrics import ClientMetrics
-from .telemetry.operations import operation, record_append, record_window
+from .telemetry.operations import operation, record_append, record_recall, record_window
+from .telemetry.tracing import Tracing
 from .tier.limits import RateLimits
 from .tier.ratelimit import RateLimiter, enforce
 
@@ -63,10 +65,12 @@ class Memory:
         rate_limits: RateLimits | Mapping[str, RateLimits] | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> None:
         settings = Settings.from_env()
         self.pii = pii
         self.metrics = ClientMetrics.default() if metrics is True else (metrics or None)
+        self.tracing = Tracing() if tracing is True else (tracing or None)
         if self.metrics is not None and hasattr(backend, "cache_stats"):
             self.metrics.watch_cache(backend)
         self.backend = backend
@@ -94,6 +98,7 @@ class Memory:
         keys: KeyProvider | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> Memory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -107,7 +112,9 @@ class Memory:
         connection's startup options, never in SQL. ``pii`` runs Python
         classifiers on each message before it is sent (see :mod:`pymem.security.pii`).
         ``metrics`` (True, or a :class:`~pymem.telemetry.metrics.ClientMetrics`)
-        exports Prometheus metrics of every call (``pymem[metrics]``).
+        exports Prometheus metrics of every call (``pymem[metrics]``);
+        ``tracing`` (True, or a :class:`~pymem.telemetry.tracing.Tracing`) opens
+        an OpenTelemetry span for each (``pymem[otel]``).
         """
         from .backends.postgres import PostgresBackend
         from .db.migrate import migrate as run_migrate
@@ -144,6 +151,7 @@ class Memory:
             rate_limits=rate_limits,
             pii=pii,
             metrics=metrics,
+            tracing=tracing,
         )
 
     @classmethod
@@ -154,6 +162,7 @@ class Memory:
         counter: TokenCounter | str | None = None,
         tenant: str | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> Memory:
         """Use a private PostgreSQL cluster in a local folder, created and migrated on
         first use and reused afterwards (see :mod:`pymem.db.embedded`)."""
@@ -162,7 +171,9 @@ class Memory:
         start = EmbeddedPostgres(home).start
         server = start()
         dsn = server.dsn()
-        return cls.connect(dsn, counter=counter, tenant=tenant, migrate=True, metrics=metrics)
+        return cls.connect(
+            dsn, counter=counter, tenant=tenant, migrate=True, metrics=metrics, tracing=tracing
+        )
 
     @classmethod
     def in_memory(
@@ -172,10 +183,13 @@ class Memory:
         tenant: str | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> Memory:
         """No server at all: everything lives in this process and dies with it."""
         backend = InMemoryBackend()
-        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
+        return cls(
+            backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics, tracing=tracing
+        )
 
     @classmethod
     def redis(
@@ -186,6 +200,7 @@ class Memory:
         tenant: str | None = None,
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> Memory:
         """Conversations in Redis alone (``url`` or ``PYMEM_REDIS``): fast and ephemeral,
         no PostgreSQL; no job queue, personal data policies or encryption at rest."""
@@ -198,7 +213,9 @@ class Memory:
                 hint="pass Memory.redis('redis://localhost:6379/0') or set PYMEM_REDIS",
             )
         backend = RedisBackend.from_url(found)
-        return cls(backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics)
+        return cls(
+            backend, counter=counter, tenant=tenant, pii=pii, metrics=metrics, tracing=tracing
+        )
 
     def session(
         self, session_id: str, *, tenant: str | None = None, user: str | None = None
@@ -414,6 +431,8 @@ class Session:
             summary_share=summary_share,
             recent_share=recent_share,
         )
+        if query and tracing_active():
+            self._trace_query(query)
         window = self._backend.context(self.tenant, self.id, request)
         record_window(self.memory.metrics, self.tenant, request, window)
         return window
@@ -429,7 +448,29 @@ class Session:
     ) -> list[RecalledMessage]:
         """The turns most relevant to ``query`` (and ``query_embedding``), best first."""
         request = RecallRequest(query, query_embedding, before_seq, max_rows)
-        return self._backend.recall(self.tenant, self.id, request)
+        if tracing_active():
+            self._trace_query(query)
+        found = self._backend.recall(self.tenant, self.id, request)
+        record_recall(found)
+        return found
+
+    def _trace_query(self, query: str) -> None:
+        """Put the query on the span, as the tenant's policy would store it (opt-in)."""
+        tracing = self.memory.tracing
+        if tracing is None or not tracing.record_query:
+            return
+        text: str | None = None
+        apply = getattr(self._backend, "apply_pii_policy", None)
+        if apply is not None:
+            text = apply(self.tenant, query)
+        elif self.memory.pii is not None and self.memory.pii.policy is not None:
+            # No policies kept here: the client's own classifiers and fixed policy.
+            try:
+                text, _ = self.memory.pii.scrub(query, None, self.memory.pii.policy)
+            except PiiBlocked:
+                text = None
+        if text is not None:
+            annotate({"gen_ai.memory.query.text": text})
 
     @operation("summaries")
     def summaries(self) -> list[Summary]:

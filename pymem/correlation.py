@@ -23,7 +23,7 @@ import json
 import logging
 import secrets
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -100,6 +100,31 @@ def correlation(correlation_id: str | None = None) -> Iterator[str | None]:
         yield correlation_id
     finally:
         _CURRENT.reset(token)
+
+
+_SPAN: ContextVar[Any] = ContextVar("pymem_span", default=None)
+
+
+@contextmanager
+def span_scope(span: Any) -> Iterator[None]:
+    """Make ``span`` the one :func:`annotate` writes to, for the enclosed call."""
+    token = _SPAN.set(span)
+    try:
+        yield
+    finally:
+        _SPAN.reset(token)
+
+
+def tracing_active() -> bool:
+    """Whether pymem traces the call that runs now (a span is open for it)."""
+    return _SPAN.get() is not None
+
+
+def annotate(attributes: Mapping[str, Any]) -> None:
+    """Set attributes on the span of the pymem call that runs now; free without one."""
+    span = _SPAN.get()
+    if span is not None:
+        span.set_attributes(attributes)
 
 
 class CorrelationFilter(logging.Filter):

@@ -291,3 +291,32 @@ comment on function memory.pii_policy(text) is
 $$The personal data policy of `tenant` ('{}' when none), as set by
 memory.configure_pii. Python classifiers apply it to what they find.
 Example: select memory.pii_policy('acme');$$;
+
+-------------------------------------------------------------------------------
+-- apply_pii_policy: a text as the tenant's policy would store it.
+create or replace function memory.apply_pii_policy(
+    tenant  text,
+    content text
+)
+returns text
+language plpgsql
+stable security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    perform memory._tenant_guard(apply_pii_policy.tenant);
+    return (select p.content
+              from memory._apply_pii(memory.pii_policy(apply_pii_policy.tenant),
+                                     apply_pii_policy.content) as p);
+exception
+    when sqlstate 'ME019' then
+        return null;  -- blocked: nothing of it may be kept
+end;
+$fn$;
+
+comment on function memory.apply_pii_policy(text, text) is
+$$Return `content` as `tenant`'s personal data policy would store it
+(redacted, masked or tagged kinds applied), or null when the policy blocks a
+kind it contains. Stores nothing. pymem uses it before a search query is
+recorded on a trace span (Tracing(record_query=True)).
+Example: select memory.apply_pii_policy('acme', 'mail me at ann@example.com');$$;

@@ -208,8 +208,9 @@ do $grants$
 declare
     v_worker constant text[] := array['claim_jobs', 'job_stats'];
     v_app constant text[] := array[
-        'add_summary', 'append', 'append_many', 'complete_job', 'configure_pii',
-        'configure_recall', 'configure_session', 'configure_tenant', 'context', 'current_tenant',
+        'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
+        'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',
+        'current_tenant',
         'delete_session', 'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session',
         'fail_job', 'history', 'last_messages', 'list_sessions', 'list_summaries',
         'messages_to_embed', 'pii_policy', 'pii_scan', 'purge_session', 'rate_limit', 'recall',

@@ -225,6 +225,11 @@ class PostgresBackend:
         policy: dict[str, str] = self._scalar("pii_policy", {"tenant": tenant})
         return policy
 
+    def apply_pii_policy(self, tenant: str, content: str) -> str | None:
+        """``content`` as the tenant's policy would store it; None when it blocks it."""
+        found: str | None = self._scalar("apply_pii_policy", {"tenant": tenant, "content": content})
+        return found
+
     def rate_limit(
         self, tenant: str, key: str, count: int, period: timedelta, cost: int = 1
     ) -> tuple[bool, timedelta, int]:

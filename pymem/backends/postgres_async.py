@@ -232,6 +232,13 @@ class AsyncPostgresBackend:
         policy: dict[str, str] = await self._scalar("pii_policy", {"tenant": tenant})
         return policy
 
+    async def apply_pii_policy(self, tenant: str, content: str) -> str | None:
+        """``content`` as the tenant's policy would store it; None when it blocks it."""
+        found: str | None = await self._scalar(
+            "apply_pii_policy", {"tenant": tenant, "content": content}
+        )
+        return found
+
     async def rate_limit(
         self, tenant: str, key: str, count: int, period: timedelta, cost: int = 1
     ) -> tuple[bool, timedelta, int]:

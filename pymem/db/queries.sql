@@ -210,3 +210,8 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
 -- name: metrics
 -- The database's figures for monitoring (pymem exporter).
 select metric, labels, value, description from memory.metrics(%(per_tenant)s::boolean);
+
+-- name: apply_pii_policy
+-- A text as the tenant's personal data policy would store it (null: blocked).
+select memory.apply_pii_policy(t.tenant, %(content)s)
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);

@@ -69,6 +69,7 @@ class Worker:
         counter: TokenCounter | None = memory.counter if isinstance(memory, Memory) else None
         self.counter = counter or ExtractiveSummarizer().counter
         self.metrics = memory.metrics if isinstance(memory, Memory) else None
+        self.tracing = memory.tracing if isinstance(memory, Memory) else None
         self.name = name or _default_name()
         self.summarizer = summarizer or ExtractiveSummarizer(self.counter)
         self.embedder = embedder
@@ -122,7 +123,19 @@ class Worker:
         """Do one claimed job; returns its new status (done, queued or parked)."""
         started = time.perf_counter()
         with correlation():  # the job's errors and log lines share one id
-            status = self._process(job)
+            if self.tracing is None:
+                status = self._process(job)
+            else:
+                attributes = {
+                    "pymem.tenant": job.tenant_id,
+                    "gen_ai.conversation.id": job.session_id,
+                    "pymem.job.kind": job.kind,
+                    "pymem.job.attempt": job.attempts,
+                }
+                # A child of the append that queued the job, when it was traced.
+                with self.tracing.span(f"{job.kind}_job", attributes, job.trace_context) as span:
+                    status = self._process(job)
+                    span.set_attribute("pymem.job.status", status)
         if self.metrics is not None:
             elapsed = time.perf_counter() - started
             self.metrics.jobs.labels(job.kind, status).observe(elapsed)

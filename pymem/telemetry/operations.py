@@ -15,9 +15,10 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar, cast
 
-from ..correlation import correlation
+from ..correlation import annotate, correlation, tracing_active
 from ..models import AppendResult, ContextRequest, ContextWindow, NewMessage
 from .metrics import ClientMetrics, error_code
+from .tracing import Tracing
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -27,6 +28,12 @@ def _metrics_of(owner: Any) -> ClientMetrics | None:
     """The metrics of a Memory, or of the Memory behind a Session."""
     metrics: ClientMetrics | None = getattr(getattr(owner, "memory", owner), "metrics", None)
     return metrics
+
+
+def _tracing_of(owner: Any) -> Tracing | None:
+    """The tracing of a Memory, or of the Memory behind a Session."""
+    tracing: Tracing | None = getattr(getattr(owner, "memory", owner), "tracing", None)
+    return tracing
 
 
 @contextmanager
@@ -52,6 +59,35 @@ def _labels(owner: Any, kwargs: dict[str, Any], by_strategy: bool) -> tuple[str,
     return strategy, str(tenant)
 
 
+@contextmanager
+def _instrumented(
+    owner: Any,
+    name: str,
+    kwargs: dict[str, Any],
+    by_strategy: bool,
+    metrics: ClientMetrics | None,
+    tracing: Tracing | None,
+) -> Iterator[None]:
+    """The span (with tracing) around the metrics (with metrics) of one call."""
+    strategy, tenant = _labels(owner, kwargs, by_strategy)
+    if tracing is None:
+        assert metrics is not None
+        with _observed(metrics, name, strategy, tenant):
+            yield
+        return
+    attributes = {
+        "pymem.tenant": tenant or None,
+        "pymem.strategy": strategy or None,
+        "gen_ai.conversation.id": getattr(owner, "id", None) if hasattr(owner, "memory") else None,
+    }
+    with tracing.span(name, attributes):
+        if metrics is None:
+            yield
+        else:
+            with _observed(metrics, name, strategy, tenant):
+                yield
+
+
 def operation(
     name: str, *, by_strategy: bool = False
 ) -> Callable[[Callable[P, R]], Callable[P, R]]:
@@ -64,10 +100,10 @@ def operation(
             @functools.wraps(fn)
             async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:
                 with correlation():
-                    metrics = _metrics_of(args[0])
-                    if metrics is None:
+                    metrics, tracing = _metrics_of(args[0]), _tracing_of(args[0])
+                    if metrics is None and tracing is None:
                         return await coroutine(*args, **kwargs)
-                    with _observed(metrics, name, *_labels(args[0], kwargs, by_strategy)):
+                    with _instrumented(args[0], name, kwargs, by_strategy, metrics, tracing):
                         return await coroutine(*args, **kwargs)
 
             return cast(Callable[P, R], run_async)
@@ -75,10 +111,10 @@ def operation(
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
             with correlation():
-                metrics = _metrics_of(args[0])
-                if metrics is None:
+                metrics, tracing = _metrics_of(args[0]), _tracing_of(args[0])
+                if metrics is None and tracing is None:
                     return fn(*args, **kwargs)
-                with _observed(metrics, name, *_labels(args[0], kwargs, by_strategy)):
+                with _instrumented(args[0], name, kwargs, by_strategy, metrics, tracing):
                     return fn(*args, **kwargs)
 
         return run
@@ -93,16 +129,38 @@ def record_append(
     results: Sequence[AppendResult],
 ) -> None:
     """Count the tokens of the messages stored (retries that stored nothing excluded)."""
-    if metrics is None:
+    if metrics is None and not tracing_active():
         return
     stored = sum(m.tokens or 0 for m, r in zip(messages, results, strict=False) if not r.duplicate)
-    metrics.for_tenant(metrics.appended_tokens, tenant).inc(stored)
+    annotate(
+        {
+            "pymem.messages": len(messages),
+            "pymem.tokens": stored,
+            "pymem.duplicates": sum(1 for r in results if r.duplicate),
+        }
+    )
+    if metrics is not None:
+        metrics.for_tenant(metrics.appended_tokens, tenant).inc(stored)
+
+
+def record_recall(found: Sequence[Any]) -> None:
+    """How many turns a recall returned, on its span."""
+    annotate({"pymem.recalled": len(found)})
 
 
 def record_window(
     metrics: ClientMetrics | None, tenant: str, request: ContextRequest, window: ContextWindow
 ) -> None:
     """The budget asked for and the tokens returned, by strategy."""
+    if tracing_active():
+        annotate(
+            {
+                "pymem.budget": request.budget,
+                "pymem.tokens": window.tokens,
+                "pymem.messages": sum(1 for item in window.items if item.part != "summary"),
+                "pymem.recalled": sum(1 for item in window.items if item.part == "recall"),
+            }
+        )
     if metrics is None:
         return
     labels = [request.strategy, *metrics.tenant(tenant)]

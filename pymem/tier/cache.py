@@ -260,6 +260,9 @@ class CachedBackend:
     def pii_policy(self, tenant: str) -> dict[str, str]:
         return self.backend.pii_policy(tenant)
 
+    def apply_pii_policy(self, tenant: str, content: str) -> str | None:
+        return self.backend.apply_pii_policy(tenant, content)
+
     # -- reads: from the cache when it can ------------------------------------------
 
     def context(self, tenant: str, session: str, request: ContextRequest) -> ContextWindow:

@@ -258,6 +258,9 @@ class AsyncCachedBackend:
     async def pii_policy(self, tenant: str) -> dict[str, str]:
         return await self.backend.pii_policy(tenant)
 
+    async def apply_pii_policy(self, tenant: str, content: str) -> str | None:
+        return await self.backend.apply_pii_policy(tenant, content)
+
     # -- reads: from the cache when it can ------------------------------------------
 
     async def context(self, tenant: str, session: str, request: ContextRequest) -> ContextWindow:
