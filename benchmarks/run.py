@@ -647,16 +647,25 @@ def bench_security(dsn: str, n: int) -> dict[str, Any]:
 
 
 def bench_telemetry(dsn: str, n: int) -> dict[str, Any]:
-    """Session.append and context(recent) with client metrics off and on, in interleaved rounds."""
+    """Session.append and context(recent): telemetry off, metrics on, metrics and tracing on,
+    in interleaved rounds."""
+    from opentelemetry.sdk.trace import TracerProvider
     from prometheus_client import CollectorRegistry
 
     from pymem.telemetry.metrics import ClientMetrics
+    from pymem.telemetry.tracing import Tracing
 
-    print(f"\n[7] telemetry cost: Session calls with metrics off / on, {n} calls each")
-    out: dict[str, Any] = {}
+    print(f"\n[7] telemetry cost: Session calls with telemetry off / on, {n} calls each")
+    provider = TracerProvider()  # spans are made and ended (the SDK's cost), then dropped
     stores = {
         "off": Memory.connect(dsn, max_size=1),
-        "on": Memory.connect(dsn, max_size=1, metrics=ClientMetrics(CollectorRegistry())),
+        "metrics": Memory.connect(dsn, max_size=1, metrics=ClientMetrics(CollectorRegistry())),
+        "traced": Memory.connect(
+            dsn,
+            max_size=1,
+            metrics=ClientMetrics(CollectorRegistry()),
+            tracing=Tracing(provider),
+        ),
     }
     try:
         for label, mem in stores.items():
@@ -664,7 +673,7 @@ def bench_telemetry(dsn: str, n: int) -> dict[str, Any]:
             for _ in range(60):
                 chat.append("user", TEXT, tokens=14)
         samples: dict[str, list[float]] = {}
-        for _ in range(4):  # interleaved rounds: the machine's drift hits both alike
+        for _ in range(4):  # interleaved rounds: the machine's drift hits all alike
             for label, mem in stores.items():
                 chat = mem.session(f"tele-{label}", tenant="t")
                 samples.setdefault(f"append_{label}", []).extend(
@@ -677,12 +686,15 @@ def bench_telemetry(dsn: str, n: int) -> dict[str, Any]:
     finally:
         for mem in stores.values():
             mem.close()
+        provider.shutdown()
     for op in ("append", "context"):
-        off, on = out[f"{op}_off"], out[f"{op}_on"]
-        print(line(f"{op}, metrics off", off))
-        print(line(f"{op}, metrics on", on, off))
-        added_us = (on["p50_ms"] - off["p50_ms"]) * 1000
-        print(f"    p50 added: {added_us:+.1f} us")
+        off = out[f"{op}_off"]
+        print(line(f"{op}, telemetry off", off))
+        for label, title in (("metrics", "metrics on"), ("traced", "metrics + tracing on")):
+            on = out[f"{op}_{label}"]
+            print(line(f"{op}, {title}", on, off))
+            added_us = (on["p50_ms"] - off["p50_ms"]) * 1000
+            print(f"    p50 added: {added_us:+.1f} us ({on['p50_ms'] / off['p50_ms'] - 1:+.1%})")
     return out
 
 
@@ -693,6 +705,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     parser.add_argument("--full", action="store_true", help="also a 100k-message session")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/latest.json")
+    parser.add_argument(
+        "--only",
+        choices=["append", "context", "sessions", "pgbench", "redis_tier", "security", "telemetry"],
+        help="run one section",
+    )
     args = parser.parse_args()
     n = 300 if args.quick else 2000
     with EmbeddedPostgres.temporary(
@@ -721,14 +738,19 @@ def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
         "postgres": version[0] if version else None,
         "cores": os.cpu_count(),
     }
-    results["append"] = bench_append(dsn, n)
     sizes = [1000, 10000] + ([100000] if args.full else [])
-    results["context"] = bench_context(dsn, sizes, n // 2)
-    results["sessions"] = bench_sessions(dsn, 1000, 3 if args.quick else 10, 16)
-    results["pgbench"] = bench_pgbench(server, 5 if args.quick else 15, 8)
-    results["redis_tier"] = bench_redis_tier(dsn, n)
-    results["security"] = bench_security(dsn, n)
-    results["telemetry"] = bench_telemetry(dsn, n)
+    sections: dict[str, Callable[[], Any]] = {
+        "append": lambda: bench_append(dsn, n),
+        "context": lambda: bench_context(dsn, sizes, n // 2),
+        "sessions": lambda: bench_sessions(dsn, 1000, 3 if args.quick else 10, 16),
+        "pgbench": lambda: bench_pgbench(server, 5 if args.quick else 15, 8),
+        "redis_tier": lambda: bench_redis_tier(dsn, n),
+        "security": lambda: bench_security(dsn, n),
+        "telemetry": lambda: bench_telemetry(dsn, n),
+    }
+    for name, run in sections.items():
+        if args.only in (None, name):
+            results[name] = run()
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
     print(f"\nresults written to {args.json}")
