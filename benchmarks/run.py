@@ -672,16 +672,23 @@ def bench_telemetry(dsn: str, n: int) -> dict[str, Any]:
             chat = mem.session(f"tele-{label}", tenant="t")
             for _ in range(60):
                 chat.append("user", TEXT, tokens=14)
+        # Call by call in turn, so that the machine's drift hits every store alike.
+        chats = {label: mem.session(f"tele-{label}", tenant="t") for label, mem in stores.items()}
         samples: dict[str, list[float]] = {}
-        for _ in range(4):  # interleaved rounds: the machine's drift hits all alike
-            for label, mem in stores.items():
-                chat = mem.session(f"tele-{label}", tenant="t")
-                samples.setdefault(f"append_{label}", []).extend(
-                    timed(lambda i, c=chat: c.append("user", TEXT, tokens=14), n // 4)
-                )
-                samples.setdefault(f"context_{label}", []).extend(
-                    timed(lambda i, c=chat: c.context(budget=2000), n // 4)
-                )
+        calls = {
+            "append": lambda c: c.append("user", TEXT, tokens=14),
+            "context": lambda c: c.context(budget=2000),
+        }
+        labels = list(chats)
+        for i in range(n + 50):
+            turn = labels[i % len(labels) :] + labels[: i % len(labels)]  # no store always first
+            for op, call in calls.items():
+                for label in turn:
+                    chat = chats[label]
+                    t0 = time.perf_counter()
+                    call(chat)
+                    if i >= 50:  # warm-up
+                        samples.setdefault(f"{op}_{label}", []).append(time.perf_counter() - t0)
         out = {name: summary(values) for name, values in samples.items()}
     finally:
         for mem in stores.values():

@@ -123,8 +123,33 @@ class ClientMetrics:
             buckets=LATENCY_BUCKETS,
             **made,
         )
+        # Labelled series by label values: prometheus-client's labels() takes a
+        # lock and builds a tuple on every call; these are looked up once.
+        self._calls: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._windows: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._cache = _CacheCollector()
         self.registry.register(self._cache)
+
+    def call_children(self, operation: str, strategy: str, tenant: str) -> tuple[Any, Any]:
+        """The duration and calls series of one label set (looked up once, then kept)."""
+        key = (operation, strategy, tenant if self.tenant_labels else "")
+        found = self._calls.get(key)
+        if found is None:
+            labels = [operation, strategy, *self.tenant(tenant)]
+            found = self._calls[key] = (self.duration.labels(*labels), self.calls.labels(*labels))
+        return found
+
+    def window_children(self, strategy: str, tenant: str) -> tuple[Any, Any]:
+        """The budget and window-tokens series of one strategy (and tenant)."""
+        key = (strategy, tenant if self.tenant_labels else "")
+        found = self._windows.get(key)
+        if found is None:
+            labels = [strategy, *self.tenant(tenant)]
+            found = self._windows[key] = (
+                self.context_budget.labels(*labels),
+                self.context_tokens.labels(*labels),
+            )
+        return found
 
     def tenant(self, tenant: str) -> list[str]:
         """The tenant label value, when tenant labels are on."""
