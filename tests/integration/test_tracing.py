@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -152,3 +153,10 @@ def test_no_spans_without_tracing(spans: tuple[Tracing, InMemorySpanExporter]) -
     _tracing, exporter = spans
     Memory.in_memory().session("s", tenant="t").append("user", "hi")
     assert exporter.get_finished_spans() == ()
+
+
+def test_tracing_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(errors.PymemError) as caught:
+        Memory.in_memory(tracing=True)
+    assert "pymem[otel]" in (caught.value.hint or "")
