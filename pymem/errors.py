@@ -153,6 +153,15 @@ class SchemaNotInstalled(PymemError):
     default_hint = "run `pymem migrate --dsn ...` to install it"
 
 
+class MigrationLockTimeout(PymemError):
+    """``pymem migrate`` could not take the locks it needs before its deadline."""
+
+    default_hint = (
+        "a long transaction or another migrate holds them (see pg_stat_activity); "
+        "retry when it ends, or raise the deadline"
+    )
+
+
 class EmbeddedUnavailable(PymemError):
     """The embedded PostgreSQL cluster cannot be created or started."""
 
@@ -266,6 +275,7 @@ __all__ = [
     "JobNotHeld",
     "KeyUnavailable",
     "MessageTooLarge",
+    "MigrationLockTimeout",
     "PiiBlocked",
     "PymemError",
     "SchemaNotInstalled",

@@ -1,15 +1,31 @@
-"""Install and upgrade the database: yoyo migrations, then every ``sql/`` file.
+"""Install and upgrade the database: yoyo migrations, then the ``sql/`` files.
 
 ``pymem migrate`` is the one installer: the CLI, the embedded cluster, the test
 fixtures and the benchmarks all call :func:`migrate`.
+
+It is safe to run while the application serves traffic:
+
+- one run at a time: the whole run holds a PostgreSQL advisory lock, so two
+  instances starting with ``migrate=True`` at once take turns (a crashed run
+  releases it with its connection);
+- a run with nothing new takes no lock on any table: each ``sql/`` file is
+  re-applied only when its text changed (``memory.applied_sql`` keeps the
+  digests) or a migration was applied in the same run;
+- every statement that needs a table lock waits at most ``lock_timeout``
+  seconds, then gives way (its transaction rolls back, so writers queued
+  behind it go on) and is retried with backoff until ``deadline``:
+  :class:`~pymem.errors.MigrationLockTimeout` after that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import random
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, TypeVar
 from urllib.parse import quote, urlencode
 
 import psycopg
@@ -17,18 +33,68 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import get_backend, read_migrations
 
-from ..errors import translate_errors
+from ..errors import MigrationLockTimeout, translate_errors
 from .paths import migrations_dir, sql_files
 
 
 @dataclass(frozen=True, slots=True)
 class MigrationReport:
-    """What a migrate or rollback run did."""
+    """What a migrate or rollback run did (``lock_waits``: steps retried after a lock timeout)."""
 
     applied: tuple[str, ...]
     rolled_back: tuple[str, ...]
     sql_files: tuple[str, ...]
     partitions_created: tuple[str, ...]
+    lock_waits: int = 0
+
+
+# The advisory lock every migrate and rollback holds ("pymem" in ASCII).
+MIGRATE_LOCK: Final = 0x70796D656D
+T = TypeVar("T")
+
+
+def _politely(step: Callable[[], T], *, deadline: float, what: str) -> tuple[T, int]:
+    """Run ``step``; on a lock timeout wait with jittered backoff and retry until ``deadline``."""
+    started = time.monotonic()
+    delay, waits = 0.1, 0
+    while True:
+        try:
+            return step(), waits
+        except psycopg.errors.LockNotAvailable as exc:
+            waits += 1
+            if time.monotonic() - started + delay > deadline:
+                raise MigrationLockTimeout(
+                    f"pymem: {what} could not take its locks within {deadline:g} s "
+                    f"({waits} attempts)"
+                ) from exc
+            time.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, 5.0)
+
+
+def _with_lock_timeout(dsn: str, seconds: float) -> str:
+    options = conninfo_to_dict(dsn).get("options") or ""
+    return make_conninfo(dsn, options=f"{options} -c lock_timeout={int(seconds * 1000)}".strip())
+
+
+@contextmanager
+def _exclusive_run(dsn: str, deadline: float) -> Iterator[psycopg.Connection[Any]]:
+    """A connection holding the migrate advisory lock (waits for another run up to ``deadline``)."""
+    with psycopg.connect(dsn, autocommit=True, application_name="pymem-migrate") as conn:
+        conn.execute(
+            sql.SQL("set lock_timeout = {}").format(sql.Literal(f"{int(deadline * 1000)}ms"))
+        )
+        try:
+            conn.execute("select pg_advisory_lock(%s)", (MIGRATE_LOCK,))
+        except psycopg.errors.LockNotAvailable as exc:
+            raise MigrationLockTimeout(
+                f"pymem: another migrate or rollback ran for over {deadline:g} s",
+                hint="see pg_stat_activity where application_name = 'pymem-migrate'",
+            ) from exc
+        conn.execute("reset lock_timeout")
+        try:
+            yield conn
+        finally:
+            conn.execute("select pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
 
 
 def yoyo_uri(dsn: str) -> str:
@@ -56,14 +122,44 @@ def pending_migrations(dsn: str) -> list[str]:
         return [m.id for m in backend.to_apply(migrations)]
 
 
-def apply_sql(conn: psycopg.Connection[Any]) -> list[str]:
-    """Re-apply every ``sql/`` file in one transaction on ``conn``."""
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _applied_digests(conn: psycopg.Connection[Any]) -> dict[str, str]:
+    if conn.execute("select to_regclass('memory.applied_sql')").fetchone() == (None,):
+        return {}
+    rows = conn.execute("select file, digest from memory.applied_sql").fetchall()
+    return {file: digest for file, digest in rows}
+
+
+def apply_sql(conn: psycopg.Connection[Any], *, force: bool = False) -> list[str]:
+    """Re-apply, in one transaction on ``conn``, the ``sql/`` files whose text changed.
+
+    With ``force`` (a migration was just applied) every file is re-applied.
+    When any file is, 900_security.sql is too: the grants follow the
+    functions. Returns the names applied (none: nothing changed, no lock taken).
+    """
+    files = [(path.name, path.read_text(encoding="utf-8")) for path in sql_files()]
+    applied = _applied_digests(conn)
+    todo = {name for name, text in files if force or applied.get(name) != _digest(text)}
+    if not todo:
+        return []
+    todo.add("900_security.sql")
     names = []
     with conn.transaction():
-        for path in sql_files():
-            # Files shipped with pymem, never user input.
-            conn.execute(path.read_text(encoding="utf-8"))
-            names.append(path.name)
+        for name, text in files:
+            if name not in todo:
+                continue
+            conn.execute(text)  # files shipped with pymem, never user input
+            names.append(name)
+        if conn.execute("select to_regclass('memory.applied_sql')").fetchone() != (None,):
+            conn.execute(
+                "insert into memory.applied_sql as a (file, digest) "
+                "select * from unnest(%s::text[], %s::text[]) "
+                "on conflict (file) do update set digest = excluded.digest, applied_at = now()",
+                ([n for n, _ in files], [_digest(t) for _, t in files]),
+            )
     return names
 
 
@@ -89,39 +185,65 @@ def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
     ).fetchall()
     for (signature,) in rows:
         conn.execute(sql.SQL("drop function if exists {} cascade").format(sql.SQL(signature)))
+    if conn.execute("select to_regclass('memory.applied_sql')").fetchone() != (None,):
+        conn.execute("delete from memory.applied_sql")  # the next migrate applies every file
 
 
 def migrate(
-    dsn: str, *, months_ahead: int = 3, embedding_dim: int | None = None
+    dsn: str,
+    *,
+    months_ahead: int = 3,
+    embedding_dim: int | None = None,
+    lock_timeout: float = 2.0,
+    deadline: float = 300.0,
 ) -> MigrationReport:
-    """Apply pending migrations, re-apply ``sql/``, create partitions ahead.
+    """Apply pending migrations, re-apply what changed in ``sql/``, create partitions ahead.
 
     ``embedding_dim`` fixes the dimension of stored embeddings when the
     migration that creates their index runs (default 1536); later runs keep
-    the dimension already chosen. Running it twice changes nothing.
+    the dimension already chosen. Running it twice changes nothing, and the
+    second run takes no table lock. Each step that needs a lock waits at most
+    ``lock_timeout`` seconds at a time and is retried until ``deadline``.
     """
     migrations = read_migrations(str(migrations_dir()))
-    yoyo_dsn = dsn
+    polite = _with_lock_timeout(dsn, lock_timeout)
+    yoyo_dsn = polite
     if embedding_dim is not None:
-        options = conninfo_to_dict(dsn).get("options") or ""
+        options = conninfo_to_dict(polite).get("options") or ""
         yoyo_dsn = make_conninfo(
-            dsn, options=f"{options} -c pymem.embedding_dim={int(embedding_dim)}".strip()
+            polite, options=f"{options} -c pymem.embedding_dim={int(embedding_dim)}".strip()
         )
-    with translate_errors():
-        with _backend(yoyo_dsn) as backend, backend.lock():
-            pending = backend.to_apply(migrations)
-            applied = tuple(m.id for m in pending)
-            backend.apply_migrations(pending)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            files = apply_sql(conn)
-            rows = conn.execute(
-                "select * from memory.ensure_partitions(%s)", (months_ahead,)
-            ).fetchall()
+    waits = 0
+    with translate_errors(), _exclusive_run(dsn, deadline):
+        applied: list[str] = []
+
+        def apply_pending() -> None:
+            with _backend(yoyo_dsn) as backend, backend.lock(timeout=deadline):
+                for migration in backend.to_apply(migrations):
+                    backend.apply_one(migration)
+                    applied.append(migration.id)
+
+        _, waited = _politely(apply_pending, deadline=deadline, what="a migration")
+        waits += waited
+        with psycopg.connect(polite, autocommit=True) as conn:
+            files, waited = _politely(
+                lambda: apply_sql(conn, force=bool(applied)), deadline=deadline, what="sql/"
+            )
+            waits += waited
+            rows, waited = _politely(
+                lambda: conn.execute(
+                    "select * from memory.ensure_partitions(%s)", (months_ahead,)
+                ).fetchall(),
+                deadline=deadline,
+                what="partition maintenance",
+            )
+            waits += waited
     return MigrationReport(
-        applied=applied,
+        applied=tuple(applied),
         rolled_back=(),
         sql_files=tuple(files),
         partitions_created=tuple(r[0] for r in rows),
+        lock_waits=waits,
     )
 
 
@@ -134,7 +256,12 @@ def rollback(dsn: str, *, steps: int | None = None) -> MigrationReport:
     ``sql/`` of the release that matches the schema left behind.
     """
     migrations = read_migrations(str(migrations_dir()))
-    with translate_errors(), _backend(dsn) as backend, backend.lock():
+    with (
+        translate_errors(),
+        _exclusive_run(dsn, 300.0),
+        _backend(dsn) as backend,
+        backend.lock(),
+    ):
         applied = backend.to_rollback(migrations)
         chosen = applied if steps is None else applied[:steps]
         with psycopg.connect(dsn, autocommit=True) as conn:

@@ -61,20 +61,36 @@ def migrate(
             help="Embedding dimension, fixed when the recall migration first runs (default 1536)."
         ),
     ] = None,
+    lock_timeout: Annotated[
+        float, typer.Option(help="Seconds a step may wait for a table lock before giving way.")
+    ] = 2.0,
+    deadline: Annotated[
+        float, typer.Option(help="Seconds to keep retrying steps that gave way.")
+    ] = 300.0,
 ) -> None:
-    """Apply pending migrations, then re-apply every sql/ file (safe to repeat)."""
+    """Apply pending migrations, then the sql/ files that changed (safe to repeat).
+
+    Safe while the application runs: with nothing new it takes no table lock,
+    and a step that needs one gives way to traffic and retries."""
     from ..db.migrate import migrate as run
 
     try:
-        report = run(_dsn(dsn, embedded), embedding_dim=embedding_dim)
+        report = run(
+            _dsn(dsn, embedded),
+            embedding_dim=embedding_dim,
+            lock_timeout=lock_timeout,
+            deadline=deadline,
+        )
     except PymemError as exc:
         _fail(exc)
         return
     applied = ", ".join(report.applied) or "none pending"
     console.print(f"[green]migrations applied:[/] {applied}")
-    console.print(f"[green]sql files applied:[/] {len(report.sql_files)}")
+    console.print(f"[green]sql files applied:[/] {len(report.sql_files)} (unchanged ones skipped)")
     if report.partitions_created:
         console.print(f"[green]partitions created:[/] {', '.join(report.partitions_created)}")
+    if report.lock_waits:
+        console.print(f"[yellow]gave way to other transactions:[/] {report.lock_waits} times")
 
 
 @app.command()

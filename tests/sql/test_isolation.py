@@ -152,7 +152,11 @@ def relation_violations(world: dict[str, str], admin_dsn: str) -> list[str]:
             for name, _kind in relations:
                 rel = sql.Identifier("memory", name)
                 # Tables without tenant rows: a column of theirs to write.
-                other_col = {"settings": "singleton", "task_runs": "task"}.get(name)
+                other_col = {
+                    "settings": "singleton",
+                    "task_runs": "task",
+                    "applied_sql": "file",
+                }.get(name)
                 tenant_col = other_col is None
                 where_b = sql.SQL("where tenant_id <> 'a'" if tenant_col else "where false")
                 checks = {
@@ -289,7 +293,7 @@ def catalog_violations(conn: psycopg.Connection[Any]) -> list[str]:
             select c.relname from pg_class as c
              where c.relnamespace = 'memory'::regnamespace and c.relkind in ('r', 'p')
                and not c.relispartition
-               and c.relname not in ('settings', 'tenant_grants', 'task_runs')  -- no tenant rows
+               and c.relname not in ('settings', 'tenant_grants', 'task_runs', 'applied_sql')
                and not exists (
                    select from pg_policies as p
                     where p.schemaname = 'memory' and p.tablename = c.relname
