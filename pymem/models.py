@@ -271,6 +271,15 @@ class Summary:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceRun:
+    """What ``memory.maintain_if_due`` did; fields equal its columns."""
+
+    ran: bool
+    partitions_created: list[str]
+    sessions_expired: int
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedJob:
     """Work a worker holds under a lease; fields equal ``memory.claim_jobs``'s columns."""
 

@@ -49,6 +49,19 @@ login; one tenant, a transaction acting for it. Errors: ME017.
 Example: select * from memory.stats('acme');$$;
 
 -------------------------------------------------------------------------------
+-- _maintenance_lock: the advisory lock key of maintenance runs.
+create or replace function memory._maintenance_lock()
+returns bigint
+language sql
+immutable parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+return 7021843002;
+
+comment on function memory._maintenance_lock() is
+$$The transaction advisory lock key that memory.maintain and
+memory.maintain_if_due hold, so that maintenance runs one at a time.$$;
+
+-------------------------------------------------------------------------------
 -- maintain: the periodic housekeeping in one call.
 create or replace function memory.maintain(
     months_ahead integer default 3,
@@ -68,6 +81,8 @@ declare
     v_expired integer := 0;
     v_batch   integer;
 begin
+    -- One run at a time: a second one waits for the first to commit.
+    perform pg_advisory_xact_lock(memory._maintenance_lock());
     select coalesce(array_agg(p), '{}')
       into v_created
       from memory.ensure_partitions(maintain.months_ahead, maintain.as_of) as p;
@@ -88,3 +103,49 @@ $$Run housekeeping: create the monthly partitions `months_ahead` ahead and purge
 every expired session, and record the run for memory.metrics(). Schedule it
 daily (pymem maintain, cron, pg_cron).
 Example: select * from memory.maintain();$$;
+
+-------------------------------------------------------------------------------
+-- maintain_if_due: maintenance for schedulers that run in many places.
+create or replace function memory.maintain_if_due(
+    every        interval default '1 hour',
+    months_ahead integer default 3
+)
+returns table (
+    ran                boolean,
+    partitions_created text[],
+    sessions_expired   integer
+)
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+begin
+    if maintain_if_due.every is null or maintain_if_due.every < interval '1 minute' then
+        raise exception 'memory: every must be at least one minute, got %', maintain_if_due.every
+            using errcode = 'ME002', hint = 'an hour suits most installations';
+    end if;
+    -- Another instance is maintaining right now: nothing to do here.
+    if not pg_try_advisory_xact_lock(memory._maintenance_lock()) then
+        return query select false, '{}'::text[], 0;
+        return;
+    end if;
+    if exists (select from memory.task_runs as r
+                where r.task = 'maintain'
+                  and r.finished_at > now() - maintain_if_due.every) then
+        return query select false, '{}'::text[], 0;
+        return;
+    end if;
+    return query
+        select true, m.partitions_created, m.sessions_expired
+          from memory.maintain(maintain_if_due.months_ahead) as m;
+end;
+$fn$;
+
+comment on function memory.maintain_if_due(interval, integer) is
+$$Run memory.maintain unless it finished less than `every` ago or another
+session is running it now; returns whether it ran and what it did. Every
+`pymem worker` calls it (hourly by default), so with several workers
+maintenance still runs once per period. Errors: ME002 when `every` is under a
+minute.
+Example: select * from memory.maintain_if_due('1 hour');$$;

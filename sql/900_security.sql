@@ -107,7 +107,7 @@ select seq, role, content from memory.message_log where session_id = 's-1' order
 -- Owners and EXECUTE. Nothing is executable by PUBLIC; each role gets its list.
 do $grants$
 declare
-    v_worker constant text[] := array['claim_jobs', 'job_stats'];
+    v_worker constant text[] := array['claim_jobs', 'job_stats', 'maintain_if_due'];
     v_app constant text[] := array[
         'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
         'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',

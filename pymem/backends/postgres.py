@@ -27,6 +27,7 @@ from ..models import (
     ContextItem,
     ContextRequest,
     ContextWindow,
+    MaintenanceRun,
     NewMessage,
     NewSummary,
     RecalledMessage,
@@ -264,6 +265,13 @@ class PostgresBackend:
         }
         status: str = self._scalar("fail_job", params)
         return status
+
+    def maintain_if_due(
+        self, every: timedelta = timedelta(hours=1), months_ahead: int = 3
+    ) -> MaintenanceRun:
+        """Housekeeping unless it ran within ``every`` or runs elsewhere now."""
+        params = {"every": every, "months_ahead": months_ahead}
+        return (self._rows("maintain_if_due", params, MaintenanceRun))[0]
 
     def job_stats(self) -> list[tuple[str, str, int]]:
         return [(r[0], r[1], r[2]) for r in self._tuples("job_stats", {})]

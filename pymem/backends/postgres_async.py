@@ -25,6 +25,7 @@ from ..models import (
     ContextItem,
     ContextRequest,
     ContextWindow,
+    MaintenanceRun,
     NewMessage,
     NewSummary,
     RecalledMessage,
@@ -275,6 +276,13 @@ class AsyncPostgresBackend:
         }
         status: str = await self._scalar("fail_job", params)
         return status
+
+    async def maintain_if_due(
+        self, every: timedelta = timedelta(hours=1), months_ahead: int = 3
+    ) -> MaintenanceRun:
+        """Housekeeping unless it ran within ``every`` or runs elsewhere now."""
+        params = {"every": every, "months_ahead": months_ahead}
+        return (await self._rows("maintain_if_due", params, MaintenanceRun))[0]
 
     async def job_stats(self) -> list[tuple[str, str, int]]:
         return [(r[0], r[1], r[2]) for r in await self._tuples("job_stats", {})]

@@ -215,3 +215,7 @@ select metric, labels, value, description from memory.metrics(%(per_tenant)s::bo
 -- A text as the tenant's personal data policy would store it (null: blocked).
 select memory.apply_pii_policy(t.tenant, %(content)s)
   from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
+
+-- name: maintain_if_due
+-- Housekeeping unless it ran within `every` or runs elsewhere now.
+select * from memory.maintain_if_due(%(every)s::interval, %(months_ahead)s::integer);

@@ -219,8 +219,12 @@ def worker(
     metrics_address: Annotated[
         str, typer.Option(help="Address for --metrics-port (0.0.0.0: every interface).")
     ] = "127.0.0.1",
+    maintain_every: Annotated[
+        int,
+        typer.Option(help="Run maintenance every this many seconds (one worker does; 0: never)."),
+    ] = 3600,
 ) -> None:
-    """Drain the job queue: digests of long sessions and message embeddings."""
+    """Drain the job queue (digests, embeddings) and run maintenance when due."""
     import os
 
     from ..client import Memory
@@ -262,7 +266,15 @@ def worker(
             dimension=dim,
             api_key=env.get("PYMEM_EMBED_API_KEY"),
         )
-    w = Worker(memory, name=name, summarizer=chosen_summarizer, embedder=chosen_embedder)
+    from datetime import timedelta
+
+    w = Worker(
+        memory,
+        name=name,
+        summarizer=chosen_summarizer,
+        embedder=chosen_embedder,
+        maintain_every=timedelta(seconds=maintain_every) if maintain_every > 0 else None,
+    )
     console.print(
         f"worker [cyan]{w.name}[/]: {', '.join(w.kinds)} "
         f"(summarizer {chosen_summarizer.name}"

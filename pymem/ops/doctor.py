@@ -29,6 +29,7 @@ API_FUNCTIONS = (
     "purge_expired",
     "stats",
     "maintain",
+    "maintain_if_due",
     "ensure_partitions",
 )
 
@@ -68,6 +69,9 @@ def _checks(dsn: str) -> list[Check]:
         if has_schema:
             out.extend(_schema_checks(conn, dsn))
             out.extend(_security_checks(conn))
+            maintenance = _maintenance_check(conn)
+            if maintenance is not None:
+                out.append(maintenance)
         out.append(_durability_check(conn))
     return out
 
@@ -152,6 +156,36 @@ def _schema_checks(conn: psycopg.Connection[Any], dsn: str) -> list[Check]:
             )
         )
     return out
+
+
+MAINTENANCE_FIX = (
+    "run `pymem maintain`; keep a `pymem worker` running (it maintains hourly), "
+    "or schedule `select memory.maintain()` daily (cron, pg_cron)"
+)
+
+
+def _maintenance_check(conn: psycopg.Connection[Any]) -> Check | None:
+    """When maintenance last ran; a warning after a day without."""
+    if conn.execute("select to_regclass('memory.task_runs')").fetchone() == (None,):
+        return None
+    installed = "null"
+    if conn.execute("select to_regclass('public._yoyo_migrations')").fetchone() != (None,):
+        installed = (
+            "(select min(y.applied_at_utc) from public._yoyo_migrations as y "
+            "where y.migration_id like 'pymem\\_%')"
+        )
+    row = conn.execute(
+        "select extract(epoch from now() - (select r.finished_at from memory.task_runs as r "
+        "where r.task = 'maintain')), "
+        f"extract(epoch from (now() at time zone 'UTC') - {installed})"  # a fixed text
+    ).fetchone()
+    since_run, since_install = row if row is not None else (None, None)
+    if since_run is None:
+        fresh = since_install is None or since_install < 86400
+        detail = "never run" + (" (installed less than a day ago)" if fresh else "")
+        return Check("maintenance", fresh, detail, MAINTENANCE_FIX)
+    hours = float(since_run) / 3600
+    return Check("maintenance", hours < 24, f"last run {hours:.1f} h ago", MAINTENANCE_FIX)
 
 
 def _durability_check(conn: psycopg.Connection[Any]) -> Check:

@@ -4,7 +4,9 @@ Appends never wait for a summarizer or an embedding model: they only queue a
 job (one row per session and kind). Workers claim jobs under a lease with
 ``for update skip locked``, so any number of them can run; a worker that dies
 mid-job loses its lease and the job comes back to another. Failures are
-retried with exponential backoff and parked after ``max_attempts``.
+retried with exponential backoff and parked after ``max_attempts``. A
+running worker also runs maintenance (``memory.maintain_if_due``) once per
+``maintain_every``, whichever instance gets there first.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..context.summarize import ExtractiveSummarizer, Summarizer
 from ..context.tokens import TokenCounter
 from ..correlation import correlation
 from ..errors import PymemError
-from ..models import ClaimedJob, NewSummary, StoredMessage, Summary
+from ..models import ClaimedJob, MaintenanceRun, NewSummary, StoredMessage, Summary
 from ..tier.cache import CachedBackend
 
 log = logging.getLogger("pymem.worker")
@@ -51,6 +53,7 @@ class Worker:
         rollup_fanout: int = 4,
         digest_ratio: float = 0.2,
         max_digest_tokens: int = 300,
+        maintain_every: timedelta | None = timedelta(hours=1),
     ) -> None:
         store = memory.backend if isinstance(memory, Memory) else memory
         # Digests and embeddings are written through the store, so that with
@@ -78,6 +81,8 @@ class Worker:
         self.fanout = rollup_fanout
         self.digest_ratio = digest_ratio
         self.max_digest_tokens = max_digest_tokens
+        self.maintain_every = maintain_every
+        self._maintenance_checked = -float("inf")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -114,10 +119,35 @@ class Worker:
             while not stop.is_set():
                 try:
                     self.drain()
+                    self.maintain_if_due()
                 except PymemError as exc:  # e.g. the database restarting
                     log.warning("worker %s: %s", self.name, exc)
                 for _ in listener.notifies(timeout=poll.total_seconds(), stop_after=1):
                     pass
+
+    def maintain_if_due(self) -> MaintenanceRun | None:
+        """Run maintenance when due (``maintain_every``) and no other instance runs it.
+
+        The database decides (``memory.maintain_if_due``), so any number of
+        workers maintain once per period; this process asks at most every
+        ``min(maintain_every, 5 minutes)``. Returns None when it did not ask.
+        """
+        if self.maintain_every is None:
+            return None
+        now = time.monotonic()
+        if now - self._maintenance_checked < min(self.maintain_every.total_seconds(), 300.0):
+            return None
+        self._maintenance_checked = now
+        with correlation():
+            run = self.backend.maintain_if_due(self.maintain_every)
+            if run.ran:
+                log.info(
+                    "worker %s maintained: %d partitions created, %d expired sessions purged",
+                    self.name,
+                    len(run.partitions_created),
+                    run.sessions_expired,
+                )
+        return run
 
     def process(self, job: ClaimedJob) -> str:
         """Do one claimed job; returns its new status (done, queued or parked)."""
