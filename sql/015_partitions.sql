@@ -1,9 +1,90 @@
--- Monthly partitions of memory.messages, created ahead of time.
+-- The partitions of memory.messages: pg_partman makes them ahead and drops
+-- them past retention (migration pymem_0011); these functions run its
+-- maintenance and give every new partition pymem's row-level security.
 
 -------------------------------------------------------------------------------
--- ensure_partitions: create the monthly partitions from `as_of`'s month to
--- `months_ahead` months later, moving any rows the default partition holds for
--- those months into their new partition.
+-- maintain_partitions: pg_partman's maintenance of memory.messages.
+create or replace function memory.maintain_partitions()
+returns setof text
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_before text[];
+    v_child  text;
+begin
+    if to_regclass('partman.part_config') is null
+       or not exists (select from partman.part_config as c
+                       where c.parent_table = 'memory.messages') then
+        raise exception 'memory: pg_partman does not manage memory.messages'
+            using errcode = '55000',
+                  hint = 'run `pymem migrate` with pg_partman installed '
+                         '(Debian: apt install postgresql-15-partman)';
+    end if;
+    select coalesce(array_agg(c.relname::text), '{}')
+      into v_before
+      from pg_catalog.pg_inherits as i
+      join pg_catalog.pg_class as c on c.oid = i.inhrelid
+     where i.inhparent = 'memory.messages'::regclass;
+    -- Rows the default partition caught (no partition covered their time)
+    -- move into partitions of their own, made for them.
+    if exists (select from memory.messages_default) then
+        perform partman.partition_data_time('memory.messages', p_batch_count => 100000);
+    end if;
+    -- Partitions ahead (premake) and retention (whole partitions dropped).
+    perform partman.run_maintenance('memory.messages', p_analyze => false);
+    -- pg_partman 4 sets search_path for the whole session (set_config(...,
+    -- false)), which outlives this function's own setting. Give the session
+    -- its default back, and pin this function's path again for the rest of
+    -- the transaction.
+    perform set_config('search_path',
+                       (select s.reset_val from pg_catalog.pg_settings as s
+                         where s.name = 'search_path'),
+                       false);
+    perform set_config('search_path', 'pg_catalog, pg_temp', true);
+    -- pg_partman does not copy row-level security: closed to direct reads
+    -- like every pymem table, open to pymem's own functions.
+    for v_child in
+        select c.relname
+          from pg_catalog.pg_inherits as i
+          join pg_catalog.pg_class as c on c.oid = i.inhrelid
+         where i.inhparent = 'memory.messages'::regclass
+           and not (c.relrowsecurity and c.relforcerowsecurity
+                    and exists (select from pg_catalog.pg_policy as p
+                                 where p.polrelid = c.oid and p.polname = 'functions'))
+    loop
+        -- Catalog names only, quoted with %I.
+        execute format('alter table memory.%I enable row level security', v_child);
+        execute format('alter table memory.%I force row level security', v_child);
+        execute format('drop policy if exists functions on memory.%I', v_child);
+        execute format('create policy functions on memory.%I to pymem_owner '
+                       'using (true) with check (true)', v_child);
+    end loop;
+    return query
+        select c.relname::text
+          from pg_catalog.pg_inherits as i
+          join pg_catalog.pg_class as c on c.oid = i.inhrelid
+         where i.inhparent = 'memory.messages'::regclass
+           and not (c.relname = any (v_before))
+         order by c.relname;
+end;
+$fn$;
+
+comment on function memory.maintain_partitions() is
+$$Run pg_partman's maintenance of memory.messages: move rows the default
+partition caught into partitions made for them, create partitions ahead
+(premake, set at install: `pymem migrate --partition-interval`), drop whole
+partitions past the retention, and give new partitions pymem's row-level
+security. Returns the partitions created. memory.maintain calls it.
+pg_partman 4 changes the session's search_path; this function sets it back
+to the session's default (a search_path set with SET in the same session is
+lost, and inside an open transaction it stays pinned until commit).
+Errors: 55000 when pg_partman does not manage memory.messages.
+Example: select * from memory.maintain_partitions();$$;
+
+-------------------------------------------------------------------------------
+-- ensure_partitions: deprecated, kept for one release (expand and contract).
 create or replace function memory.ensure_partitions(
     months_ahead integer default 3,
     as_of        timestamptz default now()
@@ -13,78 +94,20 @@ language plpgsql
 volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
-declare
-    v_month date;
-    v_from  timestamptz;
-    v_to    timestamptz;
-    v_name  text;
-    v_moved bigint;
 begin
     if months_ahead is null or months_ahead < 0 or months_ahead > 120 then
         raise exception 'memory: months_ahead must be between 0 and 120, got %', months_ahead
             using errcode = 'ME002', hint = 'the default of 3 suits monthly maintenance';
     end if;
-
-    for i in 0..months_ahead loop
-        v_month := (date_trunc('month', as_of at time zone 'UTC') + make_interval(months => i))::date;
-        v_from := v_month::timestamp at time zone 'UTC';
-        v_to := (v_month + interval '1 month')::timestamp at time zone 'UTC';
-        v_name := 'messages_' || to_char(v_month, 'YYYY_MM');
-
-        continue when to_regclass(format('memory.%I', v_name)) is not null;
-
-        -- Rows already caught by the default partition must move first, or
-        -- attaching the new range would fail.
-        lock table memory.messages_default in access exclusive mode;
-        perform 1
-           from memory.messages_default as d
-          where d.created_at >= v_from
-            and d.created_at < v_to
-          limit 1;
-        if found then
-            execute format(
-                'create table memory.%I (like memory.messages including defaults including constraints including generated)',
-                v_name);
-            execute format(
-                'with moved as (delete from memory.messages_default as d
-                                 where d.created_at >= $1 and d.created_at < $2
-                                 returning d.tenant_id, d.session_id, d.seq, d.role, d.content,
-                                           d.sealed, d.key_version, d.search, d.tokens,
-                                           d.tokens_estimated, d.metadata, d.embedding,
-                                           d.idempotency_key, d.created_at)
-                 insert into memory.%I (tenant_id, session_id, seq, role, content, sealed,
-                                        key_version, search, tokens, tokens_estimated, metadata,
-                                        embedding, idempotency_key, created_at)
-                 select * from moved', v_name)
-                using v_from, v_to;
-            get diagnostics v_moved = row_count;
-            execute format(
-                'alter table memory.messages attach partition memory.%I for values from (%L) to (%L)',
-                v_name, v_from, v_to);
-            raise notice 'memory: moved % rows from messages_default into %', v_moved, v_name;
-        else
-            execute format(
-                'create table memory.%I partition of memory.messages for values from (%L) to (%L)',
-                v_name, v_from, v_to);
-        end if;
-        -- Closed to direct reads like every pymem table: reads go through
-        -- memory.messages, whose policies govern them.
-        execute format('alter table memory.%I enable row level security', v_name);
-        execute format('alter table memory.%I force row level security', v_name);
-        execute format('create policy functions on memory.%I to pymem_owner '
-                       'using (true) with check (true)', v_name);
-        return next v_name;
-    end loop;
+    return query select * from memory.maintain_partitions();
 end;
 $fn$;
 
 comment on function memory.ensure_partitions(integer, timestamptz) is
-$$Create the monthly partitions of memory.messages for the month of `as_of`
-(UTC) and the `months_ahead` months after it; returns the names created.
-Rows that the default partition caught for those months are moved into the new
-partition. Takes an access exclusive lock on memory.messages_default while
-checking it. Errors: ME002 when months_ahead is outside 0..120.
-Example: select * from memory.ensure_partitions(3);$$;
+$$Deprecated: calls memory.maintain_partitions() (pg_partman now makes the
+partitions; `months_ahead` and `as_of` are ignored) and will be removed in
+the next release. Errors: ME002 when months_ahead is outside 0..120.
+Example: select * from memory.maintain_partitions();$$;
 
 -------------------------------------------------------------------------------
 -- partitions: what memory.messages is made of.

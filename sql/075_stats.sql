@@ -85,7 +85,7 @@ begin
     perform pg_advisory_xact_lock(memory._maintenance_lock());
     select coalesce(array_agg(p), '{}')
       into v_created
-      from memory.ensure_partitions(maintain.months_ahead, maintain.as_of) as p;
+      from memory.maintain_partitions() as p;
     loop
         v_batch := memory.purge_expired(maintain.as_of, 1000);
         v_expired := v_expired + v_batch;
@@ -99,9 +99,12 @@ end;
 $fn$;
 
 comment on function memory.maintain(integer, timestamptz) is
-$$Run housekeeping: create the monthly partitions `months_ahead` ahead and purge
-every expired session, and record the run for memory.metrics(). Schedule it
-daily (pymem maintain, cron, pg_cron).
+$$Run housekeeping: partition maintenance (memory.maintain_partitions:
+partitions ahead, rows out of the default partition, retention), then purge
+every expired session, and record the run for memory.metrics(). One run at a
+time (a second waits). `months_ahead` is ignored since pg_partman's premake
+decides (kept for one release); `as_of` is the time expiry is judged at.
+A running `pymem worker` calls it hourly (memory.maintain_if_due).
 Example: select * from memory.maintain();$$;
 
 -------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from yoyo import get_backend, read_migrations
 
-from ..errors import MigrationLockTimeout, translate_errors
+from ..errors import InvalidArgument, MigrationLockTimeout, translate_errors
 from .paths import migrations_dir, sql_files
 
 
@@ -192,27 +192,35 @@ def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
 def migrate(
     dsn: str,
     *,
-    months_ahead: int = 3,
     embedding_dim: int | None = None,
+    partition_interval: str | None = None,
     lock_timeout: float = 2.0,
     deadline: float = 300.0,
 ) -> MigrationReport:
-    """Apply pending migrations, re-apply what changed in ``sql/``, create partitions ahead.
+    """Apply pending migrations, re-apply what changed in ``sql/``, maintain partitions.
 
     ``embedding_dim`` fixes the dimension of stored embeddings when the
     migration that creates their index runs (default 1536); later runs keep
-    the dimension already chosen. Running it twice changes nothing, and the
-    second run takes no table lock. Each step that needs a lock waits at most
-    ``lock_timeout`` seconds at a time and is retried until ``deadline``.
+    the dimension already chosen. ``partition_interval`` (monthly, weekly or
+    daily) likewise fixes how pg_partman partitions ``memory.messages``.
+    Running it twice changes nothing, and the second run takes no table lock.
+    Each step that needs a lock waits at most ``lock_timeout`` seconds at a
+    time and is retried until ``deadline``.
     """
     migrations = read_migrations(str(migrations_dir()))
     polite = _with_lock_timeout(dsn, lock_timeout)
-    yoyo_dsn = polite
+    settings = []
     if embedding_dim is not None:
-        options = conninfo_to_dict(polite).get("options") or ""
-        yoyo_dsn = make_conninfo(
-            polite, options=f"{options} -c pymem.embedding_dim={int(embedding_dim)}".strip()
-        )
+        settings.append(f"-c pymem.embedding_dim={int(embedding_dim)}")
+    if partition_interval is not None:
+        if partition_interval not in ("monthly", "weekly", "daily"):
+            raise InvalidArgument(
+                f"pymem: unknown partition interval {partition_interval!r}",
+                hint="use monthly (default), weekly or daily",
+            )
+        settings.append(f"-c pymem.partition_interval={partition_interval}")
+    options = str(conninfo_to_dict(polite).get("options") or "")
+    yoyo_dsn = make_conninfo(polite, options=" ".join([options, *settings]).strip())
     waits = 0
     with translate_errors(), _exclusive_run(dsn, deadline):
         applied: list[str] = []
@@ -230,14 +238,14 @@ def migrate(
                 lambda: apply_sql(conn, force=bool(applied)), deadline=deadline, what="sql/"
             )
             waits += waited
-            rows, waited = _politely(
-                lambda: conn.execute(
-                    "select * from memory.ensure_partitions(%s)", (months_ahead,)
-                ).fetchall(),
-                deadline=deadline,
-                what="partition maintenance",
-            )
-            waits += waited
+            rows: list[tuple[Any, ...]] = []
+            if applied or files:  # else partitions are maintenance's business (no lock here)
+                rows, waited = _politely(
+                    lambda: conn.execute("select * from memory.maintain_partitions()").fetchall(),
+                    deadline=deadline,
+                    what="partition maintenance",
+                )
+                waits += waited
     return MigrationReport(
         applied=tuple(applied),
         rolled_back=(),

@@ -61,6 +61,10 @@ def migrate(
             help="Embedding dimension, fixed when the recall migration first runs (default 1536)."
         ),
     ] = None,
+    partition_interval: Annotated[
+        str | None,
+        typer.Option(help="monthly (default), weekly or daily; fixed when pg_partman is set up."),
+    ] = None,
     lock_timeout: Annotated[
         float, typer.Option(help="Seconds a step may wait for a table lock before giving way.")
     ] = 2.0,
@@ -78,6 +82,7 @@ def migrate(
         report = run(
             _dsn(dsn, embedded),
             embedding_dim=embedding_dim,
+            partition_interval=partition_interval,
             lock_timeout=lock_timeout,
             deadline=deadline,
         )
@@ -180,12 +185,13 @@ def stats(
 def maintain(
     dsn: DsnOption = None,
     embedded: EmbeddedOption = False,
-    months_ahead: Annotated[int, typer.Option(help="Partitions to create ahead.")] = 3,
 ) -> None:
-    """Create monthly partitions ahead and purge expired sessions (run daily)."""
+    """Partitions ahead (pg_partman) and retention, then purge expired sessions.
+
+    A running `pymem worker` does this hourly; without one, schedule it."""
     try:
         with psycopg.connect(_dsn(dsn, embedded), autocommit=True) as conn:
-            row = conn.execute("select * from memory.maintain(%s)", (months_ahead,)).fetchone()
+            row = conn.execute("select * from memory.maintain()").fetchone()
     except psycopg.Error as exc:
         from ..errors import translate
 

@@ -94,6 +94,7 @@ def _extension_checks(conn: psycopg.Connection[Any]) -> list[Check]:
     for ext, package in (
         ("pgcrypto", "postgresql-contrib"),
         ("vector", "pgvector (`make demo` builds it)"),
+        ("pg_partman", "pg_partman (Debian: postgresql-15-partman)"),
     ):
         row = conn.execute(
             "select a.name is not null, e.extversion from pg_available_extensions as a "
@@ -140,10 +141,24 @@ def _schema_checks(conn: psycopg.Connection[Any], dsn: str) -> list[Check]:
             "run `pymem migrate` (it re-applies sql/)",
         )
     )
+    managed = conn.execute(
+        "select to_regclass('partman.part_config') is not null and exists "
+        "(select from partman.part_config where parent_table = 'memory.messages')"
+        if conn.execute("select to_regclass('partman.part_config')").fetchone() != (None,)
+        else "select false"
+    ).fetchone()
+    out.append(
+        Check(
+            "pg_partman",
+            bool(managed and managed[0]),
+            "manages memory.messages" if managed and managed[0] else "not managing memory.messages",
+            "install pg_partman, then run `pymem migrate`",
+        )
+    )
     part = conn.execute(
         "select count(*) filter (where not p.is_default "
         "and now() >= p.range_from and now() < p.range_to), "
-        "coalesce(sum(p.approx_rows) filter (where p.is_default), 0) "
+        "(select count(*) from (select 1 from memory.messages_default limit 1000) as d) "
         "from memory.partitions() as p"
     ).fetchone()
     if part is not None:
@@ -151,8 +166,16 @@ def _schema_checks(conn: psycopg.Connection[Any], dsn: str) -> list[Check]:
             Check(
                 "partitions",
                 part[0] > 0,
-                "current month present" if part[0] else "no partition for now",
-                "run `pymem maintain` (daily)",
+                "a partition covers now" if part[0] else "no partition for now",
+                "run `pymem maintain`",
+            )
+        )
+        out.append(
+            Check(
+                "default partition",
+                part[1] == 0,
+                "empty" if part[1] == 0 else f"{part[1]}{'+' if part[1] >= 1000 else ''} rows",
+                "run `pymem maintain`: it moves them into partitions of their own",
             )
         )
     return out

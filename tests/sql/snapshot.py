@@ -2,7 +2,7 @@
 
 ``make schema-snapshot`` rewrites tests/sql/expected_schema.txt with it; a test
 fails on any difference, so a change shows its database diff in one file.
-Run-time partitions (messages_YYYY_MM) are left out.
+Run-time partitions (messages_pYYYY_MM, messages_pYYYY_MM_DD) are left out.
 """
 
 from __future__ import annotations
@@ -23,21 +23,21 @@ CATALOG_QUERIES: dict[str, str] = {
          where c.relnamespace = 'memory'::regnamespace
            and c.relkind in ('r', 'p', 'v', 'c')
            and a.attnum > 0 and not a.attisdropped
-           and c.relname !~ '^messages_[0-9]{4}_[0-9]{2}$'
+           and c.relname !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
     """,
     "constraint": """
         select format('%s %s %s', c.relname, k.conname, pg_get_constraintdef(k.oid))
           from pg_constraint as k
           join pg_class as c on c.oid = k.conrelid
          where k.connamespace = 'memory'::regnamespace
-           and c.relname !~ '^messages_[0-9]{4}_[0-9]{2}$'
+           and c.relname !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
     """,
     "index": """
         select regexp_replace(pg_get_indexdef(i.indexrelid), ' ON ONLY ', ' ON ')
           from pg_index as i
           join pg_class as c on c.oid = i.indrelid
          where c.relnamespace = 'memory'::regnamespace
-           and c.relname !~ '^messages_[0-9]{4}_[0-9]{2}$'
+           and c.relname !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
     """,
     "relation": """
         select format('%s kind=%s rls=%s force_rls=%s%s', c.relname, c.relkind,
@@ -46,20 +46,21 @@ CATALOG_QUERIES: dict[str, str] = {
           from pg_class as c
          where c.relnamespace = 'memory'::regnamespace
            and c.relkind in ('r', 'p', 'v', 'm', 'c', 'S')
-           and c.relname !~ '^messages_[0-9]{4}_[0-9]{2}$'
+           and c.relname !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
     """,
     "trigger": """
         select format('%s %s', c.relname, pg_get_triggerdef(t.oid))
           from pg_trigger as t
           join pg_class as c on c.oid = t.tgrelid
          where c.relnamespace = 'memory'::regnamespace and not t.tgisinternal
-           and c.relname !~ '^messages_[0-9]{4}_[0-9]{2}$'
+           and c.relname !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
     """,
     "policy": """
         select format('%s %s %s using=%s check=%s', p.tablename, p.policyname, p.cmd,
                       p.qual, p.with_check)
           from pg_policies as p
          where p.schemaname = 'memory'
+           and p.tablename !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
     """,
     "function": """
         select format('%s returns %s volatility=%s security=%s config=%s',
@@ -74,7 +75,7 @@ CATALOG_QUERIES: dict[str, str] = {
           from pg_class as c
          where c.relnamespace = 'memory'::regnamespace
            and c.relkind in ('r', 'p', 'v')
-           and c.relname !~ '^messages_[0-9]{4}_[0-9]{2}$'
+           and c.relname !~ '^messages_p?[0-9]{4}_[0-9]{2}(_[0-9]{2})?$'
         union all
         select format('%s %s', p.oid::regprocedure, coalesce(p.proacl::text, 'default'))
           from pg_proc as p

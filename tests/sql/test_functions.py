@@ -81,18 +81,25 @@ def test_default_partition_rows_move_into_new_partition(dsn: str) -> None:
             (far,),
         )
         assert conn.execute("select count(*) from memory.messages_default").fetchone() == (1,)
-        created = conn.execute("select * from memory.ensure_partitions(0, %s)", (far,)).fetchall()
-        assert created == [("messages_2040_03",)]
+        created = conn.execute("select * from memory.maintain_partitions()").fetchall()
+        assert created == [("messages_p2040_03",)]
         assert conn.execute("select count(*) from memory.messages_default").fetchone() == (0,)
-        assert conn.execute("select count(*) from memory.messages_2040_03").fetchone() == (1,)
+        assert conn.execute("select count(*) from memory.messages_p2040_03").fetchone() == (1,)
+        # Closed like every pymem table.
+        assert conn.execute(
+            "select relrowsecurity and relforcerowsecurity from pg_class "
+            "where oid = 'memory.messages_p2040_03'::regclass"
+        ).fetchone() == (True,)
         # The moved row keeps its full-text vector and is still read in order.
         rows = conn.execute("select seq, content from memory.history('t', 's')").fetchall()
         assert rows == [(1, "now"), (2, "from the future")]
         assert conn.execute(
             "select search is not null from memory.messages where seq = 2"
         ).fetchone() == (True,)
-        again = conn.execute("select * from memory.ensure_partitions(0, %s)", (far,)).fetchall()
+        again = conn.execute("select * from memory.maintain_partitions()").fetchall()
         assert again == []
+        # The deprecated name still answers, for one release.
+        assert conn.execute("select * from memory.ensure_partitions(3)").fetchall() == []
 
 
 def test_maintain_purges_expired_sessions(dsn: str) -> None:

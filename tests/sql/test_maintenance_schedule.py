@@ -83,3 +83,21 @@ def test_doctor_warns_after_a_day_without_maintenance(dsn: str) -> None:
         conn.execute("update memory.task_runs set finished_at = now() - interval '30 hours'")
     ok, detail = maintenance()
     assert not ok and "30.0 h ago" in detail
+
+
+def test_doctor_checks_pg_partman_and_the_default_partition(dsn: str) -> None:
+    def check(name: str) -> tuple[bool, str]:
+        (found,) = [c for c in _checks(dsn) if c.name == name]
+        return found.ok, found.detail
+
+    assert check("pg_partman") == (True, "manages memory.messages")
+    assert check("extension pg_partman")[0]
+    assert check("default partition") == (True, "empty")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            "insert into memory.messages (tenant_id, session_id, seq, role, content, tokens, "
+            "created_at) values ('t', 's', 1, 'user', 'stray', 1, '2099-01-01')"
+        )
+        assert check("default partition") == (False, "1 rows")
+        conn.execute("select * from memory.maintain()")
+    assert check("default partition") == (True, "empty")
