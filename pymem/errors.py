@@ -153,7 +153,13 @@ class SchemaNotInstalled(PymemError):
     default_hint = "run `pymem migrate --dsn ...` to install it"
 
 
-class MigrationLockTimeout(PymemError):
+class LockTimeout(PymemError, TimeoutError):
+    """A call waited for a lock longer than its ``lock_timeout`` and gave way (55P03)."""
+
+    default_hint = "a long transaction holds what the call needs (see pg_stat_activity); retry"
+
+
+class MigrationLockTimeout(LockTimeout):
     """``pymem migrate`` could not take the locks it needs before its deadline."""
 
     default_hint = (
@@ -192,6 +198,8 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME019": PiiBlocked,
     "ME020": SessionExpired,
 }
+
+_LOCK_STATE: Final = "55P03"  # lock_not_available: lock_timeout, NOWAIT
 
 # Standard SQLSTATEs that a caller's value can cause before a function runs.
 _BAD_VALUE_STATES: Final[Mapping[str, type[PymemError]]] = {
@@ -235,6 +243,10 @@ def translate(exc: psycopg.Error) -> PymemError | None:
         return DecryptionFailed(f"memory: {message}")
     if state == _PRIVILEGE_STATE:
         return AccessDenied(f"memory: {message}")
+    if state == _LOCK_STATE:
+        return LockTimeout(
+            message if message.startswith("memory:") else f"memory: {message}", hint=hint
+        )
     if state in _SCHEMA_STATES:
         return SchemaNotInstalled(f"memory: {message}")
     if isinstance(exc, psycopg.DataError) and not state:

@@ -9,6 +9,9 @@ returns setof text
 language plpgsql
 volatile security definer
 set search_path = pg_catalog, pg_temp
+-- Attaching a partition locks memory.messages, and appends queue behind a
+-- waiting lock: wait at most 2 s, then fail (the next run tries again).
+set lock_timeout = '2s'
 as $fn$
 declare
     v_before text[];
@@ -27,13 +30,28 @@ begin
       from pg_catalog.pg_inherits as i
       join pg_catalog.pg_class as c on c.oid = i.inhrelid
      where i.inhparent = 'memory.messages'::regclass;
-    -- Rows the default partition caught (no partition covered their time)
-    -- move into partitions of their own, made for them.
-    if exists (select from memory.messages_default) then
-        perform partman.partition_data_time('memory.messages', p_batch_count => 100000);
-    end if;
-    -- Partitions ahead (premake) and retention (whole partitions dropped).
-    perform partman.run_maintenance('memory.messages', p_analyze => false);
+    begin
+        -- Rows the default partition caught (no partition covered their time)
+        -- move into partitions of their own, made for them.
+        if exists (select from memory.messages_default) then
+            perform partman.partition_data_time('memory.messages', p_batch_count => 100000);
+        end if;
+        -- Partitions ahead (premake) and retention (whole partitions dropped).
+        perform partman.run_maintenance('memory.messages', p_analyze => false);
+    exception
+        when lock_not_available then
+            raise exception 'memory: partition maintenance waited 2 s for a lock and gave way'
+                using errcode = '55P03',
+                      hint = 'a long transaction holds memory.messages; the next run tries again';
+        when raise_exception then
+            -- pg_partman re-raises what went wrong as a plain exception.
+            if sqlerrm like '%lock timeout%' then
+                raise exception 'memory: partition maintenance waited 2 s for a lock and gave way'
+                    using errcode = '55P03',
+                          hint = 'a long transaction holds memory.messages; the next run tries again';
+            end if;
+            raise;
+    end;
     -- pg_partman 4 sets search_path for the whole session (set_config(...,
     -- false)), which outlives this function's own setting. Give the session
     -- its default back, and pin this function's path again for the rest of
@@ -77,6 +95,9 @@ partition caught into partitions made for them, create partitions ahead
 (premake, set at install: `pymem migrate --partition-interval`), drop whole
 partitions past the retention, and give new partitions pymem's row-level
 security. Returns the partitions created. memory.maintain calls it.
+Waits at most 2 s for a table lock (lock_timeout), so that appends never
+queue long behind it; on a timeout it fails with 55P03 and changes nothing,
+and the next run tries again.
 pg_partman 4 changes the session's search_path; this function sets it back
 to the session's default (a search_path set with SET in the same session is
 lost, and inside an open transaction it stays pinned until commit).

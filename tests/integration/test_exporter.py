@@ -49,6 +49,10 @@ def _scrape(
     }
 
 
+def _pymem(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PYMEM, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
 @contextmanager
 def _running(*args: str) -> Iterator[subprocess.Popen[str]]:
     proc = subprocess.Popen(
@@ -103,25 +107,13 @@ def test_bad_configuration_gets_a_clear_error_not_a_traceback(dsn: str, empty_ds
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = subprocess.run(
-            [*PYMEM, "exporter", "--dsn", dsn, "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = _pymem("exporter", "--dsn", dsn, "--port", str(port))
     assert done.returncode == 1
     assert "in use" in done.stderr and "hint" in done.stderr
     assert "Traceback" not in done.stderr
 
     unreachable = f"host=127.0.0.1 port={_free_port()} user=nobody dbname=none"
-    done = subprocess.run(
-        [*PYMEM, "exporter", "--dsn", unreachable, "--port", str(_free_port())],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = _pymem("exporter", "--dsn", unreachable, "--port", str(_free_port()))
     assert done.returncode == 1
     assert "cannot reach the database" in done.stderr and "hint" in done.stderr
     assert "Traceback" not in done.stderr
