@@ -249,9 +249,12 @@ class AsyncMemory:
         max_messages: int | None = None,
         max_tokens: int | None = None,
         default_ttl: timedelta | None = None,
+        retention: timedelta | None = None,
     ) -> None:
-        """Set a tenant's default caps and the TTL given to its new sessions."""
-        settings = TenantSettings(max_messages, max_tokens, default_ttl)
+        """Set a tenant's default caps, the TTL given to its new sessions, and how long
+        its messages are kept (``retention``: maintenance removes older turns;
+        PostgreSQL only)."""
+        settings = TenantSettings(max_messages, max_tokens, default_ttl, retention)
         await self.backend.configure_tenant(tenant or self.tenant, settings)
 
     @operation("configure_recall")

@@ -125,11 +125,12 @@ class SessionSettings:
 
 @dataclass(frozen=True, slots=True)
 class TenantSettings:
-    """A tenant's default caps and session TTL (``memory.configure_tenant``)."""
+    """A tenant's default caps, session TTL and retention (``memory.configure_tenant``)."""
 
     max_messages: int | None = None
     max_tokens: int | None = None
     default_ttl: timedelta | None = None
+    retention: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +278,7 @@ class MaintenanceRun:
     ran: bool
     partitions_created: list[str]
     sessions_expired: int
+    messages_removed: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -208,11 +208,13 @@ Example: select memory.configure_session('acme', 's-1', max_messages => 500);$$;
 
 -------------------------------------------------------------------------------
 -- configure_tenant: a tenant's default caps and TTL for its sessions.
+drop function if exists memory.configure_tenant(text, integer, bigint, interval);
 create or replace function memory.configure_tenant(
     tenant       text,
     max_messages integer default null,
     max_tokens   bigint default null,
-    default_ttl  interval default null
+    default_ttl  interval default null,
+    retention    interval default null
 )
 returns void
 language plpgsql
@@ -229,20 +231,30 @@ begin
         raise exception 'memory: caps must be >= 1 and default_ttl positive'
             using errcode = 'ME002', hint = 'pass null for no cap or no expiry';
     end if;
-    insert into memory.tenants as t (tenant_id, max_messages, max_tokens, default_ttl)
+    if configure_tenant.retention is not null
+       and (configure_tenant.retention < interval '1 hour'
+            or configure_tenant.retention > interval '100 years') then
+        raise exception 'memory: retention must be between 1 hour and 100 years, got %',
+                configure_tenant.retention
+            using errcode = 'ME002', hint = 'pass null to keep messages until removed otherwise';
+    end if;
+    insert into memory.tenants as t (tenant_id, max_messages, max_tokens, default_ttl, retention)
     values (configure_tenant.tenant, configure_tenant.max_messages, configure_tenant.max_tokens,
-            configure_tenant.default_ttl)
+            configure_tenant.default_ttl, configure_tenant.retention)
     on conflict (tenant_id) do update
        set max_messages = excluded.max_messages,
            max_tokens = excluded.max_tokens,
-           default_ttl = excluded.default_ttl;
+           default_ttl = excluded.default_ttl,
+           retention = excluded.retention;
 end;
 $fn$;
 
-comment on function memory.configure_tenant(text, integer, bigint, interval) is
+comment on function memory.configure_tenant(text, integer, bigint, interval, interval) is
 $$Create or update a tenant's policy: default caps for its sessions (null: no
-cap) and a default TTL given to each new session (null: sessions never expire).
-Errors: ME002 cap < 1 or ttl <= 0; ME006 bad identifier.
+cap), a default TTL given to each new session (null: sessions never expire),
+and a retention (null: keep messages): memory.maintain removes turns older
+than it, with their digests and idempotency keys.
+Errors: ME002 cap < 1, ttl <= 0, retention outside 1 hour..100 years; ME006 bad identifier.
 Example: select memory.configure_tenant('acme', max_messages => 10000, default_ttl => '90 days');$$;
 
 -------------------------------------------------------------------------------

@@ -62,14 +62,117 @@ $$The transaction advisory lock key that memory.maintain and
 memory.maintain_if_due hold, so that maintenance runs one at a time.$$;
 
 -------------------------------------------------------------------------------
+-- _remove_old_turns: the retention of tenants that set one.
+create or replace function memory._remove_old_turns(
+    as_of    timestamptz,
+    max_rows bigint
+)
+returns bigint
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_target  record;
+    v_session record;
+    v_cut     bigint;
+    v_gone    record;
+    v_removed bigint := 0;
+begin
+    for v_target in
+        select s.tenant_id, s.session_id, _remove_old_turns.as_of - t.retention as cutoff
+          from memory.tenants as t
+          join memory.sessions as s on s.tenant_id = t.tenant_id
+         where t.retention is not null
+           and s.message_count > 0
+           and exists (select from memory.messages as m
+                        where m.tenant_id = s.tenant_id
+                          and m.session_id = s.session_id
+                          and m.seq = s.first_seq
+                          and m.created_at < _remove_old_turns.as_of - t.retention)
+         order by s.tenant_id, s.session_id
+    loop
+        exit when v_removed >= max_rows;
+        -- The row lock appends take: they wait, and the counters stay right.
+        select s.first_seq, s.last_seq, s.summarized_upto
+          into v_session
+          from memory.sessions as s
+         where s.tenant_id = v_target.tenant_id
+           and s.session_id = v_target.session_id
+           for update;
+        -- Turns go from the oldest up to the first one inside the window
+        -- (seq order; created_at may invert by milliseconds under concurrency).
+        select coalesce(min(m.seq), v_session.last_seq + 1)
+          into v_cut
+          from memory.messages as m
+         where m.tenant_id = v_target.tenant_id
+           and m.session_id = v_target.session_id
+           and m.seq >= v_session.first_seq
+           and m.created_at >= v_target.cutoff;
+        continue when v_cut <= v_session.first_seq;
+        with gone as (
+            delete from memory.messages as m
+             where m.tenant_id = v_target.tenant_id
+               and m.session_id = v_target.session_id
+               and m.seq < v_cut
+            returning m.seq, m.tokens
+        )
+        select count(*) as n,
+               coalesce(sum(g.tokens), 0) as tokens,
+               coalesce(sum(g.tokens) filter (where g.seq > v_session.summarized_upto), 0)
+                   as unsummarized
+          into v_gone
+          from gone as g;
+        update memory.sessions as s
+           set first_seq = v_cut,
+               message_count = s.last_seq - v_cut + 1,
+               token_count = s.token_count - v_gone.tokens,
+               unsummarized_tokens = greatest(s.unsummarized_tokens - v_gone.unsummarized, 0),
+               summarized_upto = greatest(s.summarized_upto, v_cut - 1)
+         where s.tenant_id = v_target.tenant_id
+           and s.session_id = v_target.session_id;
+        -- What only described the removed turns goes with them.
+        delete from memory.summaries as d
+         where d.tenant_id = v_target.tenant_id
+           and d.session_id = v_target.session_id
+           and d.seq_to < v_cut;
+        delete from memory.idempotency_keys as k
+         where k.tenant_id = v_target.tenant_id
+           and k.session_id = v_target.session_id
+           and k.seq < v_cut;
+        if v_cut > v_session.last_seq then
+            delete from memory.jobs as j
+             where j.tenant_id = v_target.tenant_id
+               and j.session_id = v_target.session_id
+               and j.status = 'done';
+        end if;
+        v_removed := v_removed + v_gone.n;
+    end loop;
+    return v_removed;
+end;
+$fn$;
+
+comment on function memory._remove_old_turns(timestamptz, bigint) is
+$$Apply each tenant's retention at `as_of`: per session, under its row lock,
+delete the turns older than the retention (from the oldest up to the first
+one inside the window), with the digests that only covered them, their
+idempotency keys and, for sessions left empty, finished jobs; move first_seq
+and the counters. The delete trigger audits counts and seq ranges. Stops
+after about `max_rows` turns; returns how many it removed.$$;
+
+-------------------------------------------------------------------------------
 -- maintain: the periodic housekeeping in one call.
+drop function if exists memory.maintain_if_due(interval, integer);
+drop function if exists memory.maintain(integer, timestamptz);
 create or replace function memory.maintain(
     months_ahead integer default 3,
     as_of        timestamptz default now()
 )
 returns table (
     partitions_created text[],
-    sessions_expired   integer
+    sessions_expired   integer,
+    messages_removed   bigint
 )
 language plpgsql
 volatile security definer
@@ -80,6 +183,8 @@ declare
     v_created text[];
     v_expired integer := 0;
     v_batch   integer;
+    v_removed bigint := 0;
+    v_step    bigint;
 begin
     -- One run at a time: a second one waits for the first to commit.
     perform pg_advisory_xact_lock(memory._maintenance_lock());
@@ -91,19 +196,27 @@ begin
         v_expired := v_expired + v_batch;
         exit when v_batch = 0;
     end loop;
+    loop
+        v_step := memory._remove_old_turns(maintain.as_of, 10000);
+        v_removed := v_removed + v_step;
+        exit when v_step = 0;
+    end loop;
     perform memory._record_task('maintain', v_started,
                                 jsonb_build_object('partitions_created', cardinality(v_created),
-                                                   'sessions_expired', v_expired));
-    return query select v_created, v_expired;
+                                                   'sessions_expired', v_expired,
+                                                   'messages_removed', v_removed));
+    return query select v_created, v_expired, v_removed;
 end;
 $fn$;
 
 comment on function memory.maintain(integer, timestamptz) is
 $$Run housekeeping: partition maintenance (memory.maintain_partitions:
-partitions ahead, rows out of the default partition, retention), then purge
-every expired session, and record the run for memory.metrics(). One run at a
+partitions ahead, rows out of the default partition), purge every expired
+session, remove turns past their tenant's retention (memory.configure_tenant),
+and record the run for memory.metrics(). One run at a
 time (a second waits). `months_ahead` is ignored since pg_partman's premake
-decides (kept for one release); `as_of` is the time expiry is judged at.
+decides (kept for one release); `as_of` is the time expiry and retention
+are judged at (tests move the clock with it).
 A running `pymem worker` calls it hourly (memory.maintain_if_due).
 Example: select * from memory.maintain();$$;
 
@@ -116,7 +229,8 @@ create or replace function memory.maintain_if_due(
 returns table (
     ran                boolean,
     partitions_created text[],
-    sessions_expired   integer
+    sessions_expired   integer,
+    messages_removed   bigint
 )
 language plpgsql
 volatile security definer
@@ -130,17 +244,17 @@ begin
     end if;
     -- Another instance is maintaining right now: nothing to do here.
     if not pg_try_advisory_xact_lock(memory._maintenance_lock()) then
-        return query select false, '{}'::text[], 0;
+        return query select false, '{}'::text[], 0, 0::bigint;
         return;
     end if;
     if exists (select from memory.task_runs as r
                 where r.task = 'maintain'
                   and r.finished_at > now() - maintain_if_due.every) then
-        return query select false, '{}'::text[], 0;
+        return query select false, '{}'::text[], 0, 0::bigint;
         return;
     end if;
     return query
-        select true, m.partitions_created, m.sessions_expired
+        select true, m.partitions_created, m.sessions_expired, m.messages_removed
           from memory.maintain(maintain_if_due.months_ahead) as m;
 end;
 $fn$;

@@ -147,6 +147,7 @@ def configure_tenant_params(tenant: str, settings: TenantSettings) -> dict[str, 
         "max_messages": settings.max_messages,
         "max_tokens": settings.max_tokens,
         "default_ttl": settings.default_ttl,
+        "retention": settings.retention,
     }
 
 

@@ -684,6 +684,11 @@ class InMemoryBackend:
         max_messages, max_tokens = settings.max_messages, settings.max_tokens
         default_ttl = settings.default_ttl
         check_ident("tenant", tenant)
+        if settings.retention is not None:
+            raise InvalidArgument(
+                "memory: retention needs PostgreSQL (its maintenance removes old turns)",
+                hint="use Memory.connect(dsn), or session TTLs here",
+            )
         if (
             (max_messages is not None and max_messages < 1)
             or (max_tokens is not None and max_tokens < 1)

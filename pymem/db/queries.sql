@@ -83,7 +83,7 @@ select memory.configure_session(
 -- Set a tenant's default caps and TTL.
 select memory.configure_tenant(
     tenant => t.tenant, max_messages => %(max_messages)s::integer, max_tokens => %(max_tokens)s::bigint,
-    default_ttl => %(default_ttl)s)
+    default_ttl => %(default_ttl)s, retention => %(retention)s::interval)
   from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: delete_session

@@ -202,7 +202,8 @@ def maintain(
         return
     assert row is not None
     console.print(
-        f"partitions created: {', '.join(row[0]) or 'none'}; expired sessions purged: {row[1]}"
+        f"partitions created: {', '.join(row[0]) or 'none'}; expired sessions purged: {row[1]}; "
+        f"turns past retention removed: {row[2]}"
     )
 
 

@@ -142,10 +142,12 @@ class Worker:
             run = self.backend.maintain_if_due(self.maintain_every)
             if run.ran:
                 log.info(
-                    "worker %s maintained: %d partitions created, %d expired sessions purged",
+                    "worker %s maintained: %d partitions created, %d expired sessions purged, "
+                    "%d turns past retention removed",
                     self.name,
                     len(run.partitions_created),
                     run.sessions_expired,
+                    run.messages_removed,
                 )
         return run
 

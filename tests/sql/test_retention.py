@@ -1,0 +1,171 @@
+"""Retention by age: memory.configure_tenant(retention) and memory.maintain(as_of)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from pymem import Memory
+from pymem.errors import InvalidArgument
+
+
+def _counters(conn: psycopg.Connection[object], session: str) -> tuple[object, ...]:
+    row = conn.execute(
+        "select s.first_seq, s.message_count, s.token_count, "
+        "(select count(*) from memory.messages as m where m.tenant_id = s.tenant_id "
+        " and m.session_id = s.session_id), "
+        "(select coalesce(sum(m.tokens), 0) from memory.messages as m "
+        " where m.tenant_id = s.tenant_id and m.session_id = s.session_id), "
+        "(select min(m.seq) from memory.messages as m where m.tenant_id = s.tenant_id "
+        " and m.session_id = s.session_id) "
+        "from memory.sessions as s where s.tenant_id = 'acme' and s.session_id = %s",
+        (session,),
+    ).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+def test_turns_past_retention_go_with_their_digests_and_keys(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.configure_tenant('acme', retention => '30 days')")
+        for i in range(1, 6):
+            conn.execute(
+                "select memory.append('acme', 's-1', 'user', %s, 10, idempotency_key => %s)",
+                (f"old turn {i}", f"k{i}"),
+            )
+        conn.execute("select memory.append('acme', 's-1', 'user', 'recent turn', 7)")
+        conn.execute("select memory.add_summary('acme', 's-1', 1, 1, 3, 'digest of 1-3', 5)")
+        conn.execute("select memory.add_summary('acme', 's-1', 1, 4, 6, 'digest of 4-6', 5)")
+        # The first five turns "40 days ago": move their time back, as a clock would.
+        conn.execute(
+            "update memory.messages set created_at = created_at - interval '40 days' "
+            "where tenant_id = 'acme' and seq <= 5"
+        )
+        conn.execute("select memory.append('beta', 's-1', 'user', 'other tenant', 1)")
+        conn.execute(
+            "update memory.messages set created_at = created_at - interval '40 days' "
+            "where tenant_id = 'beta'"
+        )
+        removed = conn.execute("select messages_removed from memory.maintain()").fetchone()
+        assert removed == (5,)
+        # first_seq, message_count, token_count agree with the rows left.
+        assert _counters(conn, "s-1") == (6, 1, 7, 1, 7, 6)
+        digests = conn.execute(
+            "select seq_from, seq_to from memory.summaries where tenant_id = 'acme'"
+        ).fetchall()
+        assert digests == [(4, 6)]  # it also covers a kept turn
+        keys = conn.execute(
+            "select count(*) from memory.idempotency_keys where tenant_id = 'acme'"
+        ).fetchone()
+        assert keys == (0,)
+        # A tenant without retention keeps everything.
+        assert conn.execute(
+            "select count(*) from memory.messages where tenant_id = 'beta'"
+        ).fetchone() == (1,)
+        # The audit log says what went: counts and seq range, never content.
+        audit = conn.execute(
+            "select details from memory.audit_log where tenant_id = 'acme' "
+            "and action = 'messages.delete'"
+        ).fetchall()
+        assert audit == [({"count": 5, "seq_from": 1, "seq_to": 5},)]
+        # The session goes on: next seq, context, history.
+        assert conn.execute(
+            "select seq from memory.append('acme', 's-1', 'user', 'next', 1)"
+        ).fetchone() == (7,)
+        seqs = [r[0] for r in conn.execute("select seq from memory.history('acme', 's-1')")]
+        assert seqs == [6, 7]
+        assert conn.execute("select messages_removed from memory.maintain()").fetchone() == (0,)
+
+
+def test_maintain_as_of_moves_the_clock(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.configure_tenant('acme', retention => '1 day')")
+        conn.execute("select memory.append('acme', 's-1', 'user', 'today', 1)")
+        assert conn.execute("select messages_removed from memory.maintain()").fetchone() == (0,)
+        later = conn.execute(
+            "select messages_removed from memory.maintain(as_of => now() + interval '2 days')"
+        ).fetchone()
+        assert later == (1,)
+        assert _counters(conn, "s-1") == (2, 0, 0, 0, 0, None)
+        # An emptied session takes its next turn at the next seq.
+        assert conn.execute(
+            "select seq from memory.append('acme', 's-1', 'user', 'again', 1)"
+        ).fetchone() == (2,)
+
+
+@pytest.mark.parametrize("bad", ["0 seconds", "-1 day", "10 minutes", "200 years"])
+def test_absurd_retention_is_refused_and_changes_nothing(dsn: str, bad: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.configure_tenant('acme', retention => '30 days')")
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute(
+                "select memory.configure_tenant('acme', retention => %s::interval)", (bad,)
+            )
+        assert caught.value.sqlstate == "ME002"
+        kept = conn.execute("select retention from memory.tenants where tenant_id = 'acme'")
+        assert kept.fetchone() == (timedelta(days=30),)
+
+
+def test_retention_through_python_and_only_where_maintenance_runs(dsn: str) -> None:
+    with Memory.connect(dsn, max_size=1) as mem:
+        mem.configure_tenant(tenant="acme", retention=timedelta(days=7))
+    with psycopg.connect(dsn) as conn:
+        kept = conn.execute("select retention from memory.tenants where tenant_id = 'acme'")
+        assert kept.fetchone() == (timedelta(days=7),)
+    with pytest.raises(InvalidArgument, match="PostgreSQL"):
+        Memory.in_memory().configure_tenant(tenant="acme", retention=timedelta(days=7))
+
+
+def test_retention_while_eight_writers_append(dsn: str) -> None:
+    """RELIABILITY T12 (row deletes): nothing inside the window lost, counters right."""
+    stop = threading.Event()
+    acked: dict[str, list[int]] = {}
+
+    def writer(session: str) -> None:
+        seqs = acked.setdefault(session, [])
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                row = conn.execute(
+                    "select seq from memory.append('acme', %s, 'user', 'turn', 1)", (session,)
+                ).fetchone()
+                assert row is not None
+                seqs.append(row[0])
+
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("select memory.configure_tenant('acme', retention => '1 hour')")
+        with ThreadPoolExecutor(8) as pool:
+            futures = [pool.submit(writer, f"s-{i}") for i in range(8)]
+            try:
+                removed = 0
+                for _ in range(5):
+                    # Everything written so far is "old" two hours from now.
+                    row = admin.execute(
+                        "select messages_removed from memory.maintain("
+                        "as_of => clock_timestamp() + interval '2 hours')"
+                    ).fetchone()
+                    assert row is not None
+                    removed += int(row[0])
+            finally:
+                stop.set()
+            for future in futures:
+                future.result()
+        assert removed > 0
+        for session, seqs in acked.items():
+            assert seqs == list(range(1, len(seqs) + 1))
+            first, count, tokens, rows, row_tokens, min_seq = _counters(admin, session)
+            assert (count, tokens) == (rows, row_tokens)
+            kept = [
+                r[0]
+                for r in admin.execute(
+                    "select seq from memory.messages where tenant_id = 'acme' "
+                    "and session_id = %s order by seq",
+                    (session,),
+                )
+            ]
+            # What is left is the newest turns, contiguous up to the last acknowledged.
+            assert kept == list(range(int(first), seqs[-1] + 1))  # type: ignore[call-overload]
+            assert min_seq in (None, first)
