@@ -62,6 +62,118 @@ $$The transaction advisory lock key that memory.maintain and
 memory.maintain_if_due hold, so that maintenance runs one at a time.$$;
 
 -------------------------------------------------------------------------------
+-- _drop_expired_partitions: retention by whole partitions, where it can be.
+create or replace function memory._drop_expired_partitions(
+    as_of timestamptz
+)
+returns bigint
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+-- Dropping a partition locks memory.messages: wait at most 2 s, then fail
+-- (the next run tries again).
+set lock_timeout = '2s'
+as $fn$
+#variable_conflict use_column
+declare
+    v_cutoff    timestamptz;
+    v_partition record;
+    v_session   record;
+    v_counters  record;
+    v_gone      record;
+    v_removed   bigint := 0;
+begin
+    -- Only what is past every tenant's retention: none when a tenant that
+    -- holds sessions keeps its messages.
+    if exists (select from memory.sessions as s
+                left join memory.tenants as t on t.tenant_id = s.tenant_id
+                where t.retention is null) then
+        return 0;
+    end if;
+    select _drop_expired_partitions.as_of - max(t.retention)
+      into v_cutoff
+      from memory.tenants as t
+     where exists (select from memory.sessions as s where s.tenant_id = t.tenant_id);
+    if v_cutoff is null then
+        return 0;
+    end if;
+    for v_partition in
+        select p.partition_name, p.range_from, p.range_to
+          from memory.partitions() as p
+         where not p.is_default
+           and p.range_to <= v_cutoff
+         order by p.range_from
+    loop
+        -- Each session loses a prefix of its turns: every turn up to the
+        -- newest one in this partition (a turn outside it that is older by seq
+        -- goes too, so that no gap is left).
+        for v_session in
+            execute format('select p.tenant_id, p.session_id, max(p.seq) + 1 as cut,
+                                   count(*) as n
+                              from memory.%I as p
+                             group by p.tenant_id, p.session_id', v_partition.partition_name)
+        loop
+            select s.first_seq, s.summarized_upto
+              into v_counters
+              from memory.sessions as s
+             where s.tenant_id = v_session.tenant_id
+               and s.session_id = v_session.session_id
+               for update;
+            select count(*) as n, coalesce(sum(m.tokens), 0) as tokens,
+                   coalesce(sum(m.tokens) filter (where m.seq > v_counters.summarized_upto), 0)
+                       as unsummarized,
+                   min(m.seq) as seq_from
+              into v_gone
+              from memory.messages as m
+             where m.tenant_id = v_session.tenant_id
+               and m.session_id = v_session.session_id
+               and m.seq < v_session.cut;
+            delete from memory.messages as m
+             where m.tenant_id = v_session.tenant_id
+               and m.session_id = v_session.session_id
+               and m.seq < v_session.cut
+               and not (m.created_at >= v_partition.range_from
+                        and m.created_at < v_partition.range_to);
+            update memory.sessions as s
+               set first_seq = v_session.cut,
+                   message_count = s.last_seq - v_session.cut + 1,
+                   token_count = s.token_count - v_gone.tokens,
+                   unsummarized_tokens = greatest(s.unsummarized_tokens - v_gone.unsummarized, 0),
+                   summarized_upto = greatest(s.summarized_upto, v_session.cut - 1)
+             where s.tenant_id = v_session.tenant_id
+               and s.session_id = v_session.session_id;
+            delete from memory.summaries as d
+             where d.tenant_id = v_session.tenant_id
+               and d.session_id = v_session.session_id
+               and d.seq_to < v_session.cut;
+            delete from memory.idempotency_keys as k
+             where k.tenant_id = v_session.tenant_id
+               and k.session_id = v_session.session_id
+               and k.seq < v_session.cut;
+            -- A dropped table fires no delete trigger: the audit row is ours.
+            perform memory._audit(v_session.tenant_id, 'messages.delete', 'session',
+                                  v_session.session_id,
+                                  jsonb_build_object('count', v_session.n,
+                                                     'seq_from', v_gone.seq_from,
+                                                     'seq_to', v_session.cut - 1,
+                                                     'partition', v_partition.partition_name));
+            v_removed := v_removed + v_gone.n;
+        end loop;
+        execute format('drop table memory.%I', v_partition.partition_name);
+    end loop;
+    return v_removed;
+end;
+$fn$;
+
+comment on function memory._drop_expired_partitions(timestamptz) is
+$$Retention by whole partitions: when every tenant that holds sessions has a
+retention, drop the partitions of memory.messages that end before `as_of`
+minus the longest one, after moving each session's first_seq and counters,
+removing the digests and idempotency keys of its dropped turns (and any
+older turn outside the partition, so no gap is left) and auditing counts and
+seq ranges. Waits at most 2 s for the table lock. Returns the turns removed.$$;
+
+-------------------------------------------------------------------------------
 -- _remove_old_turns: the retention of tenants that set one.
 create or replace function memory._remove_old_turns(
     as_of    timestamptz,
@@ -196,6 +308,7 @@ begin
         v_expired := v_expired + v_batch;
         exit when v_batch = 0;
     end loop;
+    v_removed := memory._drop_expired_partitions(maintain.as_of);
     loop
         v_step := memory._remove_old_turns(maintain.as_of, 10000);
         v_removed := v_removed + v_step;
@@ -212,8 +325,9 @@ $fn$;
 comment on function memory.maintain(integer, timestamptz) is
 $$Run housekeeping: partition maintenance (memory.maintain_partitions:
 partitions ahead, rows out of the default partition), purge every expired
-session, remove turns past their tenant's retention (memory.configure_tenant),
-and record the run for memory.metrics(). One run at a
+session, remove turns past their tenant's retention (memory.configure_tenant:
+whole partitions when every tenant's retention has passed them, else row by
+row), and record the run for memory.metrics(). One run at a
 time (a second waits). `months_ahead` is ignored since pg_partman's premake
 decides (kept for one release); `as_of` is the time expiry and retention
 are judged at (tests move the clock with it).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -169,3 +170,115 @@ def test_retention_while_eight_writers_append(dsn: str) -> None:
             # What is left is the newest turns, contiguous up to the last acknowledged.
             assert kept == list(range(int(first), seqs[-1] + 1))  # type: ignore[call-overload]
             assert min_seq in (None, first)
+
+
+def _old_partition(conn: psycopg.Connection[object], tenants: tuple[str, ...]) -> None:
+    """Turns 1-2 of each tenant written in January 2020, turn 3 now."""
+    for tenant in tenants:
+        for i in (1, 2):
+            conn.execute(
+                "select memory.append(%s, 's-1', 'user', %s, 4, idempotency_key => %s)",
+                (tenant, f"old {i}", f"k{i}"),
+            )
+    conn.execute(
+        "update memory.messages set created_at = '2020-01-10' where session_id = 's-1'"
+    )  # into the default partition: no partition covers 2020
+    assert conn.execute("select * from memory.maintain_partitions()").fetchall() == [
+        ("messages_p2020_01",)
+    ]
+    for tenant in tenants:
+        conn.execute("select memory.append(%s, 's-1', 'user', 'now', 3)", (tenant,))
+
+
+def _has_2020(conn: psycopg.Connection[object]) -> bool:
+    found = conn.execute("select to_regclass('memory.messages_p2020_01')").fetchone()
+    return found is not None and found[0] is not None
+
+
+def test_whole_partitions_go_when_every_tenant_has_let_them_pass(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _old_partition(conn, ("acme", "beta"))
+        conn.execute("select memory.configure_tenant('acme', retention => '30 days')")
+        conn.execute("select memory.configure_tenant('beta', retention => '90 days')")
+        removed = conn.execute("select messages_removed from memory.maintain()").fetchone()
+        assert removed == (4,)
+        assert not _has_2020(conn)  # dropped, not emptied row by row
+        assert _counters(conn, "s-1") == (3, 1, 3, 1, 3, 3)
+        audit = conn.execute(
+            "select tenant_id, details from memory.audit_log where action = 'messages.delete' "
+            "order by tenant_id"
+        ).fetchall()
+        assert audit == [
+            ("acme", {"count": 2, "seq_from": 1, "seq_to": 2, "partition": "messages_p2020_01"}),
+            ("beta", {"count": 2, "seq_from": 1, "seq_to": 2, "partition": "messages_p2020_01"}),
+        ]
+        assert conn.execute("select count(*) from memory.idempotency_keys").fetchone() == (0,)
+        assert conn.execute(
+            "select seq from memory.append('acme', 's-1', 'user', 'next', 1)"
+        ).fetchone() == (4,)
+        assert conn.execute("select count(*) from memory.verify_audit()").fetchone() == (0,)
+
+
+def test_a_tenant_that_keeps_everything_keeps_the_partition(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _old_partition(conn, ("acme", "gamma"))
+        conn.execute("select memory.configure_tenant('acme', retention => '30 days')")
+        removed = conn.execute("select messages_removed from memory.maintain()").fetchone()
+        assert removed == (2,)  # acme's, row by row
+        assert _has_2020(conn)
+        left = conn.execute(
+            "select tenant_id, count(*) from memory.messages_p2020_01 group by 1"
+        ).fetchall()
+        assert left == [("gamma", 2)]
+        assert _counters(conn, "s-1") == (3, 1, 3, 1, 3, 3)
+
+
+def test_a_partition_dropped_while_eight_writers_append_to_its_sessions(dsn: str) -> None:
+    """RELIABILITY T12 (partition drop): nothing inside the window lost, counters right."""
+    sessions = [f"s-{i}" for i in range(8)]
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("select memory.configure_tenant('acme', retention => '30 days')")
+        for session in sessions:
+            for i in range(3):
+                admin.execute(
+                    "select memory.append('acme', %s, 'user', %s, 2)", (session, f"old {i}")
+                )
+        admin.execute("update memory.messages set created_at = '2020-01-10'")
+        admin.execute("select * from memory.maintain_partitions()")
+    stop = threading.Event()
+    acked: dict[str, list[int]] = {}
+    worst: dict[str, float] = {}
+
+    def writer(session: str) -> None:
+        seqs = acked.setdefault(session, [])
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            while not stop.is_set():
+                started = time.perf_counter()
+                row = conn.execute(
+                    "select seq from memory.append('acme', %s, 'user', 'new', 1)", (session,)
+                ).fetchone()
+                worst[session] = max(worst.get(session, 0.0), time.perf_counter() - started)
+                assert row is not None
+                seqs.append(row[0])
+
+    with ThreadPoolExecutor(8) as pool, psycopg.connect(dsn, autocommit=True) as admin:
+        futures = [pool.submit(writer, s) for s in sessions]
+        try:
+            time.sleep(0.3)
+            removed = admin.execute("select messages_removed from memory.maintain()").fetchone()
+            time.sleep(0.3)
+        finally:
+            stop.set()
+        for future in futures:
+            future.result()
+        assert removed == (24,)
+        assert not _has_2020(admin)
+        for session in sessions:
+            assert acked[session] == list(range(4, 4 + len(acked[session])))
+            first, count, tokens, rows, row_tokens, min_seq = _counters(admin, session)
+            assert (first, min_seq) == (4, 4) and (count, tokens) == (rows, row_tokens)
+            assert rows == len(acked[session])
+    print(
+        f"\nappends while a partition was dropped: {sum(map(len, acked.values()))}, "
+        f"worst {max(worst.values()) * 1000:.0f} ms"
+    )
