@@ -705,6 +705,89 @@ def bench_telemetry(dsn: str, n: int) -> dict[str, Any]:
     return out
 
 
+# -- 8. retention under writers ---------------------------------------------------
+
+
+def _append_for(dsn: str, session: str, stop: threading.Event) -> list[float]:
+    out = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not stop.is_set():
+            t0 = time.perf_counter()
+            conn.execute("select memory.append('ret', %s, 'user', 'new turn', 3)", (session,))
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def _writers_during(dsn: str, sessions: list[str], work: Callable[[], Any]) -> list[float]:
+    stop = threading.Event()
+    with ThreadPoolExecutor(len(sessions)) as pool:
+        futures = [pool.submit(_append_for, dsn, s, stop) for s in sessions]
+        try:
+            work()
+        finally:
+            stop.set()
+        return [x for f in futures for x in f.result()]
+
+
+def bench_retention(dsn: str, turns: int) -> dict[str, Any]:
+    """RELIABILITY T12: 8 writers' append latency alone, during retention by row deletes,
+    and during a partition drop (all in one run: ratios to the writers alone)."""
+    print(f"\n[8] retention under 8 writers ({turns} old turns per session)")
+    out: dict[str, Any] = {}
+
+    def sessions(phase: str) -> list[str]:
+        return [f"{phase}-{i}" for i in range(8)]
+
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute("select memory.configure_tenant('ret', retention => '30 days')")
+
+        def seed(phase: str, when: str) -> None:
+            for s in sessions(phase):
+                admin.execute(
+                    "select count(*) from memory.append_many('ret', %s, array("
+                    "select row('user', 'old turn ' || g, 3, '{}', null, null)"
+                    "::memory.message_input from generate_series(1, %s) as g))",
+                    (s, turns),
+                )
+            admin.execute(
+                "update memory.messages set created_at = %s::timestamptz "
+                "where tenant_id = 'ret' and content like 'old turn %%'",
+                (when,),
+            )
+            admin.execute("select * from memory.maintain_partitions()")
+
+        def maintain() -> None:
+            time.sleep(0.5)
+            started = time.perf_counter()
+            row = admin.execute("select messages_removed from memory.maintain()").fetchone()
+            out.setdefault("maintain_s", []).append(time.perf_counter() - started)
+            out.setdefault("removed", []).append(row[0] if row else 0)
+            time.sleep(0.5)
+
+        alone = _writers_during(dsn, sessions("alone"), lambda: time.sleep(2))
+        # A tenant without retention keeps the old partition: row deletes.
+        admin.execute("select memory.append('keeper', 'k', 'user', 'kept', 1)")
+        seed("rows", "2020-01-10")
+        admin.execute(
+            "update memory.messages set created_at = '2020-01-10' where tenant_id = 'keeper'"
+        )
+        rows = _writers_during(dsn, sessions("rows"), maintain)
+        # Every tenant with retention: whole partitions are dropped.
+        admin.execute("select memory.configure_tenant('keeper', retention => '30 days')")
+        seed("drop", "2020-03-10")
+        dropped = _writers_during(dsn, sessions("drop"), maintain)
+    base = summary(alone)
+    out.update(alone=base, row_deletes=summary(rows), partition_drop=summary(dropped))
+    print(line("8 writers alone", base))
+    print(line("8 writers, retention deleting rows", out["row_deletes"], base))
+    print(line("8 writers, retention dropping a partition", out["partition_drop"], base))
+    for label, seconds, removed in zip(
+        ("row deletes", "partition drop"), out["maintain_s"], out["removed"], strict=True
+    ):
+        print(f"    maintain with {label}: {removed} turns removed in {seconds * 1000:.0f} ms")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -714,7 +797,16 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/latest.json")
     parser.add_argument(
         "--only",
-        choices=["append", "context", "sessions", "pgbench", "redis_tier", "security", "telemetry"],
+        choices=[
+            "append",
+            "context",
+            "sessions",
+            "pgbench",
+            "redis_tier",
+            "security",
+            "telemetry",
+            "retention",
+        ],
         help="run one section",
     )
     args = parser.parse_args()
@@ -754,6 +846,7 @@ def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
         "redis_tier": lambda: bench_redis_tier(dsn, n),
         "security": lambda: bench_security(dsn, n),
         "telemetry": lambda: bench_telemetry(dsn, n),
+        "retention": lambda: bench_retention(dsn, 500 if args.quick else 5000),
     }
     for name, run in sections.items():
         if args.only in (None, name):

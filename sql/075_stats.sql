@@ -82,6 +82,8 @@ declare
     v_counters  record;
     v_gone      record;
     v_removed   bigint := 0;
+    v_dropping  text[] := '{}';
+    v_name      text;
 begin
     -- Only what is past every tenant's retention: none when a tenant that
     -- holds sessions keeps its messages.
@@ -159,7 +161,12 @@ begin
                                                      'partition', v_partition.partition_name));
             v_removed := v_removed + v_gone.n;
         end loop;
-        execute format('drop table memory.%I', v_partition.partition_name);
+        v_dropping := v_dropping || v_partition.partition_name;
+    end loop;
+    -- The drops come last: a drop locks memory.messages, and an append that
+    -- waits for it may hold a session row this function would lock next.
+    foreach v_name in array v_dropping loop
+        execute format('drop table memory.%I', v_name);
     end loop;
     return v_removed;
 end;
@@ -171,7 +178,9 @@ retention, drop the partitions of memory.messages that end before `as_of`
 minus the longest one, after moving each session's first_seq and counters,
 removing the digests and idempotency keys of its dropped turns (and any
 older turn outside the partition, so no gap is left) and auditing counts and
-seq ranges. Waits at most 2 s for the table lock. Returns the turns removed.$$;
+seq ranges; the drops come after every session is settled (a drop locks
+memory.messages, and an append waiting for it may hold a session row).
+Waits at most 2 s for the table lock. Returns the turns removed.$$;
 
 -------------------------------------------------------------------------------
 -- _remove_old_turns: the retention of tenants that set one.

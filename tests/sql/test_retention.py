@@ -243,7 +243,12 @@ def test_a_partition_dropped_while_eight_writers_append_to_its_sessions(dsn: str
                 admin.execute(
                     "select memory.append('acme', %s, 'user', %s, 2)", (session, f"old {i}")
                 )
-        admin.execute("update memory.messages set created_at = '2020-01-10'")
+        # Two old partitions, each with its own sessions: dropping the first
+        # must not leave the second's sessions waiting on it (a deadlock once).
+        admin.execute(
+            "update memory.messages set created_at = case when session_id < 's-4' "
+            "then '2020-01-10'::timestamptz else '2020-03-10'::timestamptz end"
+        )
         admin.execute("select * from memory.maintain_partitions()")
     stop = threading.Event()
     acked: dict[str, list[int]] = {}
@@ -273,6 +278,7 @@ def test_a_partition_dropped_while_eight_writers_append_to_its_sessions(dsn: str
             future.result()
         assert removed == (24,)
         assert not _has_2020(admin)
+        assert admin.execute("select to_regclass('memory.messages_p2020_03')").fetchone() == (None,)
         for session in sessions:
             assert acked[session] == list(range(4, 4 + len(acked[session])))
             first, count, tokens, rows, row_tokens, min_seq = _counters(admin, session)
