@@ -62,6 +62,59 @@ $$The transaction advisory lock key that memory.maintain and
 memory.maintain_if_due hold, so that maintenance runs one at a time.$$;
 
 -------------------------------------------------------------------------------
+-- _settle_removed_turns: a session after its oldest turns went.
+create or replace function memory._settle_removed_turns(
+    tenant       text,
+    session      text,
+    cut          bigint,
+    tokens       bigint,
+    unsummarized bigint
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_last bigint;
+begin
+    update memory.sessions as s
+       set first_seq = _settle_removed_turns.cut,
+           message_count = s.last_seq - _settle_removed_turns.cut + 1,
+           token_count = s.token_count - _settle_removed_turns.tokens,
+           unsummarized_tokens = greatest(s.unsummarized_tokens
+                                          - _settle_removed_turns.unsummarized, 0),
+           summarized_upto = greatest(s.summarized_upto, _settle_removed_turns.cut - 1)
+     where s.tenant_id = _settle_removed_turns.tenant
+       and s.session_id = _settle_removed_turns.session
+    returning s.last_seq into v_last;
+    -- What only described the removed turns goes with them.
+    delete from memory.summaries as d
+     where d.tenant_id = _settle_removed_turns.tenant
+       and d.session_id = _settle_removed_turns.session
+       and d.seq_to < _settle_removed_turns.cut;
+    delete from memory.idempotency_keys as k
+     where k.tenant_id = _settle_removed_turns.tenant
+       and k.session_id = _settle_removed_turns.session
+       and k.seq < _settle_removed_turns.cut;
+    if _settle_removed_turns.cut > v_last then
+        delete from memory.jobs as j
+         where j.tenant_id = _settle_removed_turns.tenant
+           and j.session_id = _settle_removed_turns.session
+           and j.status = 'done';
+    end if;
+end;
+$fn$;
+
+comment on function memory._settle_removed_turns(text, text, bigint, bigint, bigint) is
+$$After retention removed a session's turns below seq `cut` (`tokens` in all,
+`unsummarized` of them not yet in a digest): move first_seq and the counters,
+and delete the digests that only covered removed turns, their idempotency
+keys and, when the session is left empty, its finished jobs. The caller holds
+the session row lock.$$;
+
+-------------------------------------------------------------------------------
 -- _drop_expired_partitions: retention by whole partitions, where it can be.
 create or replace function memory._drop_expired_partitions(
     as_of timestamptz
@@ -121,6 +174,9 @@ begin
              where s.tenant_id = v_session.tenant_id
                and s.session_id = v_session.session_id
                for update;
+            -- Turns an earlier partition of this run already settled (they
+            -- wait for their drop) are below first_seq and not counted again.
+            continue when v_session.cut <= v_counters.first_seq;
             select count(*) as n, coalesce(sum(m.tokens), 0) as tokens,
                    coalesce(sum(m.tokens) filter (where m.seq > v_counters.summarized_upto), 0)
                        as unsummarized,
@@ -129,30 +185,20 @@ begin
               from memory.messages as m
              where m.tenant_id = v_session.tenant_id
                and m.session_id = v_session.session_id
+               and m.seq >= v_counters.first_seq
                and m.seq < v_session.cut;
             delete from memory.messages as m
              where m.tenant_id = v_session.tenant_id
                and m.session_id = v_session.session_id
+               and m.seq >= v_counters.first_seq
                and m.seq < v_session.cut
                and not (m.created_at >= v_partition.range_from
                         and m.created_at < v_partition.range_to);
-            update memory.sessions as s
-               set first_seq = v_session.cut,
-                   message_count = s.last_seq - v_session.cut + 1,
-                   token_count = s.token_count - v_gone.tokens,
-                   unsummarized_tokens = greatest(s.unsummarized_tokens - v_gone.unsummarized, 0),
-                   summarized_upto = greatest(s.summarized_upto, v_session.cut - 1)
-             where s.tenant_id = v_session.tenant_id
-               and s.session_id = v_session.session_id;
-            delete from memory.summaries as d
-             where d.tenant_id = v_session.tenant_id
-               and d.session_id = v_session.session_id
-               and d.seq_to < v_session.cut;
-            delete from memory.idempotency_keys as k
-             where k.tenant_id = v_session.tenant_id
-               and k.session_id = v_session.session_id
-               and k.seq < v_session.cut;
-            -- A dropped table fires no delete trigger: the audit row is ours.
+            perform memory._settle_removed_turns(v_session.tenant_id, v_session.session_id,
+                                                 v_session.cut, v_gone.tokens,
+                                                 v_gone.unsummarized);
+            -- A dropped table fires no delete trigger: the audit row is ours
+            -- (turns deleted outside the partition were audited by it).
             perform memory._audit(v_session.tenant_id, 'messages.delete', 'session',
                                   v_session.session_id,
                                   jsonb_build_object('count', v_session.n,
@@ -175,10 +221,10 @@ $fn$;
 comment on function memory._drop_expired_partitions(timestamptz) is
 $$Retention by whole partitions: when every tenant that holds sessions has a
 retention, drop the partitions of memory.messages that end before `as_of`
-minus the longest one, after moving each session's first_seq and counters,
-removing the digests and idempotency keys of its dropped turns (and any
-older turn outside the partition, so no gap is left) and auditing counts and
-seq ranges; the drops come after every session is settled (a drop locks
+minus the longest one, after settling each session (memory._settle_removed_turns:
+first_seq, counters, digests, idempotency keys, finished jobs of emptied
+sessions; any older turn outside the partition goes too, so no gap is left)
+and auditing counts and seq ranges; the drops come after every session is settled (a drop locks
 memory.messages, and an append waiting for it may hold a session row).
 Waits at most 2 s for the table lock. Returns the turns removed.$$;
 
@@ -245,29 +291,8 @@ begin
                    as unsummarized
           into v_gone
           from gone as g;
-        update memory.sessions as s
-           set first_seq = v_cut,
-               message_count = s.last_seq - v_cut + 1,
-               token_count = s.token_count - v_gone.tokens,
-               unsummarized_tokens = greatest(s.unsummarized_tokens - v_gone.unsummarized, 0),
-               summarized_upto = greatest(s.summarized_upto, v_cut - 1)
-         where s.tenant_id = v_target.tenant_id
-           and s.session_id = v_target.session_id;
-        -- What only described the removed turns goes with them.
-        delete from memory.summaries as d
-         where d.tenant_id = v_target.tenant_id
-           and d.session_id = v_target.session_id
-           and d.seq_to < v_cut;
-        delete from memory.idempotency_keys as k
-         where k.tenant_id = v_target.tenant_id
-           and k.session_id = v_target.session_id
-           and k.seq < v_cut;
-        if v_cut > v_session.last_seq then
-            delete from memory.jobs as j
-             where j.tenant_id = v_target.tenant_id
-               and j.session_id = v_target.session_id
-               and j.status = 'done';
-        end if;
+        perform memory._settle_removed_turns(v_target.tenant_id, v_target.session_id, v_cut,
+                                             v_gone.tokens, v_gone.unsummarized);
         v_removed := v_removed + v_gone.n;
     end loop;
     return v_removed;

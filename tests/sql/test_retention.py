@@ -288,3 +288,24 @@ def test_a_partition_dropped_while_eight_writers_append_to_its_sessions(dsn: str
         f"\nappends while a partition was dropped: {sum(map(len, acked.values()))}, "
         f"worst {max(worst.values()) * 1000:.0f} ms"
     )
+
+
+def test_a_session_in_two_expired_partitions_is_counted_once(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.configure_tenant('acme', retention => '30 days')")
+        for i in range(1, 5):
+            conn.execute("select memory.append('acme', 's-1', 'user', %s, 4)", (f"old {i}",))
+        conn.execute(
+            "update memory.messages set created_at = case when seq <= 2 "
+            "then '2020-01-10'::timestamptz else '2020-03-10'::timestamptz end"
+        )
+        conn.execute("select * from memory.maintain_partitions()")
+        conn.execute("select memory.append('acme', 's-1', 'user', 'now', 3)")
+        removed = conn.execute("select messages_removed from memory.maintain()").fetchone()
+        assert removed == (4,)
+        assert _counters(conn, "s-1") == (5, 1, 3, 1, 3, 5)
+        gone = conn.execute(
+            "select details ->> 'partition', (details ->> 'count')::int from memory.audit_log "
+            "where action = 'messages.delete' order by audit_id"
+        ).fetchall()
+        assert gone == [("messages_p2020_01", 2), ("messages_p2020_03", 2)]
