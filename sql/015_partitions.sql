@@ -39,13 +39,9 @@ begin
         -- Partitions ahead (premake) and retention (whole partitions dropped).
         perform partman.run_maintenance('memory.messages', p_analyze => false);
     exception
-        when lock_not_available then
-            raise exception 'memory: partition maintenance waited 2 s for a lock and gave way'
-                using errcode = '55P03',
-                      hint = 'a long transaction holds memory.messages; the next run tries again';
-        when raise_exception then
+        when lock_not_available or raise_exception then
             -- pg_partman re-raises what went wrong as a plain exception.
-            if sqlerrm like '%lock timeout%' then
+            if sqlstate = '55P03' or sqlerrm like '%lock timeout%' then
                 raise exception 'memory: partition maintenance waited 2 s for a lock and gave way'
                     using errcode = '55P03',
                           hint = 'a long transaction holds memory.messages; the next run tries again';
