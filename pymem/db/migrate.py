@@ -141,8 +141,9 @@ def apply_sql(conn: psycopg.Connection[Any], *, force: bool = False) -> list[str
     functions. Returns the names applied (none: nothing changed, no lock taken).
     """
     files = [(path.name, path.read_text(encoding="utf-8")) for path in sql_files()]
+    digests = {name: _digest(text) for name, text in files}
     applied = _applied_digests(conn)
-    todo = {name for name, text in files if force or applied.get(name) != _digest(text)}
+    todo = {name for name, digest in digests.items() if force or applied.get(name) != digest}
     if not todo:
         return []
     todo.add("900_security.sql")
@@ -158,7 +159,7 @@ def apply_sql(conn: psycopg.Connection[Any], *, force: bool = False) -> list[str
                 "insert into memory.applied_sql as a (file, digest) "
                 "select * from unnest(%s::text[], %s::text[]) "
                 "on conflict (file) do update set digest = excluded.digest, applied_at = now()",
-                ([n for n, _ in files], [_digest(t) for _, t in files]),
+                (list(digests), list(digests.values())),
             )
     return names
 

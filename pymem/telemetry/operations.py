@@ -61,9 +61,6 @@ class _Observed:
                 metrics.for_tenant(metrics.rate_limited, self.tenant).inc()
 
 
-_observed = _Observed
-
-
 def _labels(owner: Any, kwargs: dict[str, Any], by_strategy: bool) -> tuple[str, str]:
     strategy = str(kwargs.get("strategy", "recent")) if by_strategy else ""
     tenant = kwargs.get("tenant") or getattr(owner, "tenant", "")
@@ -83,7 +80,7 @@ def _instrumented(
     strategy, tenant = _labels(owner, kwargs, by_strategy)
     if tracing is None:
         assert metrics is not None
-        with _observed(metrics, name, strategy, tenant):
+        with _Observed(metrics, name, strategy, tenant):
             yield
         return
     attributes = {
@@ -95,7 +92,7 @@ def _instrumented(
         if metrics is None:
             yield
         else:
-            with _observed(metrics, name, strategy, tenant):
+            with _Observed(metrics, name, strategy, tenant):
                 yield
 
 
