@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import timedelta
 
 import psycopg
@@ -15,37 +13,15 @@ import pytest
 from pymem.backends.postgres import PostgresBackend
 from pymem.errors import LockTimeout
 
+from .writers import append_until, stopping
+
 WRITERS = 8
-
-
-@contextmanager
-def stopping(stop: threading.Event) -> Iterator[None]:
-    """Stop the writers however the block ends (else the pool waits for them forever)."""
-    try:
-        yield
-    finally:
-        stop.set()
-
-
-def _writer(dsn: str, session: str, stop: threading.Event) -> tuple[list[int], float]:
-    acked: list[int] = []
-    worst = 0.0
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        while not stop.is_set():
-            started = time.perf_counter()
-            row = conn.execute(
-                "select seq from memory.append('acme', %s, 'user', 'turn', 1)", (session,)
-            ).fetchone()
-            worst = max(worst, time.perf_counter() - started)
-            assert row is not None
-            acked.append(row[0])
-    return acked, worst
 
 
 def test_partitions_made_and_rows_moved_while_eight_writers_append(dsn: str) -> None:
     stop = threading.Event()
     with ThreadPoolExecutor(WRITERS) as pool:
-        futures = [pool.submit(_writer, dsn, f"s-{i}", stop) for i in range(WRITERS)]
+        futures = [pool.submit(append_until, dsn, f"s-{i}", stop) for i in range(WRITERS)]
         created: list[str] = []
         with stopping(stop), psycopg.connect(dsn, autocommit=True) as admin:
             for round_ in range(5):
@@ -109,7 +85,7 @@ def test_maintenance_behind_a_long_read_gives_up_instead_of_stalling_writers(dsn
         reader.execute("select count(*) from memory.messages")  # holds its lock until rollback
         stop = threading.Event()
         with ThreadPoolExecutor(1) as pool, stopping(stop):
-            writing = pool.submit(_writer, dsn, "s-w", stop)
+            writing = pool.submit(append_until, dsn, "s-w", stop)
             time.sleep(0.2)
             with (
                 psycopg.connect(dsn, autocommit=True) as admin,

@@ -13,6 +13,8 @@ import pytest
 from pymem import Memory
 from pymem.errors import InvalidArgument
 
+from .writers import append_until, stopping
+
 
 def _counters(conn: psycopg.Connection[object], session: str) -> tuple[object, ...]:
     row = conn.execute(
@@ -124,23 +126,11 @@ def test_retention_through_python_and_only_where_maintenance_runs(dsn: str) -> N
 def test_retention_while_eight_writers_append(dsn: str) -> None:
     """RELIABILITY T12 (row deletes): nothing inside the window lost, counters right."""
     stop = threading.Event()
-    acked: dict[str, list[int]] = {}
-
-    def writer(session: str) -> None:
-        seqs = acked.setdefault(session, [])
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                row = conn.execute(
-                    "select seq from memory.append('acme', %s, 'user', 'turn', 1)", (session,)
-                ).fetchone()
-                assert row is not None
-                seqs.append(row[0])
-
     with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute("select memory.configure_tenant('acme', retention => '1 hour')")
         with ThreadPoolExecutor(8) as pool:
-            futures = [pool.submit(writer, f"s-{i}") for i in range(8)]
-            try:
+            futures = {f"s-{i}": pool.submit(append_until, dsn, f"s-{i}", stop) for i in range(8)}
+            with stopping(stop):
                 removed = 0
                 for _ in range(5):
                     # Everything written so far is "old" two hours from now.
@@ -150,10 +140,7 @@ def test_retention_while_eight_writers_append(dsn: str) -> None:
                     ).fetchone()
                     assert row is not None
                     removed += int(row[0])
-            finally:
-                stop.set()
-            for future in futures:
-                future.result()
+            acked = {session: future.result()[0] for session, future in futures.items()}
         assert removed > 0
         for session, seqs in acked.items():
             assert seqs == list(range(1, len(seqs) + 1))
@@ -251,31 +238,14 @@ def test_a_partition_dropped_while_eight_writers_append_to_its_sessions(dsn: str
         )
         admin.execute("select * from memory.maintain_partitions()")
     stop = threading.Event()
-    acked: dict[str, list[int]] = {}
-    worst: dict[str, float] = {}
-
-    def writer(session: str) -> None:
-        seqs = acked.setdefault(session, [])
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                started = time.perf_counter()
-                row = conn.execute(
-                    "select seq from memory.append('acme', %s, 'user', 'new', 1)", (session,)
-                ).fetchone()
-                worst[session] = max(worst.get(session, 0.0), time.perf_counter() - started)
-                assert row is not None
-                seqs.append(row[0])
-
     with ThreadPoolExecutor(8) as pool, psycopg.connect(dsn, autocommit=True) as admin:
-        futures = [pool.submit(writer, s) for s in sessions]
-        try:
+        futures = {s: pool.submit(append_until, dsn, s, stop) for s in sessions}
+        with stopping(stop):
             time.sleep(0.3)
             removed = admin.execute("select messages_removed from memory.maintain()").fetchone()
             time.sleep(0.3)
-        finally:
-            stop.set()
-        for future in futures:
-            future.result()
+        results = {session: future.result() for session, future in futures.items()}
+        acked = {session: seqs for session, (seqs, _) in results.items()}
         assert removed == (24,)
         assert not _has_2020(admin)
         assert admin.execute("select to_regclass('memory.messages_p2020_03')").fetchone() == (None,)
@@ -286,7 +256,7 @@ def test_a_partition_dropped_while_eight_writers_append_to_its_sessions(dsn: str
             assert rows == len(acked[session])
     print(
         f"\nappends while a partition was dropped: {sum(map(len, acked.values()))}, "
-        f"worst {max(worst.values()) * 1000:.0f} ms"
+        f"worst {max(w for _, w in results.values()) * 1000:.0f} ms"
     )
 
 
