@@ -143,6 +143,14 @@ class PiiBlocked(InvalidArgument):
     """Personal data that the tenant's policy refuses to store; nothing was written."""
 
 
+class SchedulerUnavailable(PymemError):
+    """pg_cron cannot schedule maintenance from this database (ME021)."""
+
+    default_hint = (
+        "see docs/operations.md, 'Maintenance'; a running `pymem worker` maintains on its own"
+    )
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached."""
 
@@ -197,6 +205,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME018": KeyUnavailable,
     "ME019": PiiBlocked,
     "ME020": SessionExpired,
+    "ME021": SchedulerUnavailable,
 }
 
 _LOCK_STATE: Final = "55P03"  # lock_not_available: lock_timeout, NOWAIT
@@ -290,6 +299,7 @@ __all__ = [
     "MigrationLockTimeout",
     "PiiBlocked",
     "PymemError",
+    "SchedulerUnavailable",
     "SchemaNotInstalled",
     "SessionDeleted",
     "SessionExpired",

@@ -46,7 +46,8 @@ apt_install() {
 
 apt_install "postgresql-$PG_MAJOR" postgresql-contrib "postgresql-server-dev-$PG_MAJOR" \
     postgresql-client-$PG_MAJOR redis-server redis-tools build-essential dpkg-dev \
-    python3-venv python3-dev ca-certificates prometheus "postgresql-$PG_MAJOR-partman"
+    python3-venv python3-dev ca-certificates prometheus "postgresql-$PG_MAJOR-partman" \
+    "postgresql-$PG_MAJOR-cron"
 
 PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
 EXT_DIR=$($PG_CONFIG --sharedir)/extension

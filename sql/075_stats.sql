@@ -308,6 +308,82 @@ and the counters. The delete trigger audits counts and seq ranges. Stops
 after about `max_rows` turns; returns how many it removed.$$;
 
 -------------------------------------------------------------------------------
+-- _maintenance_due: whether a scheduled run should go ahead.
+create or replace function memory._maintenance_due(
+    every interval
+)
+returns boolean
+language sql
+stable security definer
+set search_path = pg_catalog, pg_temp
+begin atomic
+    select not exists (select from memory.task_runs as r
+                        where r.task = 'maintain'
+                          and r.finished_at > now() - _maintenance_due.every);
+end;
+
+comment on function memory._maintenance_due(interval) is
+$$True unless a maintenance run finished less than `every` ago (null: always
+due). Used by memory.maintain_if_due and memory.maintain_in_steps.$$;
+
+-------------------------------------------------------------------------------
+-- _maintenance_step: one step of the periodic housekeeping.
+create or replace function memory._maintenance_step(
+    step  text,
+    as_of timestamptz,
+    batch integer
+)
+returns table (
+    next_step          text,
+    partitions_created text[],
+    sessions_expired   integer,
+    messages_removed   bigint
+)
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_count bigint;
+begin
+    -- The steps, in order: partitions ahead (pg_partman), expired sessions in
+    -- batches, whole partitions past every tenant's retention, then turns
+    -- past their tenant's retention in batches. A batch step repeats until
+    -- it finds nothing; null ends the run.
+    case _maintenance_step.step
+    when 'partitions' then
+        return query
+            select 'expire'::text, coalesce(array_agg(p), '{}'), 0, 0::bigint
+              from memory.maintain_partitions() as p;
+    when 'expire' then
+        v_count := memory.purge_expired(_maintenance_step.as_of, _maintenance_step.batch);
+        return query
+            select case when v_count > 0 then 'expire' else 'drop' end,
+                   '{}'::text[], v_count::integer, 0::bigint;
+    when 'drop' then
+        return query
+            select 'retention'::text, '{}'::text[], 0,
+                   memory._drop_expired_partitions(_maintenance_step.as_of);
+    when 'retention' then
+        v_count := memory._remove_old_turns(_maintenance_step.as_of,
+                                            _maintenance_step.batch * 10);
+        return query
+            select case when v_count > 0 then 'retention' end,
+                   '{}'::text[], 0, v_count;
+    else
+        raise exception 'memory: unknown maintenance step %', _maintenance_step.step
+            using errcode = 'ME002', hint = 'the first step is partitions';
+    end case;
+end;
+$fn$;
+
+comment on function memory._maintenance_step(text, timestamptz, integer) is
+$$Run one step of maintenance at `as_of` and name the next (null: done):
+partitions, expire (up to `batch` sessions), drop (whole expired
+partitions), retention (about 10 × `batch` turns). memory.maintain runs
+them all in one transaction; memory.maintain_in_steps commits after each.$$;
+
+-------------------------------------------------------------------------------
 -- maintain: the periodic housekeeping in one call.
 drop function if exists memory.maintain_if_due(interval, integer);
 drop function if exists memory.maintain(integer, timestamptz);
@@ -326,27 +402,21 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_started timestamptz := clock_timestamp();
-    v_created text[];
+    v_step    text := 'partitions';
+    v_done    record;
+    v_created text[] := '{}';
     v_expired integer := 0;
-    v_batch   integer;
     v_removed bigint := 0;
-    v_step    bigint;
 begin
     -- One run at a time: a second one waits for the first to commit.
     perform pg_advisory_xact_lock(memory._maintenance_lock());
-    select coalesce(array_agg(p), '{}')
-      into v_created
-      from memory.maintain_partitions() as p;
-    loop
-        v_batch := memory.purge_expired(maintain.as_of, 1000);
-        v_expired := v_expired + v_batch;
-        exit when v_batch = 0;
-    end loop;
-    v_removed := memory._drop_expired_partitions(maintain.as_of);
-    loop
-        v_step := memory._remove_old_turns(maintain.as_of, 10000);
-        v_removed := v_removed + v_step;
-        exit when v_step = 0;
+    while v_step is not null loop
+        select * into v_done
+          from memory._maintenance_step(v_step, maintain.as_of, 1000) as d;
+        v_step := v_done.next_step;
+        v_created := v_created || v_done.partitions_created;
+        v_expired := v_expired + v_done.sessions_expired;
+        v_removed := v_removed + v_done.messages_removed;
     end loop;
     perform memory._record_task('maintain', v_started,
                                 jsonb_build_object('partitions_created', cardinality(v_created),
@@ -357,16 +427,100 @@ end;
 $fn$;
 
 comment on function memory.maintain(integer, timestamptz) is
-$$Run housekeeping: partition maintenance (memory.maintain_partitions:
-partitions ahead, rows out of the default partition), purge every expired
-session, remove turns past their tenant's retention (memory.configure_tenant:
-whole partitions when every tenant's retention has passed them, else row by
-row), and record the run for memory.metrics(). One run at a
-time (a second waits). `months_ahead` is ignored since pg_partman's premake
-decides (kept for one release); `as_of` is the time expiry and retention
-are judged at (tests move the clock with it).
-A running `pymem worker` calls it hourly (memory.maintain_if_due).
+$$Run housekeeping in one transaction (memory._maintenance_step): partition
+maintenance (memory.maintain_partitions: partitions ahead, rows out of the
+default partition), purge every expired session, remove turns past their
+tenant's retention (memory.configure_tenant: whole partitions when every
+tenant's retention has passed them, else row by row), and record the run for
+memory.metrics(). One run at a time (a second waits). Sessions it trims wait
+for its commit: over a large backlog prefer `call memory.maintain_in_steps()`,
+which commits after each step. `months_ahead` is ignored since pg_partman's
+premake decides (kept for one release); `as_of` is the time expiry and
+retention are judged at (tests move the clock with it).
 Example: select * from memory.maintain();$$;
+
+-------------------------------------------------------------------------------
+-- maintain_in_steps: the same housekeeping, committed step by step.
+create or replace procedure memory.maintain_in_steps(
+    every                  interval default null,
+    as_of                  timestamptz default null,
+    inout ran                boolean default null,
+    inout partitions_created text[] default null,
+    inout sessions_expired   integer default null,
+    inout messages_removed   bigint default null
+)
+language plpgsql
+-- A procedure may commit only when it is security invoker and sets nothing,
+-- so every name below is schema-qualified instead of a pinned search_path.
+as $fn$
+declare
+    v_lock    constant bigint := memory._maintenance_lock();
+    v_started timestamptz := pg_catalog.clock_timestamp();
+    v_step    text := 'partitions';
+    v_done    record;
+begin
+    -- Fails here, holding nothing, when called inside a transaction block.
+    commit;
+    ran := false;
+    partitions_created := '{}';
+    sessions_expired := 0;
+    messages_removed := 0;
+    if maintain_in_steps.every < interval '1 minute' then
+        raise exception 'memory: every must be at least one minute, got %', maintain_in_steps.every
+            using errcode = 'ME002', hint = 'an hour suits most installations; null runs now';
+    end if;
+    -- A session lock, as the run spans transactions. With `every`, a run in
+    -- progress elsewhere means nothing to do; without, wait for it.
+    if maintain_in_steps.every is null then
+        perform pg_catalog.pg_advisory_lock(v_lock);
+    elsif not pg_catalog.pg_try_advisory_lock(v_lock) then
+        return;
+    end if;
+    if not memory._maintenance_due(maintain_in_steps.every) then
+        perform pg_catalog.pg_advisory_unlock(v_lock);
+        return;
+    end if;
+    while v_step is not null loop
+        begin
+            select * into v_done
+              from memory._maintenance_step(
+                       v_step, coalesce(maintain_in_steps.as_of, pg_catalog.now()), 100) as d;
+        exception when others or query_canceled then
+            -- A session lock outlives the failed transaction: let it go
+            -- (query_canceled, a statement timeout, is not among others).
+            perform pg_catalog.pg_advisory_unlock(v_lock);
+            raise;
+        end;
+        commit;
+        v_step := v_done.next_step;
+        partitions_created := partitions_created || v_done.partitions_created;
+        sessions_expired := sessions_expired + v_done.sessions_expired;
+        messages_removed := messages_removed + v_done.messages_removed;
+    end loop;
+    perform memory._record_task('maintain', v_started,
+                                pg_catalog.jsonb_build_object(
+                                    'partitions_created',
+                                    pg_catalog.cardinality(partitions_created),
+                                    'sessions_expired', sessions_expired,
+                                    'messages_removed', messages_removed,
+                                    'in_steps', true));
+    commit;
+    perform pg_catalog.pg_advisory_unlock(v_lock);
+    ran := true;
+end;
+$fn$;
+
+comment on procedure memory.maintain_in_steps(interval, timestamptz, boolean, text[], integer, bigint) is
+$$Run the housekeeping of memory.maintain, committing after every step (up
+to 100 expired sessions, or about 1,000 turns past retention), so that a
+session it trims waits only for that step. With `every`, run only when no run
+finished within `every` and none is in progress (like maintain_if_due);
+without, wait for a run in progress, then run. Call it outside a transaction
+block (autocommit); the pg_cron job of memory.schedule_maintenance and
+`pymem worker` do. Returns whether it ran, the partitions created, the
+sessions purged and the turns removed. Errors: ME002 when `every` is under a minute; 2D000 inside a
+transaction block.
+Example: call memory.maintain_in_steps();$$;
 
 -------------------------------------------------------------------------------
 -- maintain_if_due: maintenance for schedulers that run in many places.
@@ -395,9 +549,7 @@ begin
         return query select false, '{}'::text[], 0, 0::bigint;
         return;
     end if;
-    if exists (select from memory.task_runs as r
-                where r.task = 'maintain'
-                  and r.finished_at > now() - maintain_if_due.every) then
+    if not memory._maintenance_due(maintain_if_due.every) then
         return query select false, '{}'::text[], 0, 0::bigint;
         return;
     end if;
@@ -409,8 +561,8 @@ $fn$;
 
 comment on function memory.maintain_if_due(interval, integer) is
 $$Run memory.maintain unless it finished less than `every` ago or another
-session is running it now; returns whether it ran and what it did. Every
-`pymem worker` calls it (hourly by default), so with several workers
-maintenance still runs once per period. Errors: ME002 when `every` is under a
-minute.
+session is running it now; returns whether it ran and what it did. Like
+`call memory.maintain_in_steps(every)` (what `pymem worker` and pg_cron's job
+run), but in one transaction, for callers inside one. Errors: ME002 when
+`every` is under a minute.
 Example: select * from memory.maintain_if_due('1 hour');$$;

@@ -11,7 +11,7 @@ create or replace function memory._record_task(
 )
 returns void
 language plpgsql
-volatile security invoker
+volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column

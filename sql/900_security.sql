@@ -107,7 +107,9 @@ select seq, role, content from memory.message_log where session_id = 's-1' order
 -- Owners and EXECUTE. Nothing is executable by PUBLIC; each role gets its list.
 do $grants$
 declare
-    v_worker constant text[] := array['claim_jobs', 'job_stats', 'maintain_if_due'];
+    v_worker constant text[] := array[
+        'claim_jobs', 'job_stats', 'maintain_if_due', 'maintain_in_steps', '_maintenance_due',
+        '_maintenance_lock', '_maintenance_step', '_record_task'];
     v_app constant text[] := array[
         'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
         'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',
@@ -134,23 +136,23 @@ begin
                             where d.objid = p.oid and d.deptype = 'e')
     loop
         -- Signatures come from the catalog (regprocedure text is quoted).
-        execute format('alter function %s owner to pymem_owner', v_fn.signature);
-        execute format('revoke all on function %s from public', v_fn.signature);
-        execute format('grant execute on function %s to pymem_owner', v_fn.signature);
+        execute format('alter routine %s owner to pymem_owner', v_fn.signature);
+        execute format('revoke all on routine %s from public', v_fn.signature);
+        execute format('grant execute on routine %s to pymem_owner', v_fn.signature);
         if v_fn.name = any (v_app) then
-            execute format('grant execute on function %s to pymem_app', v_fn.signature);
+            execute format('grant execute on routine %s to pymem_app', v_fn.signature);
         end if;
         if v_fn.name = any (v_worker) then
-            execute format('grant execute on function %s to pymem_worker', v_fn.signature);
+            execute format('grant execute on routine %s to pymem_worker', v_fn.signature);
         end if;
         if v_fn.name = any (v_reader) then
-            execute format('grant execute on function %s to pymem_reader', v_fn.signature);
+            execute format('grant execute on routine %s to pymem_reader', v_fn.signature);
         end if;
         if v_fn.name = any (v_auditor) then
-            execute format('grant execute on function %s to pymem_auditor', v_fn.signature);
+            execute format('grant execute on routine %s to pymem_auditor', v_fn.signature);
         end if;
         if v_fn.name = any (v_monitor) then
-            execute format('grant execute on function %s to pymem_monitor', v_fn.signature);
+            execute format('grant execute on routine %s to pymem_monitor', v_fn.signature);
         end if;
     end loop;
 end;

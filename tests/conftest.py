@@ -34,6 +34,7 @@ def _free_port() -> int:
 PG_HOME = Path(os.environ.get("PYMEM_TEST_PG_HOME", f"/tmp/pymem-test-{os.getpid()}"))
 PG_PORT = _free_port()
 PG_HOST = "127.0.0.1"
+CRON_DATABASE = "pymem_cron"  # cron.database_name: where pg_cron's schema lives
 
 
 def load_schema(host: str, port: int, user: str, dbname: str, **_: object) -> None:
@@ -50,12 +51,18 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
         settings={
             "max_connections": "200",
             "log_min_messages": "warning",
-            # The encryption tests scan its statistics for key material.
-            "shared_preload_libraries": "pg_stat_statements",
+            # The encryption tests scan its statistics for key material;
+            # pg_cron schedules maintenance (tests/sql/test_cron.py).
+            "shared_preload_libraries": "'pg_stat_statements,pg_cron'",
+            "cron.database_name": f"'{CRON_DATABASE}'",
         },
     )
     shutil.rmtree(PG_HOME, ignore_errors=True)
     server.start()
+    with psycopg.connect(server.dsn("postgres"), autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("create database {}").format(psycopg.sql.Identifier(CRON_DATABASE))
+        )
     yield server
     server.destroy()
 

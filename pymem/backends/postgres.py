@@ -266,11 +266,13 @@ class PostgresBackend:
         status: str = self._scalar("fail_job", params)
         return status
 
-    def maintain_if_due(
-        self, every: timedelta = timedelta(hours=1), months_ahead: int = 3
-    ) -> MaintenanceRun:
-        """Housekeeping unless it ran within ``every`` or runs elsewhere now."""
-        params = {"every": every, "months_ahead": months_ahead}
+    def maintain_if_due(self, every: timedelta = timedelta(hours=1)) -> MaintenanceRun:
+        """Housekeeping unless it ran within ``every`` or runs elsewhere now.
+
+        ``memory.maintain_in_steps`` commits after each step, so a session it
+        trims waits only for that step.
+        """
+        params = {"every": every}
         return (self._rows("maintain_if_due", params, MaintenanceRun))[0]
 
     def job_stats(self) -> list[tuple[str, str, int]]:

@@ -277,11 +277,13 @@ class AsyncPostgresBackend:
         status: str = await self._scalar("fail_job", params)
         return status
 
-    async def maintain_if_due(
-        self, every: timedelta = timedelta(hours=1), months_ahead: int = 3
-    ) -> MaintenanceRun:
-        """Housekeeping unless it ran within ``every`` or runs elsewhere now."""
-        params = {"every": every, "months_ahead": months_ahead}
+    async def maintain_if_due(self, every: timedelta = timedelta(hours=1)) -> MaintenanceRun:
+        """Housekeeping unless it ran within ``every`` or runs elsewhere now.
+
+        ``memory.maintain_in_steps`` commits after each step, so a session it
+        trims waits only for that step.
+        """
+        params = {"every": every}
         return (await self._rows("maintain_if_due", params, MaintenanceRun))[0]
 
     async def job_stats(self) -> list[tuple[str, str, int]]:

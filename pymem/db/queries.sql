@@ -217,5 +217,34 @@ select memory.apply_pii_policy(t.tenant, %(content)s)
   from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
 -- name: maintain_if_due
--- Housekeeping unless it ran within `every` or runs elsewhere now.
-select * from memory.maintain_if_due(%(every)s::interval, %(months_ahead)s::integer);
+-- Housekeeping unless it ran within `every` or runs elsewhere now, committed
+-- step by step (the connection is in autocommit).
+call memory.maintain_in_steps(%(every)s::interval);
+
+-- name: maintenance_job
+-- The pg_cron job that maintains this database: name, command, database.
+select job_name, command, database from memory.maintenance_job(%(every)s::interval);
+
+-- name: schedule_maintenance
+-- Register the maintenance job with pg_cron in this database; its id.
+select memory.schedule_maintenance(%(schedule)s, %(every)s::interval);
+
+-- name: unschedule_maintenance
+-- Remove the maintenance job from pg_cron in this database.
+select memory.unschedule_maintenance();
+
+-- name: cron_schedule_in_database
+-- From pg_cron's database: register (or replace) a job that runs elsewhere.
+select cron.schedule_in_database(%(job_name)s, %(schedule)s, %(command)s, %(database)s);
+
+-- name: cron_unschedule
+-- From pg_cron's database: remove the caller's job of this name, if any.
+select coalesce(bool_or(cron.unschedule(j.jobid)), false)
+  from cron.job as j
+ where j.jobname = %(job_name)s and j.username = current_user;
+
+-- name: cron_job
+-- From pg_cron's database: the caller's job of this name.
+select j.jobid, j.schedule, j.command, j.database, j.active
+  from cron.job as j
+ where j.jobname = %(job_name)s and j.username = current_user;

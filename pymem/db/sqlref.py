@@ -34,6 +34,7 @@ ERROR_MEANINGS = {
     "ME018": "master key missing, malformed or not the one that wrapped the data key",
     "ME019": "personal data that the tenant's policy blocks",
     "ME020": "the session expired (its expires_at has passed)",
+    "ME021": "pg_cron is not loaded, or lives in another database (cron.database_name)",
 }
 
 
@@ -41,7 +42,7 @@ ERROR_MEANINGS = {
 class FunctionDoc:
     name: str
     arguments: str
-    result: str
+    result: str | None  # None: a procedure (CALL)
     comment: str
     volatility: str
     security: str

@@ -191,7 +191,8 @@ def maintain(
     A running `pymem worker` does this hourly; without one, schedule it."""
     try:
         with psycopg.connect(_dsn(dsn, embedded), autocommit=True) as conn:
-            row = conn.execute("select * from memory.maintain()").fetchone()
+            # Step by step: a session it trims waits only for one step's commit.
+            row = conn.execute("call memory.maintain_in_steps()").fetchone()
     except psycopg.Error as exc:
         from ..errors import translate
 
@@ -201,9 +202,52 @@ def maintain(
         _fail(mapped)
         return
     assert row is not None
+    _, created, expired, removed = row
     console.print(
-        f"partitions created: {', '.join(row[0]) or 'none'}; expired sessions purged: {row[1]}; "
-        f"turns past retention removed: {row[2]}"
+        f"partitions created: {', '.join(created) or 'none'}; expired sessions purged: {expired}; "
+        f"turns past retention removed: {removed}"
+    )
+
+
+@app.command()
+def schedule(
+    dsn: DsnOption = None,
+    cron_dsn: Annotated[
+        str | None,
+        typer.Option(
+            help="The database that holds pg_cron (cron.database_name), when it is not --dsn's."
+        ),
+    ] = None,
+    cron: Annotated[
+        str, typer.Option("--cron", help="When pg_cron checks (cron syntax).")
+    ] = "*/5 * * * *",
+    every: Annotated[
+        int, typer.Option(help="Seconds between maintenance runs (at least 60).")
+    ] = 3600,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the job instead.")] = False,
+) -> None:
+    """Let pg_cron run maintenance (memory.maintain_in_steps) in the database.
+
+    For installations without a running `pymem worker`, which maintains on its own."""
+    from datetime import timedelta
+
+    from .schedule import schedule_maintenance, unschedule_maintenance
+
+    target = _dsn(dsn)
+    try:
+        if remove:
+            gone = unschedule_maintenance(target, cron_dsn=cron_dsn)
+            console.print("maintenance job removed" if gone else "no maintenance job was scheduled")
+            return
+        job = schedule_maintenance(
+            target, cron_dsn=cron_dsn, schedule=cron, every=timedelta(seconds=every)
+        )
+    except PymemError as exc:
+        _fail(exc)
+        return
+    console.print(
+        f"pg_cron job {job.job_id} [cyan]{job.name}[/]: '{job.schedule}' in database "
+        f"{job.database}: {job.command}"
     )
 
 

@@ -30,6 +30,8 @@ API_FUNCTIONS = (
     "stats",
     "maintain",
     "maintain_if_due",
+    "maintain_in_steps",
+    "schedule_maintenance",
     "ensure_partitions",
 )
 

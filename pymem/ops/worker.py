@@ -5,7 +5,7 @@ job (one row per session and kind). Workers claim jobs under a lease with
 ``for update skip locked``, so any number of them can run; a worker that dies
 mid-job loses its lease and the job comes back to another. Failures are
 retried with exponential backoff and parked after ``max_attempts``. A
-running worker also runs maintenance (``memory.maintain_if_due``) once per
+running worker also runs maintenance (``memory.maintain_in_steps``) once per
 ``maintain_every``, whichever instance gets there first.
 """
 
@@ -128,7 +128,7 @@ class Worker:
     def maintain_if_due(self) -> MaintenanceRun | None:
         """Run maintenance when due (``maintain_every``) and no other instance runs it.
 
-        The database decides (``memory.maintain_if_due``), so any number of
+        The database decides (``memory.maintain_in_steps``), so any number of
         workers maintain once per period; this process asks at most every
         ``min(maintain_every, 5 minutes)``. Returns None when it did not ask.
         """

@@ -101,3 +101,92 @@ def test_doctor_checks_pg_partman_and_the_default_partition(dsn: str) -> None:
         assert check("default partition") == (False, "1 rows")
         conn.execute("select * from memory.maintain()")
     assert check("default partition") == (True, "empty")
+
+
+def _old_turns(conn: psycopg.Connection[object], session: str, count: int) -> None:
+    """`count` turns in `session` of tenant acme, which keeps turns for an hour."""
+    conn.execute("select memory.configure_tenant('acme', retention => '1 hour')")
+    conn.execute(
+        "select count(memory.append('acme', %s, 'user', 'turn ' || i, 1)) "
+        "from generate_series(1, %s) as i",
+        (session, count),
+    )
+
+
+def _turns(dsn: str, session: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select count(*) from memory.messages where session_id = %s", (session,)
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+@pytest.mark.parametrize("in_steps", [True, False], ids=["maintain_in_steps", "maintain"])
+def test_maintain_in_steps_commits_each_step(dsn: str, in_steps: bool) -> None:
+    """A session trimmed in an early step is released before later steps finish.
+
+    s-a holds a step's worth of old turns; s-b is locked by a writer's open
+    transaction. In steps, s-a's turns are gone for everyone while the run
+    waits for s-b; memory.maintain (the negative control) shows them until
+    its single commit.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _old_turns(conn, "s-a", 1000)
+        _old_turns(conn, "s-b", 3)
+    call = (
+        "call memory.maintain_in_steps(as_of => now() + interval '2 hours')"
+        if in_steps
+        else "select * from memory.maintain(as_of => now() + interval '2 hours')"
+    )
+    with psycopg.connect(dsn) as writer:
+        writer.execute("select from memory.sessions where session_id = 's-b' for update")
+
+        def run() -> None:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(call)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while _turns(dsn, "s-a") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        visible = _turns(dsn, "s-a")
+        assert thread.is_alive()  # still waiting for s-b
+        writer.rollback()
+        thread.join(timeout=30)
+    assert visible == (0 if in_steps else 1000)
+    assert _turns(dsn, "s-a") == _turns(dsn, "s-b") == 0
+
+
+def test_maintain_in_steps_holds_no_lock_after_it_fails(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        _old_turns(conn, "s-b", 3)
+        held = (
+            "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()"
+        )
+        # Inside a transaction block it refuses at once, holding nothing.
+        with (
+            pytest.raises(psycopg.errors.InvalidTransactionTermination),
+            conn.transaction(),
+        ):
+            conn.execute("call memory.maintain_in_steps()")
+        assert conn.execute(held).fetchone() == (0,)
+        # A step that fails (here a statement timeout while a writer holds
+        # the session) lets the session lock go; the next run does the work.
+        with psycopg.connect(dsn) as writer:
+            writer.execute("select from memory.sessions where session_id = 's-b' for update")
+            conn.execute("set statement_timeout = '500ms'")
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("call memory.maintain_in_steps(as_of => now() + interval '2 hours')")
+            assert conn.execute(held).fetchone() == (0,)
+        conn.execute("set statement_timeout = 0")
+        row = conn.execute(
+            "call memory.maintain_in_steps('1 hour', now() + interval '2 hours')"
+        ).fetchone()
+        assert row == (True, [], 0, 3)
+        again = conn.execute("call memory.maintain_in_steps('1 hour')").fetchone()
+        assert again is not None and again[0] is False  # not due again within the hour
+        with pytest.raises(psycopg.Error) as caught:
+            conn.execute("call memory.maintain_in_steps('10 seconds')")
+        assert caught.value.sqlstate == "ME002"
