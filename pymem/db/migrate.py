@@ -165,7 +165,8 @@ def apply_sql(conn: psycopg.Connection[Any], *, force: bool = False) -> list[str
 
 
 def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
-    """Drop the views and functions ``sql/`` defines, so a rollback can drop what they use."""
+    """Drop the views, functions and procedures ``sql/`` defines, so a rollback can drop
+    what they use."""
     views = conn.execute(
         """
         select c.oid::regclass::text
@@ -185,7 +186,7 @@ def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
         """
     ).fetchall()
     for (signature,) in rows:
-        conn.execute(sql.SQL("drop function if exists {} cascade").format(sql.SQL(signature)))
+        conn.execute(sql.SQL("drop routine if exists {} cascade").format(sql.SQL(signature)))
     if conn.execute("select to_regclass('memory.applied_sql')").fetchone() != (None,):
         conn.execute("delete from memory.applied_sql")  # the next migrate applies every file
 

@@ -121,16 +121,25 @@ def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
             "and obj_description(p.oid, 'pg_proc') is null"
         ).fetchall()
         # Inlinable SQL helpers (language sql, immutable or stable, invoker)
-        # may not pin it: a pinned setting stops inlining. Everything else does.
+        # may not pin it: a pinned setting stops inlining. Procedures that
+        # commit may not either; they must be security invoker instead.
+        # Everything else does.
         unpinned = conn.execute(
             "select p.oid::regprocedure::text from pg_proc as p "
             "join pg_language as l on l.oid = p.prolang "
             "where p.pronamespace = 'memory'::regnamespace "
             "and not coalesce(p.proconfig::text like '%search_path=%', false) "
+            "and p.prokind <> 'p' "
             "and (p.prosecdef or l.lanname <> 'sql' or p.provolatile = 'v')"
+        ).fetchall()
+        definer_procedures = conn.execute(
+            "select p.oid::regprocedure::text from pg_proc as p "
+            "where p.pronamespace = 'memory'::regnamespace and p.prokind = 'p' "
+            "and (p.prosecdef or p.proconfig is not null)"
         ).fetchall()
     assert undocumented == [], "every function needs `comment on function`"
     assert unpinned == [], "every function pins search_path"
+    assert definer_procedures == [], "procedures are security invoker and set nothing"
 
 
 def test_sql_reference_is_up_to_date(dsn: str) -> None:
