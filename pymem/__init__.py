@@ -6,7 +6,9 @@ from .client import Memory, Session
 from .context.tokens import TiktokenCounter, TokenCounter
 from .errors import (
     AccessDenied,
+    DatabaseCircuitOpen,
     DatabaseUnavailable,
+    DeadlineExceeded,
     DecryptionFailed,
     EmbeddedUnavailable,
     EmbeddingDimensionMismatch,
@@ -46,6 +48,7 @@ from .models import (
     TenantSettings,
     TenantStats,
 )
+from .resilience import CircuitBreaker, RetryPolicy, deadline
 from .security.keys import EnvKeyProvider, FileKeyProvider, KeyProvider, KmsKeyProvider
 from .security.pii import PiiFilter
 from .tier.limits import Limit, RateLimited, RateLimits
@@ -59,10 +62,13 @@ __all__ = [
     "AsyncMemory",
     "AsyncMemoryBackend",
     "AsyncSession",
+    "CircuitBreaker",
     "ContextItem",
     "ContextRequest",
     "ContextWindow",
+    "DatabaseCircuitOpen",
     "DatabaseUnavailable",
+    "DeadlineExceeded",
     "DecryptionFailed",
     "EmbeddedUnavailable",
     "EmbeddingDimensionMismatch",
@@ -92,6 +98,7 @@ __all__ = [
     "RateLimits",
     "RecallRequest",
     "RecallSettings",
+    "RetryPolicy",
     "SchedulerUnavailable",
     "SchemaNotInstalled",
     "Session",
@@ -109,4 +116,5 @@ __all__ = [
     "TiktokenCounter",
     "TokenCounter",
     "UnknownStrategy",
+    "deadline",
 ]

@@ -39,6 +39,8 @@ from .models import (
     TenantSettings,
     TenantStats,
 )
+from .resilience.breaker import CircuitBreaker
+from .resilience.retry import RetryPolicy
 from .security.keys import KeyProvider, keyed_dsn
 from .security.pii import PiiFilter, scrub_batch
 from .telemetry.metrics import ClientMetrics
@@ -99,6 +101,9 @@ class Memory:
         pii: PiiFilter | None = None,
         metrics: ClientMetrics | bool = False,
         tracing: Tracing | bool = False,
+        deadline: float | None = 10.0,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> Memory:
         """Connect to PostgreSQL (``dsn`` or ``PYMEM_DSN``) through a connection pool.
 
@@ -115,7 +120,20 @@ class Memory:
         exports Prometheus metrics of every call (``pymem[metrics]``);
         ``tracing`` (True, or a :class:`~pymem.telemetry.tracing.Tracing`) opens
         an OpenTelemetry span for each (``pymem[otel]``).
+
+        Every call ends within ``deadline`` seconds (None: no deadline; a
+        ``with pymem.deadline(s):`` block overrides it for the calls inside):
+        it is the call's statement and lock timeout, and failed attempts are
+        retried within it where that is safe (lost connections, a restart or
+        failover, serialization failures and deadlocks; appends always carry
+        an idempotency key, made here when not given). ``retry`` tunes the
+        backoff (:class:`~pymem.resilience.retry.RetryPolicy`; its own
+        deadline gives way to ``deadline``); ``breaker``
+        (:class:`~pymem.resilience.breaker.CircuitBreaker`) makes calls fail at
+        once while PostgreSQL stays down.
         """
+        from dataclasses import replace
+
         from .backends.postgres import PostgresBackend
         from .db.migrate import migrate as run_migrate
         from .tier.ratelimit import (
@@ -130,7 +148,10 @@ class Memory:
             run_migrate(url)
         pool_url, master = keyed_dsn(url, keys)
         pool_max = max_size or settings.pool_max
-        pg = PostgresBackend(pool_url, min_size=min_size, max_size=pool_max).open()
+        policy = replace(retry or RetryPolicy(), deadline=deadline)
+        pg = PostgresBackend(
+            pool_url, min_size=min_size, max_size=pool_max, retry=policy, breaker=breaker
+        ).open()
         backend: MemoryBackend = pg
         limiter: RateLimiter = PostgresRateLimiter(pg)
         redis_url = redis or settings.redis

@@ -24,6 +24,7 @@ class PymemError(Exception):
     """
 
     default_hint: str = ""
+    attempts: int = 1  # how many times the call was tried (see pymem.resilience)
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -152,7 +153,32 @@ class SchedulerUnavailable(PymemError):
 
 
 class DatabaseUnavailable(PymemError, ConnectionError):
-    """PostgreSQL cannot be reached."""
+    """PostgreSQL cannot be reached (after ``attempts`` tries within the call's deadline).
+
+    ``__cause__`` is the last driver error.
+    """
+
+
+class DatabaseCircuitOpen(DatabaseUnavailable):
+    """PostgreSQL failed repeatedly; calls fail at once until a probe gets through."""
+
+    default_hint = (
+        "PostgreSQL is down or unreachable; calls fail fast until it answers again "
+        "(the breaker probes it every few seconds). See docs/troubleshooting.md"
+    )
+
+
+class DeadlineExceeded(PymemError, TimeoutError):
+    """A call did not finish within its deadline (statement or lock timeout, or retries).
+
+    ``attempts`` is how many times it was tried; ``__cause__`` the last failure.
+    """
+
+    default_hint = (
+        "a long transaction may hold a lock the call needs (see pg_stat_activity), or the "
+        "server is overloaded or failing over; raise the deadline with "
+        "Memory.connect(deadline=...) or `with pymem.deadline(seconds):`"
+    )
 
 
 class SchemaNotInstalled(PymemError):
@@ -283,7 +309,9 @@ def translate_errors() -> Iterator[None]:
 __all__ = [
     "AccessDenied",
     "AuditLogAppendOnly",
+    "DatabaseCircuitOpen",
     "DatabaseUnavailable",
+    "DeadlineExceeded",
     "DecryptionFailed",
     "EmbeddedUnavailable",
     "EmbeddingDimensionMismatch",

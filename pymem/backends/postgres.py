@@ -8,8 +8,10 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -41,9 +43,22 @@ from ..models import (
     TenantSettings,
     TenantStats,
 )
+from ..resilience.breaker import CircuitBreaker
+from ..resilience.retry import CallClock, RetryPolicy, classify, deadline, scoped_deadline
 from ..security.pii import check_policy
 from ..validation import vector_literal
 from . import calls
+from .resilient import (
+    IDEMPOTENT,
+    DatabaseStats,
+    circuit_open,
+    database_breaker,
+    gave_up,
+    own_retries,
+    timeout_ms,
+    with_keys,
+    with_session_timeouts,
+)
 from .rows import open_failed, row_factory, window
 
 T = TypeVar("T")
@@ -54,16 +69,37 @@ _CONNECTION_KWARGS: Final[Mapping[str, Any]] = {"autocommit": True, "prepare_thr
 class PostgresBackend:
     """A backend over a psycopg 3 connection pool.
 
+    Every call has a deadline (``retry.deadline``, 10 s by default; a
+    :func:`pymem.deadline` block overrides it): it becomes the call's
+    statement and lock timeouts, and failed attempts are retried within it
+    when that is safe (see :mod:`pymem.resilience.retry`). ``breaker`` makes
+    calls fail at once while PostgreSQL stays down.
+
     The constructor does no I/O; :meth:`open` (called by ``Memory.connect``)
     opens the pool and waits for the first connection.
     """
 
     def __init__(
-        self, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+        self,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self.dsn = dsn
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or database_breaker()
+        self.database_stats = DatabaseStats()
+        # The statement_timeout each pooled connection has now, where it is
+        # not the one its startup options gave it.
+        self._timeouts: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self._default_ms = timeout_ms(self.retry.deadline)
+        self._checked_at = 0.0
         self._pool = ConnectionPool(
-            dsn,
+            with_session_timeouts(dsn, self.retry.deadline),
             min_size=min_size,
             max_size=max_size,
             timeout=timeout,
@@ -108,15 +144,94 @@ class PostgresBackend:
             yield conn
 
     def _rows(self, name: str, params: Mapping[str, Any], row: type[T]) -> list[T]:
-        with self.connection() as conn, conn.cursor(row_factory=row_factory(row)) as cur:
-            cur.execute(QUERIES[name], params, prepare=True)
-            rows: list[T] = cur.fetchall()
-            return rows
+        rows: list[T] = self._execute(name, params, row_factory(row))
+        return rows
 
     def _tuples(self, name: str, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-        with self.connection() as conn:
-            cur = conn.execute(QUERIES[name], params, prepare=True)
-            return cur.fetchall()
+        rows: list[tuple[Any, ...]] = self._execute(name, params, None)
+        return rows
+
+    def _execute(self, name: str, params: Mapping[str, Any], factory: Any) -> list[Any]:
+        """Run one named query within the call's deadline, retrying what is safe."""
+        call = CallClock(self.retry, scoped_deadline(self.retry.deadline))
+        idempotent = name in IDEMPOTENT
+        last: BaseException | None = None
+        while True:
+            call.attempts += 1
+            if not self.breaker.allow():
+                self.database_stats.fast_failed += 1
+                raise circuit_open(name, call, last) from last
+            sent = False
+            try:
+                with self._pool.connection(timeout=call.remaining()) as conn:
+                    self._fit_timeouts(conn, call)
+                    if not idempotent:
+                        # A connection that died in the pool fails here, before
+                        # a call that must not run twice is sent.
+                        conn.execute("")
+                    sent = True
+                    with conn.cursor(row_factory=factory) as cur:
+                        cur.execute(QUERIES[name], params, prepare=True)
+                        rows: list[Any] = cur.fetchall()
+            except (psycopg.Error, PoolTimeout) as exc:
+                last = exc
+                failure = classify(exc, sent=sent)
+                if self._cannot_connect(exc):
+                    self.breaker.failure()
+                elif not failure.lost_server:
+                    self.breaker.success()  # it answered
+                if failure.lost_server:
+                    self._check_pool()
+                # A connection that broke: the next pooled one may be fine, and
+                # when none is the pool blocks until it can connect again, so
+                # there is nothing to wait for here (a wait would only let more
+                # idle connections go stale).
+                stale = failure.lost_server and not isinstance(exc, PoolTimeout)
+                wait = call.next_delay(failure, idempotent, at_once=stale)
+                if wait is None:
+                    error = gave_up(name, exc, failure, call, idempotent)
+                    self.database_stats.gave_up[type(error).__name__] += 1
+                    if error is exc:
+                        raise
+                    raise error from exc
+                self.database_stats.retries[failure.value] += 1
+                if wait:
+                    time.sleep(wait)
+                continue
+            self.breaker.success()
+            return rows
+
+    def _fit_timeouts(self, conn: psycopg.Connection[Any], call: CallClock) -> None:
+        """Give the connection the call's remaining time as its statement and lock
+        timeouts, when its own differ (one more round trip, on retries mostly)."""
+        wanted = timeout_ms(call.remaining())
+        current = self._timeouts.get(conn, self._default_ms)
+        # Up to 50 ms over (time spent waiting for the pool) is let be.
+        if current == wanted or (wanted and current and 0 <= current - wanted <= 50):
+            return
+        conn.execute(QUERIES["set_timeouts"], {"ms": str(wanted)})
+        self._timeouts[conn] = wanted
+
+    def _cannot_connect(self, exc: BaseException) -> bool:
+        """Whether the pool timed out because it could not open connections (the
+        server is down), rather than because all of them were busy. Only this
+        counts against the breaker: a pooled connection that a restart broke
+        says nothing about the server now."""
+        if not isinstance(exc, PoolTimeout):
+            return False
+        size = int(self._pool.get_stats().get("pool_size", 0))
+        return size < self._pool.max_size
+
+    def _check_pool(self) -> None:
+        """After a lost connection, test the idle ones (at most once a second), so
+        that the next calls do not find connections a restart has broken."""
+        now = time.monotonic()
+        if now - self._checked_at < 1.0:
+            return
+        self._checked_at = now
+        # The pool replaces what it could not check.
+        with suppress(psycopg.Error, PoolTimeout):
+            self._pool.check()
 
     def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         found = self._tuples(name, params)
@@ -127,14 +242,18 @@ class PostgresBackend:
     def append(
         self, tenant: str, session: str, message: NewMessage, *, user_id: str | None = None
     ) -> AppendResult:
-        params = calls.append_params(tenant, session, message, user_id)
-        return (self._rows("append", params, AppendResult))[0]
+        # Every append carries an idempotency key, so that a retry after a lost
+        # reply cannot store it twice.
+        (keyed,), made = with_keys([message])
+        params = calls.append_params(tenant, session, keyed, user_id)
+        return own_retries(self._rows("append", params, AppendResult), made)[0]
 
     def append_many(
         self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
-        params = calls.append_many_params(tenant, session, messages, user_id)
-        return self._rows("append_many", params, AppendResult)
+        keyed, made = with_keys(messages)
+        params = calls.append_many_params(tenant, session, keyed, user_id)
+        return own_retries(self._rows("append_many", params, AppendResult), made)
 
     def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
         params = {**calls.session_params(tenant, session), "ttl": ttl}
@@ -270,10 +389,11 @@ class PostgresBackend:
         """Housekeeping unless it ran within ``every`` or runs elsewhere now.
 
         ``memory.maintain_in_steps`` commits after each step, so a session it
-        trims waits only for that step.
+        trims waits only for that step. It has no deadline: a large backlog
+        takes the time it takes.
         """
-        params = {"every": every}
-        return (self._rows("maintain_if_due", params, MaintenanceRun))[0]
+        with deadline(None):
+            return (self._rows("maintain_if_due", {"every": every}, MaintenanceRun))[0]
 
     def job_stats(self) -> list[tuple[str, str, int]]:
         return [(r[0], r[1], r[2]) for r in self._tuples("job_stats", {})]

@@ -248,3 +248,8 @@ select coalesce(bool_or(cron.unschedule(j.jobid)), false)
 select j.jobid, j.schedule, j.command, j.database, j.active
   from cron.job as j
  where j.jobname = %(job_name)s and j.username = current_user;
+
+-- name: set_timeouts
+-- A call's remaining deadline as the connection's statement and lock timeouts (ms).
+select set_config('statement_timeout', %(ms)s, false),
+       set_config('lock_timeout', %(ms)s, false);

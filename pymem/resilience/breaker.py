@@ -12,9 +12,11 @@ State = Literal["closed", "open", "half_open"]
 
 
 class CircuitBreaker:
-    """Closed until ``failure_threshold`` failures in a row; then open for
-    ``reset_after``; then half-open, letting one probe through: its success
-    closes the breaker, its failure opens it again.
+    """Closed until ``failure_threshold`` failures in a row, the first of them at
+    least ``min_outage`` ago; then open for ``reset_after``; then half-open,
+    letting one probe through: its success closes the breaker, its failure
+    opens it again. ``min_outage`` lets a dependency restart (a second or two
+    of failures) be ridden out by retries instead of failing fast.
     ``on_change(old, new)`` is called on every transition.
     """
 
@@ -23,15 +25,18 @@ class CircuitBreaker:
         *,
         failure_threshold: int = 3,
         reset_after: timedelta = timedelta(seconds=5),
+        min_outage: timedelta = timedelta(0),
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[State, State], None] | None = None,
     ) -> None:
         self.failure_threshold = failure_threshold
         self.reset_after = reset_after.total_seconds()
+        self.min_outage = min_outage.total_seconds()
         self.clock = clock
         self.on_change = on_change
         self._state: State = "closed"
         self._failures = 0
+        self._first_failure = 0.0
         self._opened_at = 0.0
         self._probing = False
         self._lock = threading.Lock()
@@ -72,7 +77,11 @@ class CircuitBreaker:
     def failure(self) -> None:
         with self._lock:
             self._probing = False
+            now = self.clock()
+            if self._failures == 0:
+                self._first_failure = now
             self._failures += 1
-            if self._state == "half_open" or self._failures >= self.failure_threshold:
-                self._opened_at = self.clock()
+            lasting = now - self._first_failure >= self.min_outage
+            if self._state == "half_open" or (self._failures >= self.failure_threshold and lasting):
+                self._opened_at = now
                 self._move("open")

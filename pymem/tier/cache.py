@@ -50,8 +50,8 @@ from ..models import (
     TenantSettings,
     TenantStats,
 )
+from ..resilience.breaker import CircuitBreaker, State
 from ..security.sealing import CacheSealer
-from .breaker import CircuitBreaker, State
 from .entries import (
     FILL,
     INVALIDATE,

@@ -23,7 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 import redis
 
 from ..backends.postgres import PostgresBackend
-from .breaker import CircuitBreaker
+from ..resilience.breaker import CircuitBreaker
 from .limits import (
     GCRA,
     Decision,

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import redis.asyncio as redis  # sync: import redis
 
 from ..backends.postgres_async import AsyncPostgresBackend
-from .breaker import CircuitBreaker
+from ..resilience.breaker import CircuitBreaker
 from .limits import (
     GCRA,
     Decision,

@@ -15,7 +15,7 @@ import redis
 from pymem import Memory, NewMessage
 from pymem.backends.postgres import PostgresBackend
 from pymem.models import ContextRequest, TenantSettings
-from pymem.tier.breaker import CircuitBreaker
+from pymem.resilience.breaker import CircuitBreaker
 from pymem.tier.cache import CachedBackend, connect_redis, session_key
 from pymem.tier.ratelimit import (
     FailoverRateLimiter,

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2] / "pymem"
 
 # Lower layers first; a module may import its own layer and those below.
 LAYERS: list[set[str]] = [
-    {"models", "errors", "config", "validation", "correlation"},
+    {"models", "errors", "config", "validation", "correlation", "resilience"},
     {"context", "db"},
     {"security"},
     {"backends"},

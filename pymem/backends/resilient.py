@@ -1,0 +1,181 @@
+"""What the PostgreSQL backends share to ride out failures (async and sync alike).
+
+The retry loop itself lives in :meth:`AsyncPostgresBackend._execute` (and its
+generated sync twin); this module holds its pure parts: which calls may be
+repeated after a lost connection, the session timeouts that follow the
+deadline, and the errors a call ends with when it gives up.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Final, TypeVar
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..errors import (
+    DatabaseCircuitOpen,
+    DatabaseUnavailable,
+    DeadlineExceeded,
+    PymemError,
+    translate,
+)
+from ..models import AppendResult, NewMessage
+from ..resilience.breaker import CircuitBreaker
+from ..resilience.retry import CallClock, Failure
+
+E = TypeVar("E", bound=PymemError)
+
+# Calls that leave the same state when repeated, so that a retry after the
+# connection broke mid-call (the first attempt may have committed) is safe.
+# Appends are among them because each one carries an idempotency key.
+# Everything else (delete, restore, purge, extend, add_summary, erase,
+# rate_limit, complete/fail/retry of jobs) is retried only when nothing ran.
+IDEMPOTENT: Final = frozenset(
+    {
+        "append",
+        "append_many",
+        "apply_pii_policy",
+        "claim_jobs",  # a lost claim only delays its jobs until the lease ends
+        "configure_pii",
+        "configure_recall",
+        "configure_session",
+        "configure_tenant",
+        "context",
+        "export_subject",
+        "history",
+        "job_stats",
+        "last_messages",
+        "list_sessions",
+        "list_summaries",
+        "maintain_if_due",
+        "messages_to_embed",
+        "metrics",
+        "pii_policy",
+        "recall",
+        "schema_version",
+        "session_info",
+        "set_embeddings",
+        "stats",
+        "summary_cadence",
+    }
+)
+
+# The prefix of idempotency keys the client makes for appends without one.
+GENERATED_KEY_PREFIX: Final = "pymem:"
+
+
+def database_breaker() -> CircuitBreaker:
+    """The default breaker for PostgreSQL: it opens after five failed attempts in
+    a row spanning at least five seconds (a restart is ridden out by retries),
+    and lets a probe through every two seconds while open."""
+    return CircuitBreaker(
+        failure_threshold=5,
+        reset_after=timedelta(seconds=2),
+        min_outage=timedelta(seconds=5),
+    )
+
+
+@dataclass(slots=True)
+class DatabaseStats:
+    """What the retry loop saw, read by :class:`~pymem.telemetry.metrics.ClientMetrics`."""
+
+    retries: Counter[str] = field(default_factory=Counter)  # by Failure value
+    gave_up: Counter[str] = field(default_factory=Counter)  # by error class name
+    fast_failed: int = 0  # calls refused while the breaker was open
+
+
+def timeout_ms(seconds: float | None) -> int:
+    """A deadline as PostgreSQL's statement_timeout (0: none)."""
+    return 0 if seconds is None else max(1, math.ceil(seconds * 1000))
+
+
+def with_session_timeouts(dsn: str, deadline: float | None) -> str:
+    """``dsn`` with statement_timeout and lock_timeout set to ``deadline`` at
+    connection start (kept with any options already there, such as the
+    master key) and a connect timeout no longer than it."""
+    params = conninfo_to_dict(dsn)
+    ms = timeout_ms(deadline)
+    ours = f"-c statement_timeout={ms} -c lock_timeout={ms}"
+    options = str(params.get("options") or "")
+    params["options"] = f"{options} {ours}".strip()
+    if deadline is not None and "connect_timeout" not in params:
+        params["connect_timeout"] = str(max(2, math.ceil(deadline)))
+    return make_conninfo("", **params)
+
+
+def with_keys(messages: Sequence[NewMessage]) -> tuple[list[NewMessage], list[bool]]:
+    """The messages, each with an idempotency key (one is made where the caller
+    gave none), and which keys were made here."""
+    keyed: list[NewMessage] = []
+    made: list[bool] = []
+    for m in messages:
+        if m.idempotency_key is None:
+            keyed.append(replace(m, idempotency_key=GENERATED_KEY_PREFIX + uuid.uuid4().hex))
+            made.append(True)
+        else:
+            keyed.append(m)
+            made.append(False)
+    return keyed, made
+
+
+def own_retries(results: list[AppendResult], made: Sequence[bool]) -> list[AppendResult]:
+    """A made key found stored means our own earlier attempt committed: for the
+    caller this is the first append, not a duplicate."""
+    return [
+        replace(r, duplicate=False) if m and r.duplicate else r
+        for r, m in zip(results, made, strict=True)
+    ]
+
+
+def gave_up(
+    name: str, exc: BaseException, failure: Failure, call: CallClock, idempotent: bool
+) -> BaseException:
+    """The error a call ends with when it stops trying."""
+    tries = f"{call.attempts} attempt{'s' if call.attempts != 1 else ''}"
+    spent = f"{call.elapsed():.2f} s"
+    if failure is Failure.TIMEOUT and isinstance(exc, psycopg.errors.QueryCanceled):
+        return _counted(
+            DeadlineExceeded(f"memory: {name} did not finish within its deadline ({spent})"),
+            call,
+        )
+    mapped = translate(exc) if isinstance(exc, psycopg.Error) else None
+    if failure.lost_server:
+        left = call.remaining()
+        why = "its deadline passed" if left is not None and left <= 0.001 else "it may not retry"
+        if failure is Failure.UNKNOWN and not idempotent:
+            why = "the call may have taken effect, so it was not repeated"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        error: PymemError = DatabaseUnavailable(
+            f"memory: {name} failed after {tries} in {spent} ({why}): {reason}",
+            hint=mapped.hint if mapped is not None else None,
+        )
+        if left is not None and left <= 0.001:
+            error = DeadlineExceeded(error.message)
+        return _counted(error, call)
+    if mapped is not None:
+        return _counted(mapped, call)
+    return exc
+
+
+def circuit_open(name: str, call: CallClock, last: BaseException | None) -> DatabaseCircuitOpen:
+    """The error for a call refused because the database breaker is open."""
+    cause = f": {str(last).strip().splitlines()[0]}" if last is not None and str(last) else ""
+    return _counted(
+        DatabaseCircuitOpen(
+            f"memory: {name} refused at once: PostgreSQL failed repeatedly and is not "
+            f"answering (after {call.attempts} attempt{'s' if call.attempts != 1 else ''}){cause}"
+        ),
+        call,
+    )
+
+
+def _counted(error: E, call: CallClock) -> E:
+    error.attempts = call.attempts
+    return error
