@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -45,6 +45,7 @@ from ..models import (
 )
 from ..resilience.breaker import CircuitBreaker
 from ..resilience.retry import CallClock, RetryPolicy, classify, deadline, scoped_deadline
+from ..resilience.watchdog import WATCHDOG
 from ..security.pii import check_policy
 from ..validation import vector_literal
 from . import calls
@@ -97,7 +98,6 @@ class PostgresBackend:
         # not the one its startup options gave it.
         self._timeouts: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._default_ms = timeout_ms(self.retry.deadline)
-        self._checked_at = 0.0
         self._pool = ConnectionPool(
             with_session_timeouts(dsn, self.retry.deadline),
             min_size=min_size,
@@ -164,15 +164,20 @@ class PostgresBackend:
             sent = False
             try:
                 with self._pool.connection(timeout=call.remaining()) as conn:
-                    self._fit_timeouts(conn, call)
-                    if not idempotent:
-                        # A connection that died in the pool fails here, before
-                        # a call that must not run twice is sent.
-                        conn.execute("")
-                    sent = True
-                    with conn.cursor(row_factory=factory) as cur:
-                        cur.execute(QUERIES[name], params, prepare=True)
-                        rows: list[Any] = cur.fetchall()
+                    # Past the deadline, a connection that cannot be heard is abandoned.
+                    watch = WATCHDOG.arm(conn, call.remaining())
+                    try:
+                        self._fit_timeouts(conn, call)
+                        if not idempotent:
+                            # A connection that died in the pool fails here,
+                            # before a call that must not run twice is sent.
+                            conn.execute("")
+                        sent = True
+                        with conn.cursor(row_factory=factory) as cur:
+                            cur.execute(QUERIES[name], params, prepare=True)
+                            rows: list[Any] = cur.fetchall()
+                    finally:
+                        WATCHDOG.disarm(watch)
             except (psycopg.Error, PoolTimeout) as exc:
                 last = exc
                 failure = classify(exc, sent=sent)
@@ -180,8 +185,6 @@ class PostgresBackend:
                     self.breaker.failure()
                 elif not failure.lost_server:
                     self.breaker.success()  # it answered
-                if failure.lost_server:
-                    self._check_pool()
                 # A connection that broke: the next pooled one may be fine, and
                 # when none is the pool blocks until it can connect again, so
                 # there is nothing to wait for here (a wait would only let more
@@ -221,17 +224,6 @@ class PostgresBackend:
             return False
         size = int(self._pool.get_stats().get("pool_size", 0))
         return size < self._pool.max_size
-
-    def _check_pool(self) -> None:
-        """After a lost connection, test the idle ones (at most once a second), so
-        that the next calls do not find connections a restart has broken."""
-        now = time.monotonic()
-        if now - self._checked_at < 1.0:
-            return
-        self._checked_at = now
-        # The pool replaces what it could not check.
-        with suppress(psycopg.Error, PoolTimeout):
-            self._pool.check()
 
     def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         found = self._tuples(name, params)

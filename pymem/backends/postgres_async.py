@@ -7,10 +7,9 @@
 from __future__ import annotations
 
 import asyncio  # sync: drop
-import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -44,6 +43,7 @@ from ..models import (
 )
 from ..resilience.breaker import CircuitBreaker
 from ..resilience.retry import CallClock, RetryPolicy, classify, deadline, scoped_deadline
+from ..resilience.watchdog import WATCHDOG
 from ..security.pii import check_policy
 from ..validation import vector_literal
 from . import calls
@@ -96,7 +96,6 @@ class AsyncPostgresBackend:
         # not the one its startup options gave it.
         self._timeouts: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._default_ms = timeout_ms(self.retry.deadline)
-        self._checked_at = 0.0
         self._pool = AsyncConnectionPool(
             with_session_timeouts(dsn, self.retry.deadline),
             min_size=min_size,
@@ -166,15 +165,20 @@ class AsyncPostgresBackend:
             sent = False
             try:
                 async with self._pool.connection(timeout=call.remaining()) as conn:
-                    await self._fit_timeouts(conn, call)
-                    if not idempotent:
-                        # A connection that died in the pool fails here, before
-                        # a call that must not run twice is sent.
-                        await conn.execute("")
-                    sent = True
-                    async with conn.cursor(row_factory=factory) as cur:
-                        await cur.execute(QUERIES[name], params, prepare=True)
-                        rows: list[Any] = await cur.fetchall()
+                    # Past the deadline, a connection that cannot be heard is abandoned.
+                    watch = WATCHDOG.arm(conn, call.remaining())
+                    try:
+                        await self._fit_timeouts(conn, call)
+                        if not idempotent:
+                            # A connection that died in the pool fails here,
+                            # before a call that must not run twice is sent.
+                            await conn.execute("")
+                        sent = True
+                        async with conn.cursor(row_factory=factory) as cur:
+                            await cur.execute(QUERIES[name], params, prepare=True)
+                            rows: list[Any] = await cur.fetchall()
+                    finally:
+                        WATCHDOG.disarm(watch)
             except (psycopg.Error, PoolTimeout) as exc:
                 last = exc
                 failure = classify(exc, sent=sent)
@@ -182,8 +186,6 @@ class AsyncPostgresBackend:
                     self.breaker.failure()
                 elif not failure.lost_server:
                     self.breaker.success()  # it answered
-                if failure.lost_server:
-                    await self._check_pool()
                 # A connection that broke: the next pooled one may be fine, and
                 # when none is the pool blocks until it can connect again, so
                 # there is nothing to wait for here (a wait would only let more
@@ -223,17 +225,6 @@ class AsyncPostgresBackend:
             return False
         size = int(self._pool.get_stats().get("pool_size", 0))
         return size < self._pool.max_size
-
-    async def _check_pool(self) -> None:
-        """After a lost connection, test the idle ones (at most once a second), so
-        that the next calls do not find connections a restart has broken."""
-        now = time.monotonic()
-        if now - self._checked_at < 1.0:
-            return
-        self._checked_at = now
-        # The pool replaces what it could not check.
-        with suppress(psycopg.Error, PoolTimeout):
-            await self._pool.check()
 
     async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         found = await self._tuples(name, params)
