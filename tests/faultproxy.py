@@ -209,7 +209,8 @@ class FaultProxy:
     def slicer_delay(self, stream: Stream) -> float:
         with self._lock:
             delays = [
-                t.attr("delay") for t in self._toxics.values()
+                t.attr("delay")
+                for t in self._toxics.values()
                 if t.stream == stream and t.kind == "slicer"
             ]
         return max(delays, default=0.0) / 1e6

@@ -62,9 +62,7 @@ def _stored(dsn: str, content: str) -> int:
     return int(row[0])
 
 
-def test_a_reply_lost_after_commit_is_retried_and_stored_once(
-    dsn: str, proxy: FaultProxy
-) -> None:
+def test_a_reply_lost_after_commit_is_retried_and_stored_once(dsn: str, proxy: FaultProxy) -> None:
     with _backend(_through(dsn, proxy), max_size=1) as backend:
         backend.append("acme", "s", NewMessage("user", "warm up", tokens=1))
         # The next bytes from the server are the append's reply, sent after
@@ -94,9 +92,7 @@ def test_control_without_made_keys_the_same_fault_stores_twice(
     assert _stored(dsn, "the answer") == 2
 
 
-def test_a_black_hole_ends_within_the_deadline_then_recovers(
-    dsn: str, proxy: FaultProxy
-) -> None:
+def test_a_black_hole_ends_within_the_deadline_then_recovers(dsn: str, proxy: FaultProxy) -> None:
     with Memory.connect(_through(dsn, proxy), max_size=2, deadline=1.0) as mem:
         chat = mem.session("s", tenant="acme")
         chat.append("user", "before", tokens=1)
@@ -113,9 +109,7 @@ def test_a_black_hole_ends_within_the_deadline_then_recovers(
     assert _stored(dsn, "after") == 1
 
 
-def test_latency_past_the_deadline_ends_every_call_in_time(
-    dsn: str, proxy: FaultProxy
-) -> None:
+def test_latency_past_the_deadline_ends_every_call_in_time(dsn: str, proxy: FaultProxy) -> None:
     with Memory.connect(_through(dsn, proxy), max_size=2) as mem:
         chat = mem.session("s", tenant="acme")
         chat.append("user", "fast", tokens=1)
