@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import asyncio  # sync: drop
+import asyncio  # sync: import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -65,6 +65,18 @@ T = TypeVar("T")
 _CONNECTION_KWARGS: Final[Mapping[str, Any]] = {"autocommit": True, "prepare_threshold": 0}
 
 
+class _ReconnectingPool(AsyncConnectionPool):
+    """psycopg's pool, trying a lost server about once a second instead of
+    backing off to minutes apart, so that calls recover within a second or
+    two of its return (and the breaker sees each failed attempt)."""
+
+    async def _add_connection(self, attempt: Any, growing: bool = False) -> None:
+        # psycopg doubles the delay after each failed attempt: keep it near 1 s.
+        if attempt is not None and getattr(attempt, "delay", 0.0) > 0.5:
+            attempt.delay = 0.5
+        await super()._add_connection(attempt, growing)
+
+
 class AsyncPostgresBackend:
     """A backend over a psycopg 3 connection pool.
 
@@ -96,7 +108,8 @@ class AsyncPostgresBackend:
         # not the one its startup options gave it.
         self._timeouts: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
         self._default_ms = timeout_ms(self.retry.deadline)
-        self._pool = AsyncConnectionPool(
+        self._connect_errors = 0
+        self._pool = _ReconnectingPool(
             with_session_timeouts(dsn, self.retry.deadline),
             min_size=min_size,
             max_size=max_size,
@@ -164,7 +177,11 @@ class AsyncPostgresBackend:
                 raise circuit_open(name, call, last) from last
             sent = False
             try:
-                async with self._pool.connection(timeout=call.remaining()) as conn:
+                # The pool is asked in slices of a second: between them, the
+                # breaker hears whether the server can be reached at all.
+                left = call.remaining()
+                wait_for = 1.0 if left is None else min(left, 1.0)
+                async with self._pool.connection(timeout=wait_for) as conn:
                     # Past the deadline, a connection that cannot be heard is abandoned.
                     watch = WATCHDOG.arm(conn, call.remaining())
                     try:
@@ -217,14 +234,15 @@ class AsyncPostgresBackend:
         self._timeouts[conn] = wanted
 
     def _cannot_connect(self, exc: BaseException) -> bool:
-        """Whether the pool timed out because it could not open connections (the
-        server is down), rather than because all of them were busy. Only this
-        counts against the breaker: a pooled connection that a restart broke
-        says nothing about the server now."""
+        """Whether the pool timed out because it failed to open connections since
+        the last look (the server is down), rather than because all of them
+        were busy. Only this counts against the breaker: a pooled connection
+        that a restart broke says nothing about the server now."""
         if not isinstance(exc, PoolTimeout):
             return False
-        size = int(self._pool.get_stats().get("pool_size", 0))
-        return size < self._pool.max_size
+        errors = int(self._pool.get_stats().get("connections_errors", 0))
+        failed, self._connect_errors = errors > self._connect_errors, errors
+        return failed
 
     async def _scalar(self, name: str, params: Mapping[str, Any]) -> Any:
         found = await self._tuples(name, params)
