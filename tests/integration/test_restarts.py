@@ -138,7 +138,8 @@ def test_immediate_restarts_lose_and_double_nothing(cluster: EmbeddedPostgres) -
     _check(cluster, tally)
     assert tally.errors == [], tally.errors[:5]  # the restarts were ridden out
     print(
-        f"\n[restart -m immediate x2] {len(tally.acked)} acked, slowest call {tally.slowest:.3f} s, recovery {recovery:.3f} s"
+        f"\n[restart -m immediate x2] {len(tally.acked)} acked, "
+        f"slowest call {tally.slowest:.3f} s, recovery {recovery:.3f} s"
     )
 
 
@@ -158,7 +159,8 @@ def test_killed_postmaster_loses_and_doubles_nothing(cluster: EmbeddedPostgres) 
     _check(cluster, tally)
     assert tally.errors == [], tally.errors[:5]
     print(
-        f"\n[kill -9 postmaster] {len(tally.acked)} acked, slowest call {tally.slowest:.3f} s, recovery {recovery:.3f} s"
+        f"\n[kill -9 postmaster] {len(tally.acked)} acked, "
+        f"slowest call {tally.slowest:.3f} s, recovery {recovery:.3f} s"
     )
 
 
@@ -172,7 +174,12 @@ def test_control_asynchronous_commit_loses_acknowledged_appends(
         conn.execute("alter system set wal_writer_delay = '10s'")
         conn.execute("alter system set wal_writer_flush_after = 0")
         conn.execute("select pg_reload_conf()")
-    tally, _ = _run(cluster, lambda: (cluster.stop("immediate"), cluster.start()) and None)
+
+    def crash() -> None:
+        cluster.stop("immediate")
+        cluster.start()
+
+    tally, _ = _run(cluster, crash)
     with pytest.raises(AssertionError, match="acknowledged but lost"):
         _check(cluster, tally)
 
