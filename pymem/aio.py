@@ -74,6 +74,11 @@ class AsyncMemory:
         self.tracing = Tracing() if tracing is True else (tracing or None)
         if self.metrics is not None and hasattr(backend, "cache_stats"):
             self.metrics.watch_cache(backend)
+        database = (
+            backend if hasattr(backend, "database_stats") else getattr(backend, "backend", None)
+        )
+        if self.metrics is not None and hasattr(database, "database_stats"):
+            self.metrics.watch_database(database)
         self.backend = backend
         self.counter = choose_counter(counter, settings)
         self.tenant = tenant or settings.tenant

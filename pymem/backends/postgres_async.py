@@ -50,6 +50,7 @@ from . import calls
 from .resilient import (
     IDEMPOTENT,
     DatabaseStats,
+    breaker_moved,
     circuit_open,
     database_breaker,
     gave_up,
@@ -103,6 +104,8 @@ class AsyncPostgresBackend:
         self.dsn = dsn
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or database_breaker()
+        if self.breaker.on_change is None:
+            self.breaker.on_change = breaker_moved
         self.database_stats = DatabaseStats()
         # The statement_timeout each pooled connection has now, where it is
         # not the one its startup options gave it.

@@ -8,6 +8,7 @@ deadline, and the errors a call ends with when it gives up.
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections import Counter
@@ -69,6 +70,15 @@ IDEMPOTENT: Final = frozenset(
 
 # The prefix of idempotency keys the client makes for appends without one.
 GENERATED_KEY_PREFIX: Final = "pymem:"
+
+
+_log = logging.getLogger("pymem.resilience")
+
+
+def breaker_moved(old: str, new: str) -> None:
+    """Log the database breaker's moves: open is an outage, closed its end."""
+    level = logging.WARNING if new == "open" else logging.INFO
+    _log.log(level, "PostgreSQL circuit breaker %s -> %s", old, new)
 
 
 def database_breaker() -> CircuitBreaker:

@@ -129,6 +129,8 @@ class ClientMetrics:
         self._windows: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._cache = _CacheCollector()
         self.registry.register(self._cache)
+        self._database = _DatabaseCollector()
+        self.registry.register(self._database)
 
     def call_children(self, operation: str, strategy: str, tenant: str) -> tuple[Any, Any]:
         """The duration and calls series of one label set (looked up once, then kept)."""
@@ -162,6 +164,10 @@ class ClientMetrics:
     def watch_cache(self, tier: Any) -> None:
         """Export the counters and breaker state of a Redis tier at each scrape."""
         self._cache.tiers.append(tier)
+
+    def watch_database(self, backend: Any) -> None:
+        """Export the retries and breaker state of a PostgreSQL backend at each scrape."""
+        self._database.backends.append(backend)
 
 
 _BREAKER_STATES: Final = ("closed", "half_open", "open")
@@ -205,3 +211,45 @@ class _CacheCollector:
         for state in _BREAKER_STATES:
             breaker.add_metric([state], float(sum(1 for s in states if s == state)))
         yield from (requests, failures, stored, breaker)
+
+
+class _DatabaseCollector:
+    """Reads the PostgreSQL backends' retry counters (``DatabaseStats``) at scrape."""
+
+    def __init__(self) -> None:
+        self.backends: list[Any] = []
+
+    def describe(self) -> list[Any]:
+        return []
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        retries = CounterMetricFamily(
+            "pymem_db_retries",
+            "Attempts retried, by what failed: not_run, rolled_back, unknown (lost mid-call).",
+            labels=["failure"],
+        )
+        gave_up = CounterMetricFamily(
+            "pymem_db_gave_up",
+            "Calls that ended in an error after failed attempts, by error type.",
+            labels=["error"],
+        )
+        fast = CounterMetricFamily(
+            "pymem_db_fast_failed", "Calls refused at once while the database breaker was open."
+        )
+        breaker = GaugeMetricFamily(
+            "pymem_db_breaker_state",
+            "The PostgreSQL circuit breaker: 1 for the state it is in.",
+            labels=["state"],
+        )
+        stats = [b.database_stats for b in self.backends]
+        for failure in ("not_run", "rolled_back", "unknown"):
+            retries.add_metric([failure], sum(s.retries[failure] for s in stats))
+        for error in sorted({e for s in stats for e in s.gave_up}):
+            gave_up.add_metric([error], sum(s.gave_up[error] for s in stats))
+        fast.add_metric([], sum(s.fast_failed for s in stats))
+        states = [b.breaker.state for b in self.backends]
+        for state in _BREAKER_STATES:
+            breaker.add_metric([state], float(sum(1 for s in states if s == state)))
+        yield from (retries, gave_up, fast, breaker)

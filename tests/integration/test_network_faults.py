@@ -178,3 +178,23 @@ def test_redis_behind_a_failing_proxy_falls_back_to_postgres(
             redis_proxy.reset()
     finally:
         redis_proxy.stop()
+
+
+def test_retries_and_the_breaker_are_exported(dsn: str, proxy: FaultProxy) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from pymem.telemetry.metrics import ClientMetrics
+
+    registry = CollectorRegistry()
+    with Memory.connect(_through(dsn, proxy), max_size=1, metrics=ClientMetrics(registry)) as mem:
+        chat = mem.session("s", tenant="acme")
+        chat.append("user", "warm up", tokens=1)
+        proxy.add("lose-reply", "reset_peer", "downstream", times=1)
+        chat.append("user", "retried", tokens=1)
+
+        def value(name: str, **labels: str) -> float:
+            return registry.get_sample_value(name, labels) or 0.0
+
+        assert value("pymem_db_retries_total", failure="unknown") == 1
+        assert value("pymem_db_breaker_state", state="closed") == 1
+        assert value("pymem_db_fast_failed_total") == 0
