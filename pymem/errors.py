@@ -152,6 +152,15 @@ class SchedulerUnavailable(PymemError):
     )
 
 
+class InsecureTransport(PymemError):
+    """The master key would cross a network without TLS."""
+
+    default_hint = (
+        "add sslmode=verify-full and sslrootcert=<CA file> to the DSN (docs/security.md, "
+        "'Transport security'); on a network you trust, set PYMEM_ALLOW_PLAINTEXT_KEY=1"
+    )
+
+
 class DatabaseUnavailable(PymemError, ConnectionError):
     """PostgreSQL cannot be reached (after ``attempts`` tries within the call's deadline).
 
@@ -316,6 +325,7 @@ __all__ = [
     "EmbeddedUnavailable",
     "EmbeddingDimensionMismatch",
     "IdempotencyKeyReused",
+    "InsecureTransport",
     "InvalidArgument",
     "InvalidBudget",
     "InvalidIdentifier",

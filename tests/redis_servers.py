@@ -25,14 +25,23 @@ def free_port() -> int:
 class RedisServer:
     """One redis-server process (no persistence) that a test may kill and restart."""
 
-    def __init__(self, port: int | None = None, *, cluster: bool = False) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        cluster: bool = False,
+        tls: tuple[Path, Path, Path] | None = None,
+    ) -> None:
         self.port = port or free_port()
         self.cluster = cluster
+        self.tls = tls  # (certificate, key, CA): TLS only, on self.port
         self.dir = Path(tempfile.mkdtemp(prefix=f"pymem-redis-{self.port}-"))
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        if self.tls is not None:
+            return f"rediss://localhost:{self.port}/0?ssl_ca_certs={self.tls[2]}"
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
@@ -43,8 +52,7 @@ class RedisServer:
             binary,
             "--bind",
             "127.0.0.1",
-            "--port",
-            str(self.port),
+            *self._port_args(),
             "--save",
             "",
             "--appendonly",
@@ -67,7 +75,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while True:
             try:
-                with redis.Redis(port=self.port, socket_timeout=0.5) as probe:
+                with redis.Redis.from_url(self.url, socket_timeout=0.5) as probe:
                     probe.ping()
                 return self
             except redis.ConnectionError:
@@ -75,6 +83,16 @@ class RedisServer:
                     self.kill()
                     raise
                 time.sleep(0.02)
+
+    def _port_args(self) -> list[str]:
+        if self.tls is None:
+            return ["--port", str(self.port)]
+        cert, key, ca = self.tls
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+            "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def kill(self) -> None:
         if self.process is not None:

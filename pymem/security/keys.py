@@ -4,7 +4,8 @@ The master key wraps every tenant's data keys (see ``sql/020_keys_and_sealing.sq
 It never goes into SQL text or a parameter, where ``log_statement`` or
 ``pg_stat_activity`` could show it: :func:`with_master_key` puts it in the
 connection's startup options (``-c pymem.master_key=...``), which the server
-neither logs nor shows to other sessions.
+neither logs nor shows to other sessions; :func:`check_key_transport` refuses
+to send them over TCP without TLS (except on loopback).
 
 Providers: :class:`EnvKeyProvider` (``PYMEM_MASTER_KEY``), :class:`FileKeyProvider`
 (a file holding the hex key, readable by the application only) and
@@ -14,18 +15,19 @@ by a callable you pass, e.g. ``lambda blob: kms.decrypt(CiphertextBlob=blob)["Pl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from ..config import Settings
-from ..errors import KeyUnavailable
+from ..errors import InsecureTransport, KeyUnavailable
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
 KEY_BYTES = 32
@@ -141,7 +143,44 @@ class KmsKeyProvider:
         return key
 
 
+_PRIVATE_SSLMODES: Final = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _local(host: str) -> bool:
+    """A Unix socket directory, or a loopback name or address."""
+    host = host.strip()
+    if not host or host.startswith(("/", "@")) or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_key_transport(dsn: str) -> None:
+    """Refuse a DSN that would send the master key over TCP without TLS.
+
+    The key travels in the connection's startup options. They are private on a
+    Unix socket, on loopback, or under ``sslmode`` require, verify-ca or
+    verify-full (libpq's default, prefer, falls back to plain text silently).
+    ``PYMEM_ALLOW_PLAINTEXT_KEY=1`` accepts the risk on a network you trust.
+    """
+    params = conninfo_to_dict(dsn)
+    if str(params.get("sslmode") or os.environ.get("PGSSLMODE", "")) in _PRIVATE_SSLMODES:
+        return
+    hosts = str(params.get("hostaddr") or params.get("host") or os.environ.get("PGHOST", ""))
+    if all(_local(h) for h in hosts.split(",")):
+        return
+    if os.environ.get("PYMEM_ALLOW_PLAINTEXT_KEY") == "1":
+        return
+    raise InsecureTransport(
+        f"pymem: refusing to send the master key to {hosts} without TLS "
+        f"(sslmode is {params.get('sslmode') or 'prefer'})"
+    )
+
+
 def _with_options(dsn: str, master: bytes, previous: bytes | None = None) -> str:
+    check_key_transport(dsn)
     options = [str(conninfo_to_dict(dsn).get("options") or "")]
     options.append(f"-c pymem.master_key={master.hex()}")
     if previous is not None:
@@ -183,6 +222,7 @@ __all__ = [
     "FileKeyProvider",
     "KeyProvider",
     "KmsKeyProvider",
+    "check_key_transport",
     "generate_master_key",
     "keyed_dsn",
     "parse_master_key",
