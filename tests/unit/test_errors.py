@@ -47,3 +47,15 @@ def test_caller_mistakes_are_value_errors() -> None:
 def test_default_hints() -> None:
     assert errors.SessionNotFound("x").hint
     assert errors.InvalidRole("x").hint
+
+
+def test_troubleshooting_explains_every_error_code() -> None:
+    from pathlib import Path
+
+    from pymem.errors import sql_error_codes
+
+    guide = (Path(__file__).parents[2] / "docs" / "troubleshooting.md").read_text()
+    missing = [code for code in sorted(sql_error_codes()) if f"| `{code}` |" not in guide]
+    assert missing == [], "docs/troubleshooting.md needs a row for each"
+    for name in ("DeadlineExceeded", "DatabaseCircuitOpen", "InsecureTransport", "LockTimeout"):
+        assert f"| `{name}` |" in guide
