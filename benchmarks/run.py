@@ -11,7 +11,9 @@ installs pymem with `pymem.db.migrate`, and measures:
    duplicated counts, beside raw INSERTs by the same threads;
 4. pgbench at 8 clients: memory.append beside a raw INSERT;
 5. the Redis tier; 6. security features;
-7. client metrics off and on (Session.append and context).
+7. client metrics off and on (Session.append and context);
+8. retention under eight writers; 9. resilience: the cost of deadlines,
+   retries and made idempotency keys, fail-fast latency, restart recovery.
 
 Usage: python benchmarks/run.py [--quick] [--full] [--json PATH]
 """
@@ -36,6 +38,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -756,12 +759,17 @@ def bench_retention(dsn: str, turns: int) -> dict[str, Any]:
             )
             admin.execute("select * from memory.maintain_partitions()")
 
-        def maintain() -> None:
+        def maintain(in_steps: bool = False) -> None:
             time.sleep(0.5)
             started = time.perf_counter()
-            row = admin.execute("select messages_removed from memory.maintain()").fetchone()
+            if in_steps:
+                row = admin.execute("call memory.maintain_in_steps()").fetchone()
+                removed = row[3] if row else 0
+            else:
+                row = admin.execute("select messages_removed from memory.maintain()").fetchone()
+                removed = row[0] if row else 0
             out.setdefault("maintain_s", []).append(time.perf_counter() - started)
-            out.setdefault("removed", []).append(row[0] if row else 0)
+            out.setdefault("removed", []).append(removed)
             time.sleep(0.5)
 
         alone = _writers_during(dsn, sessions("alone"), lambda: time.sleep(2))
@@ -772,19 +780,152 @@ def bench_retention(dsn: str, turns: int) -> dict[str, Any]:
             "update memory.messages set created_at = '2020-01-10' where tenant_id = 'keeper'"
         )
         rows = _writers_during(dsn, sessions("rows"), maintain)
+        # The same, committed step by step (memory.maintain_in_steps).
+        seed("steps", "2020-01-10")
+        steps = _writers_during(dsn, sessions("steps"), lambda: maintain(in_steps=True))
         # Every tenant with retention: whole partitions are dropped.
         admin.execute("select memory.configure_tenant('keeper', retention => '30 days')")
         seed("drop", "2020-03-10")
         dropped = _writers_during(dsn, sessions("drop"), maintain)
     base = summary(alone)
-    out.update(alone=base, row_deletes=summary(rows), partition_drop=summary(dropped))
+    out.update(
+        alone=base,
+        row_deletes=summary(rows),
+        row_deletes_in_steps=summary(steps),
+        partition_drop=summary(dropped),
+    )
     print(line("8 writers alone", base))
     print(line("8 writers, retention deleting rows", out["row_deletes"], base))
+    print(
+        line("8 writers, the same in steps (maintain_in_steps)", out["row_deletes_in_steps"], base)
+    )
     print(line("8 writers, retention dropping a partition", out["partition_drop"], base))
     for label, seconds, removed in zip(
-        ("row deletes", "partition drop"), out["maintain_s"], out["removed"], strict=True
+        ("row deletes", "row deletes in steps", "partition drop"),
+        out["maintain_s"],
+        out["removed"],
+        strict=True,
     ):
         print(f"    maintain with {label}: {removed} turns removed in {seconds * 1000:.0f} ms")
+    return out
+
+
+# -- 9. resilience: what safety costs, failing fast, recovering --------------------
+
+
+def _recovery(fault: Callable[[EmbeddedPostgres], None]) -> dict[str, float]:
+    """Four writers on a private cluster; ``fault`` at 1 s. Returns the slowest
+    call (the stall writers saw) and the time from the server's return to the
+    next acknowledged append."""
+    with EmbeddedPostgres.temporary("pymem-bench-restart-", tcp=True) as server:
+        acked: list[float] = []
+        slowest = [0.0]
+        errors = [0]
+        stop = threading.Event()
+
+        def writer(w: int) -> None:
+            with Memory.connect(server.dsn(), max_size=1) as mem:
+                chat = mem.session("s", tenant="t")
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    try:
+                        chat.append("user", TEXT, tokens=14)
+                        acked.append(time.monotonic())
+                    except Exception:
+                        errors[0] += 1
+                    slowest[0] = max(slowest[0], time.perf_counter() - t0)
+                    time.sleep(0.002)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        down = time.monotonic()
+        fault(server)
+        back = time.monotonic()
+        while not [a for a in acked if a > back] and time.monotonic() - back < 60:
+            time.sleep(0.002)
+        first = min(a for a in acked if a > back)
+        time.sleep(0.5)
+        stop.set()
+        for t in threads:
+            t.join()
+    return {
+        "down_s": back - down,
+        "recovery_s": first - back,
+        "slowest_call_s": slowest[0],
+        "errors": errors[0],
+    }
+
+
+def _kill_postmaster(server: EmbeddedPostgres) -> None:
+    import signal
+
+    pid = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+    os.kill(pid, signal.SIGKILL)
+    until = time.monotonic() + 30
+    while server.is_running() and time.monotonic() < until:
+        time.sleep(0.05)
+    server.start()
+
+
+def _restart(server: EmbeddedPostgres) -> None:
+    server.stop("immediate")
+    server.start()
+
+
+def bench_resilience(dsn: str, n: int) -> dict[str, Any]:
+    """The cost of deadlines, retries and made idempotency keys on the fast path;
+    fail-fast latency while the breaker is open; recovery after a restart."""
+    from pymem import DatabaseCircuitOpen
+    from pymem.resilience import CircuitBreaker
+
+    print(f"\n[9] resilience ({n} calls each; recovery: 4 writers, 3 runs per fault)")
+    out: dict[str, Any] = {}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        out["raw_roundtrip"] = summary(timed(lambda i: conn.execute("select 1", prepare=True), n))
+        plain = "select * from memory.append('t', 'sql-plain', 'user', %s, 14)"
+        keyed = (
+            "select * from memory.append('t', 'sql-keyed', 'user', %s, 14, idempotency_key => %s)"
+        )
+        out["sql_append"] = summary(timed(lambda i: conn.execute(plain, (TEXT,), prepare=True), n))
+        out["sql_append_keyed"] = summary(
+            timed(lambda i: conn.execute(keyed, (TEXT, uuid.uuid4().hex), prepare=True), n)
+        )
+    backend = PostgresBackend(dsn, max_size=1).open()
+    out["backend_append"] = summary(
+        timed(lambda i: backend.append("t", "b", NewMessage("user", TEXT, tokens=14)), n)
+    )
+    backend.close()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=timedelta(hours=1))
+    refused = PostgresBackend(dsn, max_size=1, breaker=breaker).open()
+    breaker.failure()  # open: every call is refused at once
+
+    def fail_fast(i: int) -> None:
+        with contextlib.suppress(DatabaseCircuitOpen):
+            refused.append("t", "b", NewMessage("user", TEXT, tokens=14))
+
+    out["fail_fast"] = summary(timed(fail_fast, n))
+    refused.close()
+    base = out["raw_roundtrip"]
+    print(line("raw round trip (select 1)", base))
+    print(line("memory.append in SQL, no key", out["sql_append"], base))
+    print(line("memory.append in SQL, with a key", out["sql_append_keyed"], base))
+    print(line("backend.append (made key, deadline, retries)", out["backend_append"], base))
+    print(line("a call refused while the breaker is open", out["fail_fast"], base))
+    for name, fault in (
+        ("restart -m immediate", _restart),
+        ("kill -9 postmaster", _kill_postmaster),
+    ):
+        runs = [_recovery(fault) for _ in range(3)]
+        out[name] = runs
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(
+            f"  {name:<22} server down {med['down_s']:.2f} s, next append "
+            f"{med['recovery_s'] * 1000:.0f} ms after its return, slowest call "
+            f"{med['slowest_call_s']:.2f} s, errors {sum(r['errors'] for r in runs)} "
+            f"(medians of 3)"
+        )
     return out
 
 
@@ -806,6 +947,7 @@ def main() -> None:
             "security",
             "telemetry",
             "retention",
+            "resilience",
         ],
         help="run one section",
     )
@@ -847,6 +989,7 @@ def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
         "security": lambda: bench_security(dsn, n),
         "telemetry": lambda: bench_telemetry(dsn, n),
         "retention": lambda: bench_retention(dsn, 500 if args.quick else 5000),
+        "resilience": lambda: bench_resilience(dsn, n),
     }
     for name, run in sections.items():
         if args.only in (None, name):
