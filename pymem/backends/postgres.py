@@ -19,6 +19,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from ..correlation import annotate
 from ..db.queries import QUERIES
 from ..errors import translate_errors
 from ..models import (
@@ -218,6 +219,9 @@ class PostgresBackend:
                         raise
                     raise error from exc
                 self.database_stats.retries[failure.value] += 1
+                annotate(
+                    {"pymem.db.attempts": call.attempts + 1, "pymem.db.retried": failure.value}
+                )
                 if wait:
                     time.sleep(wait)
                 continue

@@ -17,6 +17,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..correlation import annotate
 from ..db.queries import QUERIES
 from ..errors import translate_errors
 from ..models import (
@@ -219,6 +220,9 @@ class AsyncPostgresBackend:
                         raise
                     raise error from exc
                 self.database_stats.retries[failure.value] += 1
+                annotate(
+                    {"pymem.db.attempts": call.attempts + 1, "pymem.db.retried": failure.value}
+                )
                 if wait:
                     await asyncio.sleep(wait)  # sync: time.sleep(wait)
                 continue

@@ -160,3 +160,29 @@ def test_tracing_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPa
     with pytest.raises(errors.PymemError) as caught:
         Memory.in_memory(tracing=True)
     assert "pymem[otel]" in (caught.value.hint or "")
+
+
+def test_a_retried_call_says_so_on_its_span(
+    dsn: str, spans: tuple[Tracing, InMemorySpanExporter]
+) -> None:
+    import psycopg
+
+    from ..faultproxy import FaultProxy
+
+    tracing, exporter = spans
+    info = psycopg.conninfo.conninfo_to_dict(dsn)
+    proxy = FaultProxy((str(info["host"]), int(str(info["port"]))))
+    info.update(host="127.0.0.1", port=str(proxy.port))
+    try:
+        url = psycopg.conninfo.make_conninfo("", **info)
+        with Memory.connect(url, max_size=1, tracing=tracing) as mem:
+            chat = mem.session("s-1", tenant="acme")
+            chat.append("user", "first", tokens=1)
+            proxy.add("lose-reply", "reset_peer", "downstream", times=1)
+            chat.append("user", "retried", tokens=1)
+    finally:
+        proxy.stop()
+    first, second = _named(exporter, "update_memory pymem")
+    assert "pymem.db.attempts" not in (first.attributes or {})
+    assert dict(second.attributes or {})["pymem.db.attempts"] == 2
+    assert dict(second.attributes or {})["pymem.db.retried"] == "unknown"
