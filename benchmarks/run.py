@@ -892,6 +892,10 @@ def bench_resilience(dsn: str, n: int) -> dict[str, Any]:
         out["sql_append_keyed"] = summary(
             timed(lambda i: conn.execute(keyed, (TEXT, uuid.uuid4().hex), prepare=True), n)
         )
+        call = "select * from memory.append('t', 'sql-call', 'user', %s, 14, call_key => %s)"
+        out["sql_append_call_key"] = summary(
+            timed(lambda i: conn.execute(call, (TEXT, uuid.uuid4().hex), prepare=True), n)
+        )
     backend = PostgresBackend(dsn, max_size=1).open()
     out["backend_append"] = summary(
         timed(lambda i: backend.append("t", "b", NewMessage("user", TEXT, tokens=14)), n)
@@ -910,8 +914,9 @@ def bench_resilience(dsn: str, n: int) -> dict[str, Any]:
     base = out["raw_roundtrip"]
     print(line("raw round trip (select 1)", base))
     print(line("memory.append in SQL, no key", out["sql_append"], base))
-    print(line("memory.append in SQL, with a key", out["sql_append_keyed"], base))
-    print(line("backend.append (made key, deadline, retries)", out["backend_append"], base))
+    print(line("memory.append in SQL, idempotency key", out["sql_append_keyed"], base))
+    print(line("memory.append in SQL, call key", out["sql_append_call_key"], base))
+    print(line("backend.append (call key, deadline, retries)", out["backend_append"], base))
     print(line("a call refused while the breaker is open", out["fail_fast"], base))
     for name, fault in (
         ("restart -m immediate", _restart),

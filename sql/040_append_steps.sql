@@ -344,6 +344,73 @@ again because the session's key mark (read under its lock) differs from the
 key chosen before it (see memory.reencrypt).$$;
 
 -------------------------------------------------------------------------------
+-- _give_back: undo what _lock_session counted for an append that stores nothing.
+create or replace function memory._give_back(
+    tenant  text,
+    session text,
+    tokens  integer
+)
+returns void
+language sql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+begin atomic
+    update memory.sessions as s
+       set last_seq = s.last_seq - 1,
+           message_count = s.message_count - 1,
+           token_count = s.token_count - _give_back.tokens,
+           unsummarized_tokens = s.unsummarized_tokens - _give_back.tokens
+     where s.tenant_id = _give_back.tenant
+       and s.session_id = _give_back.session;
+end;
+
+comment on function memory._give_back(text, text, integer) is
+$$Give back the seq and every counter memory._lock_session moved for an
+append that turned out to repeat a stored one (under the session lock:
+nobody else can have seen them).$$;
+
+-------------------------------------------------------------------------------
+-- _find_call: a retried call's first attempt, if it committed.
+create or replace function memory._find_call(
+    tenant    text,
+    session   text,
+    call_key  text,
+    first_seq bigint,
+    next_seq  bigint,
+    tokens    integer
+)
+returns memory.append_result
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_result memory.append_result;
+begin
+    -- The session's newest turns only: a retry comes seconds after its first
+    -- attempt (the primary key range keeps the search to those rows).
+    select m.seq, m.created_at, true
+      into v_result.seq, v_result.created_at, v_result.duplicate
+      from memory.messages as m
+     where m.tenant_id = _find_call.tenant
+       and m.session_id = _find_call.session
+       and m.seq >= greatest(_find_call.first_seq, _find_call.next_seq - 1000)
+       and m.seq < _find_call.next_seq
+       and m.idempotency_key = _find_call.call_key;
+    if v_result.seq is not null then
+        perform memory._give_back(_find_call.tenant, _find_call.session, _find_call.tokens);
+    end if;
+    return v_result;
+end;
+$fn$;
+
+comment on function memory._find_call(text, text, text, bigint, bigint, integer) is
+$$Under the session lock, look for the turn a retried call's first attempt
+stored with `call_key` among the session's newest 1,000 turns; when found,
+give back what memory._lock_session counted and return (seq, created_at,
+true), else all nulls.$$;
+
+-------------------------------------------------------------------------------
 -- _claim_idempotency: record the key, or find that a twin got there first.
 create or replace function memory._claim_idempotency(
     tenant          text,
@@ -385,15 +452,8 @@ begin
                 quote_literal(_claim_idempotency.idempotency_key)
             using errcode = 'ME011', hint = 'use a fresh key for each distinct message';
     end if;
-    -- Give back the seq and every counter _lock_session moved; nobody else can
-    -- have seen them.
-    update memory.sessions as s
-       set last_seq = s.last_seq - 1,
-           message_count = s.message_count - 1,
-           token_count = s.token_count - _claim_idempotency.tokens,
-           unsummarized_tokens = s.unsummarized_tokens - _claim_idempotency.tokens
-     where s.tenant_id = _claim_idempotency.tenant
-       and s.session_id = _claim_idempotency.session;
+    perform memory._give_back(_claim_idempotency.tenant, _claim_idempotency.session,
+                              _claim_idempotency.tokens);
     return v_result;
 end;
 $fn$;

@@ -3,6 +3,7 @@
 -------------------------------------------------------------------------------
 -- append: store one message atomically and return its seq.
 drop function if exists memory.append(text, text, text, text, integer, jsonb, public.vector, text, text);
+drop function if exists memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text);
 create or replace function memory.append(
     tenant          text,
     session         text,
@@ -13,7 +14,9 @@ create or replace function memory.append(
     embedding       public.vector default null,
     idempotency_key text default null,
     user_id         text default null,
-    trace_context   text default null
+    trace_context   text default null,
+    call_key        text default null,
+    call_retried    boolean default false
 )
 returns memory.append_result
 language plpgsql
@@ -35,9 +38,14 @@ declare
     v_queued   integer;  -- background jobs queued
 begin
     perform memory._tenant_guard(append.tenant);
+    if append.call_key is not null and append.idempotency_key is not null then
+        raise exception 'memory: give an idempotency_key or a call_key, not both'
+            using errcode = 'ME002', hint = 'call_key is for keys a client makes for its own retries';
+    end if;
     v_checked := memory._check_append(append.tenant, append.session, append.role, append.content,
                                       append.tokens, append.metadata, append.embedding,
-                                      append.idempotency_key, append.user_id);
+                                      coalesce(append.idempotency_key, append.call_key),
+                                      append.user_id);
     -- What the tenant's personal data policy removes is never hashed, sealed,
     -- cached, audited or stored.
     v_stored := memory._apply_pii_policy(append.tenant, append.content, v_checked.checked_tokens,
@@ -59,6 +67,15 @@ begin
     end if;
     v_session := memory._lock_session(append.tenant, append.session, append.user_id,
                                       v_stored.stored_tokens, v_version, v_now);
+    -- A retried call whose first attempt committed before its reply was lost.
+    if append.call_retried and append.call_key is not null then
+        v_result := memory._find_call(append.tenant, append.session, append.call_key,
+                                      v_session.session_first_seq, v_session.next_seq,
+                                      v_stored.stored_tokens);
+        if v_result.seq is not null then
+            return v_result;
+        end if;
+    end if;
     if v_session.key_mark is distinct from v_version then
         v_key := memory._key_after_lock(append.tenant, v_version, v_keys, v_mode);
         if v_key.version is distinct from v_version and append.idempotency_key is not null then
@@ -93,7 +110,7 @@ begin
             case when v_mode = 'content' then null
                  else to_tsvector('english'::regconfig, v_stored.stored_content) end,
             v_stored.stored_tokens, v_checked.estimated, v_stored.stored_metadata,
-            append.embedding, append.idempotency_key, v_now);
+            append.embedding, coalesce(append.idempotency_key, append.call_key), v_now);
     if v_session.cap_messages is not null or v_session.cap_tokens is not null then
         v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
                                        v_session.session_first_seq, v_session.session_tokens,
@@ -111,7 +128,7 @@ begin
 end;
 $fn$;
 
-comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text) is
+comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean) is
 $$Store one message and return (seq, created_at, duplicate). Atomic, one round
 trip, in the steps of 040_append_steps.sql (_check_append, _apply_pii_policy,
 _choose_data_key, _find_retry, _lock_session, _key_after_lock,
@@ -122,7 +139,12 @@ the session's or tenant's max_messages / max_tokens cap is passed.
 Retrying with the same `idempotency_key` returns the original seq with
 duplicate = true and writes nothing. `trace_context`, a W3C traceparent, is
 kept on the background jobs this append queues, so that the worker's span
-continues the caller's trace.
+continues the caller's trace. `call_key` is a key a client makes for one
+call so that its own retries cannot store twice (pymem's clients do, for
+every append without an idempotency_key): it is kept on the message but not
+remembered in memory.idempotency_keys, and with `call_retried` the session's
+newest 1,000 turns are searched for it first (a turn found is returned with
+duplicate = true).
 Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
 ME007 embedding dimension; ME008 content too large for the limit or token cap;
 ME019 personal data that the tenant's policy blocks (memory.configure_pii);
@@ -133,12 +155,15 @@ Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
 drop function if exists memory.append_many(text, text, memory.message_input[], text);
+drop function if exists memory.append_many(text, text, memory.message_input[], text, text);
 create or replace function memory.append_many(
     tenant        text,
     session       text,
     messages      memory.message_input[],
     user_id       text default null,
-    trace_context text default null
+    trace_context text default null,
+    call_keys     text[] default null,
+    call_retried  boolean default false
 )
 returns setof memory.append_result
 language plpgsql
@@ -147,6 +172,7 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_message memory.message_input;
+    v_at      integer := 0;
 begin
     perform memory._tenant_guard(append_many.tenant);
     if messages is null or cardinality(messages) = 0 then
@@ -157,19 +183,27 @@ begin
         raise exception 'memory: a batch holds at most 10000 messages, got %', cardinality(messages)
             using errcode = 'ME002', hint = 'split the batch';
     end if;
+    if call_keys is not null and cardinality(call_keys) <> cardinality(messages) then
+        raise exception 'memory: % call keys for % messages', cardinality(call_keys),
+                        cardinality(messages)
+            using errcode = 'ME002', hint = 'give one call key per message (null where none)';
+    end if;
     foreach v_message in array messages loop
+        v_at := v_at + 1;
         return next memory.append(
             append_many.tenant, append_many.session, v_message.role, v_message.content,
             v_message.tokens, v_message.metadata, v_message.embedding,
-            v_message.idempotency_key, append_many.user_id, append_many.trace_context);
+            v_message.idempotency_key, append_many.user_id, append_many.trace_context,
+            append_many.call_keys[v_at], append_many.call_retried);
     end loop;
 end;
 $fn$;
 
-comment on function memory.append_many(text, text, memory.message_input[], text, text) is
+comment on function memory.append_many(text, text, memory.message_input[], text, text, text[], boolean) is
 $$Store a batch of messages in array order, all or nothing, and return one
 (seq, created_at, duplicate) row per message. Same rules and errors as
-memory.append, plus ME002 for an empty batch or one over 10000 messages.
+memory.append, plus ME002 for an empty batch, one over 10000 messages, or
+`call_keys` (memory.append's call_key, one per message) of another length.
 Example: select * from memory.append_many('acme', 's-1', array[
   row('user', 'Hi', 1, '{}', null, null)::memory.message_input,
   row('assistant', 'Hello!', 2, '{}', null, null)::memory.message_input]);$$;

@@ -49,18 +49,29 @@ def message_params(message: NewMessage) -> dict[str, Any]:
 
 
 def append_params(
-    tenant: str, session: str, message: NewMessage, user_id: str | None
+    tenant: str,
+    session: str,
+    message: NewMessage,
+    user_id: str | None,
+    call_key: str | None = None,
 ) -> dict[str, Any]:
+    """``call_key``: a key made for this call's own retries (memory.append)."""
     return {
         **session_params(tenant, session),
         **message_params(message),
         "user_id": _opt_text("user_id", user_id),
         "trace_context": current_traceparent(),
+        "call_key": call_key,
+        "call_retried": False,
     }
 
 
 def append_many_params(
-    tenant: str, session: str, messages: Sequence[NewMessage], user_id: str | None
+    tenant: str,
+    session: str,
+    messages: Sequence[NewMessage],
+    user_id: str | None,
+    call_keys: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """The batch as one array per field (unnested into message_input rows by SQL)."""
     rows = [message_params(m) for m in messages]
@@ -69,6 +80,8 @@ def append_many_params(
         **{column: [r[field] for r in rows] for field, column in _BATCH_COLUMNS.items()},
         "user_id": _opt_text("user_id", user_id),
         "trace_context": current_traceparent(),
+        "call_keys": list(call_keys) if call_keys is not None else None,
+        "call_retried": False,
     }
 
 

@@ -52,12 +52,12 @@ from .resilient import (
     IDEMPOTENT,
     DatabaseStats,
     breaker_moved,
+    call_keys,
     circuit_open,
     database_breaker,
     gave_up,
     own_retries,
     timeout_ms,
-    with_keys,
     with_session_timeouts,
 )
 from .rows import open_failed, row_factory, window
@@ -173,6 +173,7 @@ class AsyncPostgresBackend:
         """Run one named query within the call's deadline, retrying what is safe."""
         call = CallClock(self.retry, scoped_deadline(self.retry.deadline))
         idempotent = name in IDEMPOTENT
+        retried = {**params, "call_retried": True} if "call_retried" in params else params
         last: BaseException | None = None
         while True:
             call.attempts += 1
@@ -196,7 +197,9 @@ class AsyncPostgresBackend:
                             await conn.execute("")
                         sent = True
                         async with conn.cursor(row_factory=factory) as cur:
-                            await cur.execute(QUERIES[name], params, prepare=True)
+                            # Appends tell a retry, so the first attempt is looked for.
+                            sent_params = retried if call.attempts > 1 else params
+                            await cur.execute(QUERIES[name], sent_params, prepare=True)
                             rows: list[Any] = await cur.fetchall()
                     finally:
                         WATCHDOG.disarm(watch)
@@ -260,18 +263,18 @@ class AsyncPostgresBackend:
     async def append(
         self, tenant: str, session: str, message: NewMessage, *, user_id: str | None = None
     ) -> AppendResult:
-        # Every append carries an idempotency key, so that a retry after a lost
-        # reply cannot store it twice.
-        (keyed,), made = with_keys([message])
-        params = calls.append_params(tenant, session, keyed, user_id)
-        return own_retries(await self._rows("append", params, AppendResult), made)[0]
+        # Every append carries a key, so that a retry after a lost reply cannot
+        # store it twice: the caller's idempotency key, or one made for the call.
+        keys = call_keys([message])
+        params = calls.append_params(tenant, session, message, user_id, keys[0])
+        return own_retries(await self._rows("append", params, AppendResult), keys)[0]
 
     async def append_many(
         self, tenant: str, session: str, messages: Batch, *, user_id: str | None = None
     ) -> list[AppendResult]:
-        keyed, made = with_keys(messages)
-        params = calls.append_many_params(tenant, session, keyed, user_id)
-        return own_retries(await self._rows("append_many", params, AppendResult), made)
+        keys = call_keys(messages)
+        params = calls.append_many_params(tenant, session, messages, user_id, keys)
+        return own_retries(await self._rows("append_many", params, AppendResult), keys)
 
     async def extend_session(self, tenant: str, session: str, ttl: timedelta) -> datetime:
         params = {**calls.session_params(tenant, session), "ttl": ttl}

@@ -120,27 +120,21 @@ def with_session_timeouts(dsn: str, deadline: float | None) -> str:
     return make_conninfo("", **params)
 
 
-def with_keys(messages: Sequence[NewMessage]) -> tuple[list[NewMessage], list[bool]]:
-    """The messages, each with an idempotency key (one is made where the caller
-    gave none), and which keys were made here."""
-    keyed: list[NewMessage] = []
-    made: list[bool] = []
-    for m in messages:
-        if m.idempotency_key is None:
-            keyed.append(replace(m, idempotency_key=GENERATED_KEY_PREFIX + uuid.uuid4().hex))
-            made.append(True)
-        else:
-            keyed.append(m)
-            made.append(False)
-    return keyed, made
-
-
-def own_retries(results: list[AppendResult], made: Sequence[bool]) -> list[AppendResult]:
-    """A made key found stored means our own earlier attempt committed: for the
-    caller this is the first append, not a duplicate."""
+def call_keys(messages: Sequence[NewMessage]) -> list[str | None]:
+    """A key for each message the caller gave none (memory.append's call_key):
+    the call's own retries then cannot store it twice."""
     return [
-        replace(r, duplicate=False) if m and r.duplicate else r
-        for r, m in zip(results, made, strict=True)
+        None if m.idempotency_key is not None else GENERATED_KEY_PREFIX + uuid.uuid4().hex
+        for m in messages
+    ]
+
+
+def own_retries(results: list[AppendResult], keys: Sequence[str | None]) -> list[AppendResult]:
+    """A call key found stored means the call's own earlier attempt committed:
+    for the caller this is the first append, not a duplicate."""
+    return [
+        replace(r, duplicate=False) if k is not None and r.duplicate else r
+        for r, k in zip(results, keys, strict=True)
     ]
 
 

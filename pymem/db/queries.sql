@@ -16,7 +16,8 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     tokens => %(tokens)s::integer, metadata => %(metadata)s::jsonb,
     embedding => %(embedding)s::public.vector,
     idempotency_key => %(idempotency_key)s, user_id => %(user_id)s,
-    trace_context => %(trace_context)s) as r;
+    trace_context => %(trace_context)s, call_key => %(call_key)s,
+    call_retried => %(call_retried)s) as r;
 
 -- name: append_many
 -- Store a batch in order, all or nothing; one row per message.
@@ -32,7 +33,8 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
                with ordinality as m (role, content, tokens, metadata, embedding,
                                      idempotency_key, ord)
          order by m.ord),
-    user_id => %(user_id)s, trace_context => %(trace_context)s) as r;
+    user_id => %(user_id)s, trace_context => %(trace_context)s,
+    call_keys => %(call_keys)s::text[], call_retried => %(call_retried)s) as r;
 
 -- name: history
 -- One page of messages after a seq, in conversation order.

@@ -82,9 +82,7 @@ def test_control_without_made_keys_the_same_fault_stores_twice(
 ) -> None:
     """The checker above can see a double write: without the key the client
     makes, the retried append is stored again."""
-    monkeypatch.setattr(
-        postgres_module, "with_keys", lambda messages: (list(messages), [False] * len(messages))
-    )
+    monkeypatch.setattr(postgres_module, "call_keys", lambda messages: [None] * len(messages))
     with _backend(_through(dsn, proxy), max_size=1) as backend:
         backend.append("acme", "s", NewMessage("user", "warm up", tokens=1))
         proxy.add("lose-reply", "reset_peer", "downstream", times=1)

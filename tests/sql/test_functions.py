@@ -150,3 +150,53 @@ def test_sql_errors_have_stable_codes(dsn: str, call: str, code: str) -> None:
         assert caught.value.sqlstate == code
         assert conn.execute("select count(*) from memory.messages").fetchone() == (0,)
         assert conn.execute("select count(*) from memory.sessions").fetchone() == (0,)
+
+
+def test_call_keys_let_a_retried_call_find_its_first_attempt(dsn: str) -> None:
+    """memory.append's call_key: kept on the turn, not remembered as an
+    idempotency key; a retried call finds the turn its first attempt stored."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+
+        def append(content: str, key: str, retried: bool) -> tuple[object, ...]:
+            row = conn.execute(
+                "select seq, duplicate from memory.append('acme', 's', 'user', %s, 3, "
+                "call_key => %s, call_retried => %s)",
+                (content, key, retried),
+            ).fetchone()
+            assert row is not None
+            return tuple(row)
+
+        assert append("first", "pymem:a", False) == (1, False)
+        assert append("first", "pymem:a", True) == (1, True)  # the retry finds it
+        assert append("second", "pymem:b", True) == (2, False)  # nothing to find: stored
+        counters = conn.execute(
+            "select last_seq, message_count, token_count from memory.sessions "
+            "where session_id = 's'"
+        ).fetchone()
+        assert counters == (2, 2, 6)  # the found retry gave back what it counted
+        assert conn.execute("select count(*) from memory.idempotency_keys").fetchone() == (0,)
+        batch = conn.execute(
+            "select seq, duplicate from memory.append_many('acme', 's', array["
+            "row('user', 'x', 1, '{}', null, null)::memory.message_input,"
+            "row('user', 'y', 1, '{}', null, null)::memory.message_input],"
+            "call_keys => array['pymem:x', 'pymem:y'])"
+        ).fetchall()
+        assert batch == [(3, False), (4, False)]
+        again = conn.execute(
+            "select seq, duplicate from memory.append_many('acme', 's', array["
+            "row('user', 'x', 1, '{}', null, null)::memory.message_input,"
+            "row('user', 'y', 1, '{}', null, null)::memory.message_input],"
+            "call_keys => array['pymem:x', 'pymem:y'], call_retried => true)"
+        ).fetchall()
+        assert again == [(3, True), (4, True)]
+        for bad in (
+            "select memory.append('acme', 's', 'user', 'z', 1, idempotency_key => 'k', "
+            "call_key => 'pymem:z')",
+            "select * from memory.append_many('acme', 's', array["
+            "row('user', 'z', 1, '{}', null, null)::memory.message_input], "
+            "call_keys => array['pymem:1', 'pymem:2'])",
+        ):
+            with pytest.raises(psycopg.Error) as caught:
+                conn.execute(bad)
+            assert caught.value.sqlstate == "ME002"
+        assert conn.execute("select max(seq) from memory.messages").fetchone() == (4,)

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg_pool import PoolTimeout
 
-from pymem.backends.resilient import own_retries, with_keys, with_session_timeouts
+from pymem.backends.resilient import call_keys, own_retries, with_session_timeouts
 from pymem.models import AppendResult, NewMessage
 from pymem.resilience import CircuitBreaker, Failure, RetryPolicy, classify, deadline
 from pymem.resilience.retry import CallClock, scoped_deadline
@@ -148,14 +148,13 @@ def test_the_breaker_rides_out_a_restart_and_opens_in_an_outage() -> None:
 
 def test_every_append_gets_a_key_and_own_retries_are_not_duplicates() -> None:
     given = NewMessage("user", "a", idempotency_key="k-1")
-    keyed, made = with_keys([NewMessage("user", "b"), given, NewMessage("user", "c")])
-    assert made == [True, False, True]
-    assert keyed[1] is given
-    keys = [m.idempotency_key for m in keyed]
-    assert all(keys) and len(set(keys)) == 3 and keys[0].startswith("pymem:")  # type: ignore[union-attr]
+    keys = call_keys([NewMessage("user", "b"), given, NewMessage("user", "c")])
+    assert keys[1] is None  # the caller's own key is used as it is
+    made = [k for k in keys if k is not None]
+    assert len(made) == 2 and len(set(made)) == 2 and all(k.startswith("pymem:") for k in made)
     when = __import__("datetime").datetime(2026, 1, 1)
     stored = [AppendResult(1, when, True), AppendResult(2, when, True), AppendResult(3, when)]
-    assert [r.duplicate for r in own_retries(stored, made)] == [False, True, False]
+    assert [r.duplicate for r in own_retries(stored, keys)] == [False, True, False]
 
 
 def test_session_timeouts_join_the_options_already_there() -> None:
