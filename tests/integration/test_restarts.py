@@ -234,3 +234,56 @@ def test_non_idempotent_calls_after_a_restart_run_once(cluster: EmbeddedPostgres
         chat.delete()  # found dead before it was sent, then run once
         chat.restore()
         assert chat.info().message_count == 1
+
+
+def test_a_killed_backend_crash_restarts_the_server_and_nothing_is_lost(
+    cluster: EmbeddedPostgres,
+) -> None:
+    """kill -9 of one backend: PostgreSQL ends every backend and recovers."""
+
+    def kill_a_backend() -> None:
+        with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
+            row = conn.execute(
+                "select pid from pg_stat_activity where backend_type = 'client backend' "
+                "and pid <> pg_backend_pid() and datname = current_database() limit 1"
+            ).fetchone()
+        assert row is not None
+        os.kill(int(row[0]), signal.SIGKILL)
+        time.sleep(0.5)
+
+    tally, recovery = _run(cluster, kill_a_backend)
+    _check(cluster, tally)
+    assert tally.errors == [], tally.errors[:5]
+    print(
+        f"\n[kill -9 of a backend] {len(tally.acked)} acked, "
+        f"slowest call {tally.slowest:.3f} s, recovery {recovery:.3f} s"
+    )
+
+
+def test_a_paused_backend_ends_the_call_at_its_deadline(cluster: EmbeddedPostgres) -> None:
+    """SIGSTOP of the backend serving a call: the call ends at its deadline
+    (the server's statement timeout cannot fire in a stopped process; the
+    watchdog abandons the connection), and once resumed nothing is doubled."""
+    with Memory.connect(cluster.dsn(), max_size=1, deadline=1.0) as mem:
+        chat = mem.session("paused", tenant="acme")
+        chat.append("user", "before", tokens=1)
+        with mem.backend.connection() as conn:  # type: ignore[attr-defined]
+            pid = conn.execute("select pg_backend_pid()").fetchone()[0]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(PymemError) as caught:
+                chat.append("user", "during", tokens=1)
+            took = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert took < 1.0 + GRACE + SLACK, took
+        assert caught.value.__class__.__name__ == "DeadlineExceeded"
+        chat.append("user", "after", tokens=1)
+    with psycopg.connect(cluster.dsn()) as conn:
+        rows = conn.execute(
+            "select seq, content from memory.messages where session_id = 'paused' order by seq"
+        ).fetchall()
+    contents = [c for _, c in rows]
+    assert contents.count("during") <= 1 and contents.count("after") == 1
+    assert [s for s, _ in rows] == list(range(1, len(rows) + 1))
