@@ -43,6 +43,7 @@ from ..models import (
     TenantStats,
 )
 from ..resilience.breaker import CircuitBreaker
+from ..resilience.events import Events
 from ..resilience.retry import CallClock, RetryPolicy, classify, deadline, scoped_deadline
 from ..resilience.watchdog import WATCHDOG
 from ..security.pii import check_policy
@@ -105,8 +106,9 @@ class AsyncPostgresBackend:
         self.dsn = dsn
         self.retry = retry or RetryPolicy()
         self.breaker = breaker or database_breaker()
+        self.events = Events()  # degraded / recovered, as the breaker moves
         if self.breaker.on_change is None:
-            self.breaker.on_change = breaker_moved
+            self.breaker.on_change = self._breaker_moved
         self.database_stats = DatabaseStats()
         # The statement_timeout each pooled connection has now, where it is
         # not the one its startup options gave it.
@@ -242,6 +244,10 @@ class AsyncPostgresBackend:
             return
         await conn.execute(QUERIES["set_timeouts"], {"ms": str(wanted)})
         self._timeouts[conn] = wanted
+
+    def _breaker_moved(self, old: str, new: str) -> None:
+        breaker_moved(old, new)
+        self.events.breaker_moved(old, new)
 
     def _cannot_connect(self, exc: BaseException) -> bool:
         """Whether the pool timed out because it failed to open connections since

@@ -51,11 +51,11 @@ from ..models import (
     TenantStats,
 )
 from ..resilience.breaker import CircuitBreaker, State
+from ..resilience.events import Events
 from ..security.sealing import CacheSealer
 from .entries import (
     FILL,
     INVALIDATE,
-    CacheEvents,
     CacheStats,
     Skip,
     decode,
@@ -93,7 +93,7 @@ class CachedBackend:
         self.compress_over = compress_over
         self.max_entries = max_entries_per_session
         self.cache_stats = CacheStats()
-        self.events = CacheEvents()
+        self.events = Events()
         self.breaker = breaker or CircuitBreaker(on_change=self._breaker_moved)
         if breaker is not None and breaker.on_change is None:
             breaker.on_change = self._breaker_moved
@@ -105,10 +105,7 @@ class CachedBackend:
     # -- plumbing --------------------------------------------------------------
 
     def _breaker_moved(self, old: State, new: State) -> None:
-        if new == "open":
-            self.events.emit("degraded", previous=old)
-        elif new == "closed":
-            self.events.emit("recovered", previous=old)
+        self.events.breaker_moved(old, new)
 
     def _redis(
         self,

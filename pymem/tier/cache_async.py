@@ -49,11 +49,11 @@ from ..models import (
     TenantStats,
 )
 from ..resilience.breaker import CircuitBreaker, State
+from ..resilience.events import Events
 from ..security.sealing import CacheSealer
 from .entries import (
     FILL,
     INVALIDATE,
-    CacheEvents,
     CacheStats,
     Skip,
     decode,
@@ -91,7 +91,7 @@ class AsyncCachedBackend:
         self.compress_over = compress_over
         self.max_entries = max_entries_per_session
         self.cache_stats = CacheStats()
-        self.events = CacheEvents()
+        self.events = Events()
         self.breaker = breaker or CircuitBreaker(on_change=self._breaker_moved)
         if breaker is not None and breaker.on_change is None:
             breaker.on_change = self._breaker_moved
@@ -103,10 +103,7 @@ class AsyncCachedBackend:
     # -- plumbing --------------------------------------------------------------
 
     def _breaker_moved(self, old: State, new: State) -> None:
-        if new == "open":
-            self.events.emit("degraded", previous=old)
-        elif new == "closed":
-            self.events.emit("recovered", previous=old)
+        self.events.breaker_moved(old, new)
 
     async def _redis(
         self,

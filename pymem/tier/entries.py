@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import zlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..backends.redis_keys import session_tag
 from ..models import ContextItem, ContextWindow, StoredMessage
 
-log = logging.getLogger("pymem.cache")
 
 # Store an entry only if the session's generation is still the one read. The
 # hash lives for the tier's TTL, and never past the session's own expiry
@@ -75,20 +73,6 @@ class CacheStats:
     @property
     def compression_ratio(self) -> float:
         return self.raw_bytes / self.stored_bytes if self.stored_bytes else 1.0
-
-
-@dataclass
-class CacheEvents:
-    """Subscribers to the tier's state: ``degraded`` and ``recovered``."""
-
-    subscribers: list[Callable[[str, Mapping[str, Any]], None]] = field(default_factory=list)
-
-    def emit(self, name: str, **details: Any) -> None:
-        for subscriber in list(self.subscribers):
-            try:
-                subscriber(name, details)
-            except Exception:  # a broken subscriber must not break the data path
-                log.exception("cache event subscriber failed")
 
 
 class Skip(Exception):

@@ -167,3 +167,22 @@ def test_session_timeouts_join_the_options_already_there() -> None:
     unbounded = psycopg.conninfo.conninfo_to_dict(with_session_timeouts("dbname=app", None))
     assert unbounded["options"] == "-c statement_timeout=0 -c lock_timeout=0"
     assert "connect_timeout" not in unbounded
+
+
+def test_the_database_breaker_moves_are_events() -> None:
+    from pymem.backends.postgres import PostgresBackend
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=timedelta(seconds=1), clock=clock)
+    backend = PostgresBackend("dbname=nowhere", breaker=breaker)  # no I/O until open()
+    heard: list[tuple[str, dict[str, object]]] = []
+    backend.events.subscribers.append(lambda name, details: heard.append((name, dict(details))))
+    backend.events.subscribers.append(lambda name, details: 1 / 0)  # a broken one is logged
+    breaker.failure()
+    clock.now += 2
+    assert breaker.allow()
+    breaker.success()
+    assert heard == [
+        ("degraded", {"previous": "closed"}),
+        ("recovered", {"previous": "half_open"}),
+    ]
