@@ -21,6 +21,7 @@ one key.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -59,13 +60,14 @@ from .entries import (
     decode,
     encode,
     entry_name,
-    log,
     messages_from,
     messages_payload,
     session_key,
     window_from,
     window_payload,
 )
+
+log = logging.getLogger("pymem.cache")
 
 T = TypeVar("T")
 

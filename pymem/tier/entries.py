@@ -18,7 +18,6 @@ from typing import Any
 from ..backends.redis_keys import session_tag
 from ..models import ContextItem, ContextWindow, StoredMessage
 
-
 # Store an entry only if the session's generation is still the one read. The
 # hash lives for the tier's TTL, and never past the session's own expiry
 # (ARGV[6], Unix ms, or ''), so an expired session is never served from Redis.
