@@ -86,7 +86,8 @@ create or replace function memory.append(
     tenant text, session text, role text, content text, tokens integer default null,
     metadata jsonb default '{}', embedding public.vector default null,
     idempotency_key text default null, user_id text default null,
-    trace_context text default null)
+    trace_context text default null, call_key text default null,
+    call_retried boolean default false)
 returns memory.append_result language plpgsql as $fn$
 declare v_seq bigint;
 begin

@@ -506,7 +506,8 @@ def test_control_a_missing_guard_is_caught(
 
 def test_control_privilege_slips_are_caught(admin: psycopg.Connection[Any]) -> None:
     admin.execute(
-        "alter function memory.append_many(text, text, memory.message_input[], text, text) "
+        "alter function memory.append_many(text, text, memory.message_input[], text, text, "
+        "text[], boolean) "
         "reset search_path"
     )
     admin.execute(
