@@ -212,6 +212,8 @@ class AsyncPostgresBackend:
                     self.breaker.failure()
                 elif not failure.lost_server:
                     self.breaker.success()  # it answered
+                else:
+                    self.breaker.inconclusive()
                 # A connection that broke: the next pooled one may be fine, and
                 # when none is the pool blocks until it can connect again, so
                 # there is nothing to wait for here (a wait would only let more
@@ -231,6 +233,11 @@ class AsyncPostgresBackend:
                 if wait:
                     await asyncio.sleep(wait)  # sync: time.sleep(wait)
                 continue
+            except BaseException:
+                # Cancelled, interrupted: a probe that cannot report must not
+                # leave the breaker waiting for it.
+                self.breaker.inconclusive()
+                raise
             self.breaker.success()
             return rows
 

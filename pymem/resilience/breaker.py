@@ -74,6 +74,14 @@ class CircuitBreaker:
             if self._state != "closed":
                 self._move("closed")
 
+    def inconclusive(self) -> None:
+        """The probe of a half-open breaker ended without telling whether the
+        dependency is back (cancelled, or failed on a connection that was
+        already dead): let the next caller probe instead."""
+        with self._lock:
+            if self._state == "half_open":
+                self._probing = False
+
     def failure(self) -> None:
         with self._lock:
             self._probing = False

@@ -186,3 +186,42 @@ def test_the_database_breaker_moves_are_events() -> None:
         ("degraded", {"previous": "closed"}),
         ("recovered", {"previous": "half_open"}),
     ]
+
+
+def test_an_inconclusive_probe_lets_the_next_caller_probe() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=timedelta(seconds=1), clock=clock)
+    breaker.failure()
+    clock.now += 2
+    assert breaker.allow()  # the probe
+    assert not breaker.allow()  # others wait for it
+    breaker.inconclusive()  # it was cancelled, or met a connection already dead
+    assert breaker.allow()  # so the next caller probes instead of everyone waiting forever
+    breaker.inconclusive()
+    breaker.success()
+    assert breaker.state == "closed"
+    breaker.inconclusive()  # closed: nothing to let go
+    assert breaker.state == "closed" and breaker.allow()
+
+
+def test_a_cancelled_probe_does_not_leave_the_database_breaker_stuck() -> None:
+    from pymem.backends.postgres_async import AsyncPostgresBackend
+    from pymem.models import NewMessage
+
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_after=timedelta(seconds=1), clock=clock)
+    backend = AsyncPostgresBackend("host=127.0.0.1 port=9 dbname=nowhere", breaker=breaker)
+    breaker.failure()
+    clock.now += 2
+
+    async def cancelled_probe() -> None:
+        await backend._pool.open(wait=False)
+        task = asyncio.create_task(backend.append("t", "s", NewMessage("user", "x", tokens=1)))
+        await asyncio.sleep(0.05)  # the probe is waiting for a connection
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await backend._pool.close()
+
+    asyncio.run(cancelled_probe())
+    assert breaker.allow()  # a new probe may go
