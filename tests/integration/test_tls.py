@@ -139,3 +139,28 @@ def test_the_master_key_never_crosses_a_network_in_plain_text(
         assert "sslmode=verify-full" in (caught.value.hint or "")
         monkeypatch.setenv("PYMEM_ALLOW_PLAINTEXT_KEY", "1")  # the explicit opt-in
         keyed_dsn(dsn, EnvKeyProvider())
+
+
+def test_the_async_api_over_verified_tls(
+    tls_postgres: EmbeddedPostgres,
+    certs: tuple[Path, Path, Path, trustme.CA],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from pymem import AsyncMemory
+
+    monkeypatch.setenv("PYMEM_MASTER_KEY", generate_master_key())
+
+    async def scenario() -> tuple[object, list[str]]:
+        dsn = _tls_dsn(tls_postgres, certs[2])
+        async with await AsyncMemory.connect(dsn, keys=EnvKeyProvider()) as mem:
+            chat = mem.session("async-tls", tenant="acme")
+            await chat.append("user", "async over TLS", tokens=3)
+            async with mem.backend.connection() as conn:  # type: ignore[attr-defined]
+                cur = await conn.execute("select ssl from pg_stat_ssl where pid = pg_backend_pid()")
+                row = await cur.fetchone()
+            return row, [m.content for m in await chat.messages()]
+
+    row, contents = asyncio.run(scenario())
+    assert row == (True,) and contents == ["async over TLS"]
