@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2] / "pymem"
 # Lower layers first; a module may import its own layer and those below.
 LAYERS: list[set[str]] = [
     {"models", "errors", "config", "validation", "correlation", "resilience"},
-    {"context", "db"},
+    {"context", "db", "transcript"},
     {"security"},
     {"backends"},
     {"tier"},
