@@ -202,9 +202,17 @@ class ContextWindow:
         """Tokens used, per-message overhead included."""
         return sum(item.tokens + self.message_overhead for item in self.items)
 
-    def messages(self) -> list[dict[str, str]]:
-        """The window as OpenAI-style chat messages."""
-        return [{"role": item.role, "content": item.content} for item in self.items]
+    def messages(self, format: str = "openai") -> list[dict[str, Any]]:
+        """The window as chat messages: ``openai`` (Chat Completions, the
+        default), ``openai-responses`` (input items) or ``anthropic`` (digests
+        and system turns come as ``{"role": "system"}`` entries, in order:
+        pass their text as the API's ``system`` parameter). A turn stored
+        with the ``tool`` role but no call id fits only the first."""
+        if format == "openai":
+            return [{"role": item.role, "content": item.content} for item in self.items]
+        from .transcript import Turn, from_turns
+
+        return from_turns([Turn.text(item.role, item.content) for item in self.items], format)
 
     def __iter__(self) -> Iterator[ContextItem]:
         return iter(self.items)

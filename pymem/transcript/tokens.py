@@ -14,9 +14,8 @@ The per-message overhead of a window is added by the window
 from __future__ import annotations
 
 import json
-from typing import Final
+from typing import Final, Protocol
 
-from ..context.tokens import TokenCounter
 from .parts import File, Image, Refusal, Text, ToolCall, ToolResult, Turn
 
 TOOL_CALL_FRAMING: Final = 7  # {"id", "type": "function", "function": {...}} around each call
@@ -25,7 +24,13 @@ IMAGE_TOKENS: Final = 85  # a low-detail image
 FILE_TOKENS: Final = 0  # a file reference: what the provider reads is not known here
 
 
-def turn_tokens(turn: Turn, counter: TokenCounter) -> int:
+class Counter(Protocol):
+    """What counts text: any of pymem.context.tokens' counters."""
+
+    def count(self, text: str) -> int: ...
+
+
+def turn_tokens(turn: Turn, counter: Counter) -> int:
     """The tokens of ``turn``'s parts (and its name) as ``counter`` counts text."""
     total = counter.count(turn.name) + 1 if turn.name else 0
     for part in turn.parts:

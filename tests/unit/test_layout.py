@@ -10,8 +10,8 @@ ROOT = Path(__file__).resolve().parents[2] / "pymem"
 
 # Lower layers first; a module may import its own layer and those below.
 LAYERS: list[set[str]] = [
-    {"models", "errors", "config", "validation", "correlation", "resilience"},
-    {"context", "db", "transcript"},
+    {"models", "errors", "config", "validation", "correlation", "resilience", "transcript"},
+    {"context", "db"},
     {"security"},
     {"backends"},
     {"tier"},

@@ -270,3 +270,28 @@ def test_turn_tokens_count_text_and_estimate_the_framing() -> None:
     assert turn_tokens(result, counter) == counter.count("4 C, rain") + TOOL_RESULT_FRAMING
     picture = Turn("user", (Image(url="https://x.test/a.png"),), name="ann")
     assert turn_tokens(picture, counter) == IMAGE_TOKENS + counter.count("ann") + 1
+
+
+def test_a_window_renders_in_each_format() -> None:
+    from pymem import Memory
+
+    mem = Memory.in_memory()
+    chat = mem.session("s", tenant="acme")
+    for i in range(6):
+        chat.append("user" if i % 2 == 0 else "assistant", f"turn {i}", tokens=5)
+    window = chat.context(budget=100)
+    assert window.messages() == window.messages("openai")
+    assert window.messages()[0] == {"role": "user", "content": "turn 0"}
+    assert window.messages("anthropic")[1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "turn 1"}],
+    }
+    assert window.messages("openai-responses")[1] == {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "turn 1"}],
+    }
+    chat.append("tool", "a result stored as text", tokens=5)
+    with pytest.raises(InvalidArgument, match="tool"):
+        chat.context(budget=100).messages("anthropic")
+    assert chat.context(budget=100).messages()[-1]["role"] == "tool"  # the default still works
