@@ -252,6 +252,38 @@ def schedule(
 
 
 @app.command()
+def mcp(
+    dsn: DsnOption = None,
+    embedded: EmbeddedOption = False,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="The tenant whose conversations the tools reach (default: $PYMEM_TENANT)."
+        ),
+    ] = None,
+    transport: Annotated[
+        str, typer.Option(help="stdio (for a client that starts the server) or http.")
+    ] = "stdio",
+    host: Annotated[str, typer.Option(help="Address for --transport http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for --transport http (path /mcp).")] = 8765,
+) -> None:
+    """Serve append, context, recall, list_sessions, export and erase as MCP tools.
+
+    For one tenant, fixed here: no tool takes a tenant. Needs pymem[mcp]."""
+    import asyncio
+
+    from ..integrations.mcp import serve
+
+    chosen = tenant or Settings.from_env().tenant
+    try:
+        asyncio.run(
+            serve(_dsn(dsn, embedded), tenant=chosen, transport=transport, host=host, port=port)
+        )
+    except PymemError as exc:
+        _fail(exc)
+
+
+@app.command()
 def worker(
     dsn: DsnOption = None,
     embedded: EmbeddedOption = False,

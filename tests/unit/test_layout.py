@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"tier"},
     {"telemetry"},
     {"defaults", "aio", "client"},
-    {"ops"},
+    {"ops", "integrations"},
     {"__init__", "__main__"},
 ]
 

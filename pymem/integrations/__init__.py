@@ -1,0 +1,1 @@
+"""Integrations with agent frameworks and protocols, each an optional extra."""
