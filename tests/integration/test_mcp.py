@@ -85,3 +85,46 @@ def test_pymem_mcp_over_stdio_with_the_official_client(dsn: str) -> None:
     appended, window = asyncio.run(scenario())
     assert _payload(appended)["seq"] == 1
     assert _payload(window)["messages"] == [{"role": "user", "content": "hello over stdio"}]
+
+
+def test_pymem_mcp_over_streamable_http(dsn: str) -> None:
+    import socket
+    import subprocess
+    import time
+
+    from mcp.client.streamable_http import streamable_http_client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "pymem", "mcp", "--dsn", dsn, "--tenant", "acme",
+         "--transport", "http", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+
+        async def scenario() -> Any:
+            url = f"http://127.0.0.1:{port}/mcp"
+            async with (
+                streamable_http_client(url) as streams,
+                ClientSession(streams[0], streams[1]) as session,
+            ):
+                await session.initialize()
+                await session.call_tool(
+                    "append", {"session_id": "web", "role": "user", "content": "hello over http"}
+                )
+                return await session.call_tool("context", {"session_id": "web", "budget": 50})
+
+        window = asyncio.run(scenario())
+        assert _payload(window)["messages"] == [{"role": "user", "content": "hello over http"}]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
