@@ -18,8 +18,9 @@ from datetime import timedelta
 from typing import Final, TypeVar
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
+from ..db.conninfo import with_settings
 from ..errors import (
     DatabaseCircuitOpen,
     DatabaseUnavailable,
@@ -110,14 +111,11 @@ def with_session_timeouts(dsn: str, deadline: float | None) -> str:
     """``dsn`` with statement_timeout and lock_timeout set to ``deadline`` at
     connection start (kept with any options already there, such as the
     master key) and a connect timeout no longer than it."""
-    params = conninfo_to_dict(dsn)
     ms = timeout_ms(deadline)
-    ours = f"-c statement_timeout={ms} -c lock_timeout={ms}"
-    options = str(params.get("options") or "")
-    params["options"] = f"{options} {ours}".strip()
-    if deadline is not None and "connect_timeout" not in params:
-        params["connect_timeout"] = str(max(2, math.ceil(deadline)))
-    return make_conninfo("", **params)
+    params: dict[str, str | int] = {}
+    if deadline is not None and "connect_timeout" not in conninfo_to_dict(dsn):
+        params["connect_timeout"] = max(2, math.ceil(deadline))
+    return with_settings(dsn, {"statement_timeout": ms, "lock_timeout": ms}, **params)
 
 
 def call_keys(messages: Sequence[NewMessage]) -> list[str | None]:

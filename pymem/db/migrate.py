@@ -30,10 +30,11 @@ from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
 from ..errors import InvalidArgument, MigrationLockTimeout, translate_errors
+from .conninfo import with_settings
 from .paths import migrations_dir, sql_files
 
 
@@ -72,8 +73,7 @@ def _politely(step: Callable[[], T], *, deadline: float, what: str) -> tuple[T, 
 
 
 def _with_lock_timeout(dsn: str, seconds: float) -> str:
-    options = conninfo_to_dict(dsn).get("options") or ""
-    return make_conninfo(dsn, options=f"{options} -c lock_timeout={int(seconds * 1000)}".strip())
+    return with_settings(dsn, {"lock_timeout": int(seconds * 1000)})
 
 
 @contextmanager
@@ -211,18 +211,17 @@ def migrate(
     """
     migrations = read_migrations(str(migrations_dir()))
     polite = _with_lock_timeout(dsn, lock_timeout)
-    settings = []
+    settings: dict[str, object] = {}
     if embedding_dim is not None:
-        settings.append(f"-c pymem.embedding_dim={int(embedding_dim)}")
+        settings["pymem.embedding_dim"] = int(embedding_dim)
     if partition_interval is not None:
         if partition_interval not in ("monthly", "weekly", "daily"):
             raise InvalidArgument(
                 f"pymem: unknown partition interval {partition_interval!r}",
                 hint="use monthly (default), weekly or daily",
             )
-        settings.append(f"-c pymem.partition_interval={partition_interval}")
-    options = str(conninfo_to_dict(polite).get("options") or "")
-    yoyo_dsn = make_conninfo(polite, options=" ".join([options, *settings]).strip())
+        settings["pymem.partition_interval"] = partition_interval
+    yoyo_dsn = with_settings(polite, settings)
     waits = 0
     with translate_errors(), _exclusive_run(dsn, deadline):
         applied: list[str] = []

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol, runtime_checkable
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
 from ..config import Settings
+from ..db.conninfo import with_settings
 from ..errors import InsecureTransport, KeyUnavailable
 
 _HEX_KEY = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -181,11 +182,10 @@ def check_key_transport(dsn: str) -> None:
 
 def _with_options(dsn: str, master: bytes, previous: bytes | None = None) -> str:
     check_key_transport(dsn)
-    options = [str(conninfo_to_dict(dsn).get("options") or "")]
-    options.append(f"-c pymem.master_key={master.hex()}")
+    keys = {"pymem.master_key": master.hex()}
     if previous is not None:
-        options.append(f"-c pymem.previous_master_key={previous.hex()}")
-    return make_conninfo(dsn, options=" ".join(o for o in options if o))
+        keys["pymem.previous_master_key"] = previous.hex()
+    return with_settings(dsn, keys)
 
 
 def with_master_key(dsn: str, provider: KeyProvider, *, previous: bool = False) -> str:

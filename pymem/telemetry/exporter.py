@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
 
+from ..db.conninfo import with_settings
 from ..db.queries import QUERIES
 from ..errors import DatabaseUnavailable, PymemError, SchemaNotInstalled
 
@@ -43,10 +44,10 @@ def _exporter_conninfo(dsn: str, timeout: float) -> str:
     extra: dict[str, Any] = {"application_name": given.get("application_name", "pymem-exporter")}
     if "connect_timeout" not in given:
         extra["connect_timeout"] = max(1, round(timeout))
-    options = str(given.get("options") or "")
-    if "statement_timeout" not in options:
-        extra["options"] = f"{options} -c statement_timeout={int(timeout * 1000)}".strip()
-    return make_conninfo(dsn, **extra)
+    settings = {}
+    if "statement_timeout" not in str(given.get("options") or ""):
+        settings["statement_timeout"] = int(timeout * 1000)
+    return with_settings(dsn, settings, **extra)
 
 
 class DatabaseCollector:
