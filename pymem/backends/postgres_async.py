@@ -175,7 +175,6 @@ class AsyncPostgresBackend:
         """Run one named query within the call's deadline, retrying what is safe."""
         call = CallClock(self.retry, scoped_deadline(self.retry.deadline))
         idempotent = name in IDEMPOTENT
-        retried = {**params, "call_retried": True} if "call_retried" in params else params
         last: BaseException | None = None
         while True:
             call.attempts += 1
@@ -199,9 +198,10 @@ class AsyncPostgresBackend:
                             await conn.execute("")
                         sent = True
                         async with conn.cursor(row_factory=factory) as cur:
-                            # Appends tell a retry, so the first attempt is looked for.
-                            sent_params = retried if call.attempts > 1 else params
-                            await cur.execute(QUERIES[name], sent_params, prepare=True)
+                            if call.attempts > 1 and "call_retried" in params:
+                                # An append's retry: its first attempt is looked for.
+                                params = {**params, "call_retried": True}
+                            await cur.execute(QUERIES[name], params, prepare=True)
                             rows: list[Any] = await cur.fetchall()
                     finally:
                         WATCHDOG.disarm(watch)

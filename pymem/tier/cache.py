@@ -51,7 +51,7 @@ from ..models import (
     TenantSettings,
     TenantStats,
 )
-from ..resilience.breaker import CircuitBreaker, State
+from ..resilience.breaker import CircuitBreaker
 from ..resilience.events import Events
 from ..security.sealing import CacheSealer
 from .entries import (
@@ -96,18 +96,15 @@ class CachedBackend:
         self.max_entries = max_entries_per_session
         self.cache_stats = CacheStats()
         self.events = Events()
-        self.breaker = breaker or CircuitBreaker(on_change=self._breaker_moved)
+        self.breaker = breaker or CircuitBreaker(on_change=self.events.breaker_moved)
         if breaker is not None and breaker.on_change is None:
-            breaker.on_change = self._breaker_moved
+            breaker.on_change = self.events.breaker_moved
         self._fill = client.register_script(FILL)
         self._invalidate = client.register_script(INVALIDATE)
         self._dirty: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------
-
-    def _breaker_moved(self, old: State, new: State) -> None:
-        self.events.breaker_moved(old, new)
 
     def _redis(
         self,

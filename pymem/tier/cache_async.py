@@ -49,7 +49,7 @@ from ..models import (
     TenantSettings,
     TenantStats,
 )
-from ..resilience.breaker import CircuitBreaker, State
+from ..resilience.breaker import CircuitBreaker
 from ..resilience.events import Events
 from ..security.sealing import CacheSealer
 from .entries import (
@@ -94,18 +94,15 @@ class AsyncCachedBackend:
         self.max_entries = max_entries_per_session
         self.cache_stats = CacheStats()
         self.events = Events()
-        self.breaker = breaker or CircuitBreaker(on_change=self._breaker_moved)
+        self.breaker = breaker or CircuitBreaker(on_change=self.events.breaker_moved)
         if breaker is not None and breaker.on_change is None:
-            breaker.on_change = self._breaker_moved
+            breaker.on_change = self.events.breaker_moved
         self._fill = client.register_script(FILL)
         self._invalidate = client.register_script(INVALIDATE)
         self._dirty: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------
-
-    def _breaker_moved(self, old: State, new: State) -> None:
-        self.events.breaker_moved(old, new)
 
     async def _redis(
         self,

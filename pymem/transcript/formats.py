@@ -400,23 +400,26 @@ def _anthropic_reference(kind: str, source: Mapping[str, Any]) -> Part:
 
 def _to_anthropic(turns: list[Turn]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    results_open = False  # the last message is a user message holding tool results
     for t in turns:
         if t.role in ("system", "developer"):
             out.append({"role": "system", "content": t.content})
+            results_open = False
             continue
         role = "user" if t.role == "tool" else t.role
         blocks = [_anthropic_block(p) for p in t.parts]
         # The API wants tool results (and what follows them) in one user message.
-        if (out and out[-1]["role"] == role == "user" and t.role == "tool") or (
-            out and out[-1]["role"] == "user" and role == "user" and out[-1].get("_results")
-        ):
+        merge = (
+            role == "user"
+            and bool(out)
+            and out[-1]["role"] == "user"
+            and (t.role == "tool" or results_open)
+        )
+        if merge:
             out[-1]["content"].extend(blocks)
         else:
             out.append({"role": role, "content": blocks})
-        if t.role == "tool":
-            out[-1]["_results"] = True
-    for message in out:
-        message.pop("_results", None)
+        results_open = t.role == "tool" or (merge and results_open)
     return out
 
 
