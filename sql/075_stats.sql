@@ -308,6 +308,28 @@ and the counters. The delete trigger audits counts and seq ranges. Stops
 after about `max_rows` turns; returns how many it removed.$$;
 
 -------------------------------------------------------------------------------
+-- _check_every: how often scheduled maintenance may run.
+create or replace function memory._check_every(
+    every interval
+)
+returns void
+language plpgsql
+immutable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if _check_every.every is null or _check_every.every < interval '1 minute' then
+        raise exception 'memory: every must be at least one minute, got %', _check_every.every
+            using errcode = 'ME002', hint = 'an hour suits most installations';
+    end if;
+end;
+$fn$;
+
+comment on function memory._check_every(interval) is
+$$Raise ME002 unless `every`, the period of scheduled maintenance
+(maintain_if_due, maintain_in_steps, maintenance_job), is a minute or more.$$;
+
+-------------------------------------------------------------------------------
 -- _maintenance_due: whether a scheduled run should go ahead.
 create or replace function memory._maintenance_due(
     every interval
@@ -465,9 +487,8 @@ begin
     partitions_created := '{}';
     sessions_expired := 0;
     messages_removed := 0;
-    if maintain_in_steps.every < interval '1 minute' then
-        raise exception 'memory: every must be at least one minute, got %', maintain_in_steps.every
-            using errcode = 'ME002', hint = 'an hour suits most installations; null runs now';
+    if maintain_in_steps.every is not null then
+        perform memory._check_every(maintain_in_steps.every);
     end if;
     -- A session lock, as the run spans transactions. With `every`, a run in
     -- progress elsewhere means nothing to do; without, wait for it.
@@ -540,10 +561,7 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 begin
-    if maintain_if_due.every is null or maintain_if_due.every < interval '1 minute' then
-        raise exception 'memory: every must be at least one minute, got %', maintain_if_due.every
-            using errcode = 'ME002', hint = 'an hour suits most installations';
-    end if;
+    perform memory._check_every(maintain_if_due.every);
     -- Another instance is maintaining right now: nothing to do here.
     if not pg_try_advisory_xact_lock(memory._maintenance_lock()) then
         return query select false, '{}'::text[], 0, 0::bigint;

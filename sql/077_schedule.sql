@@ -16,10 +16,7 @@ stable security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
 begin
-    if maintenance_job.every is null or maintenance_job.every < interval '1 minute' then
-        raise exception 'memory: every must be at least one minute, got %', maintenance_job.every
-            using errcode = 'ME002', hint = 'an hour suits most installations';
-    end if;
+    perform memory._check_every(maintenance_job.every);
     -- The interval is printed by PostgreSQL and quoted as a literal.
     return query
         select 'pymem-maintain:' || current_database(),

@@ -108,8 +108,8 @@ select seq, role, content from memory.message_log where session_id = 's-1' order
 do $grants$
 declare
     v_worker constant text[] := array[
-        'claim_jobs', 'job_stats', 'maintain_if_due', 'maintain_in_steps', '_maintenance_due',
-        '_maintenance_lock', '_maintenance_step', '_record_task'];
+        'claim_jobs', 'job_stats', 'maintain_if_due', 'maintain_in_steps', '_check_every',
+        '_maintenance_due', '_maintenance_lock', '_maintenance_step', '_record_task'];
     v_app constant text[] := array[
         'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
         'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',
