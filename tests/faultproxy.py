@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 Stream = Literal["upstream", "downstream"]
 Kind = Literal["latency", "timeout", "reset_peer", "limit_data", "slicer"]
 
@@ -151,6 +153,18 @@ class FaultProxy:
         self._stopped = False
         self.connections = 0
         threading.Thread(target=self._accept, daemon=True).start()
+
+    @classmethod
+    def in_front_of(cls, dsn: str, name: str = "postgres") -> FaultProxy:
+        """A proxy in front of the PostgreSQL server that ``dsn`` names."""
+        info = conninfo_to_dict(dsn)
+        return cls((str(info["host"]), int(str(info["port"]))), name)
+
+    def route(self, dsn: str) -> str:
+        """``dsn``, going through this proxy."""
+        info = conninfo_to_dict(dsn)
+        info.update(host="127.0.0.1", port=str(self.port))
+        return make_conninfo("", **info)
 
     # -- Toxiproxy's verbs ---------------------------------------------------
 

@@ -32,16 +32,9 @@ SLACK = 0.3  # scheduling on a loaded two-core machine
 
 @pytest.fixture
 def proxy(dsn: str) -> Iterator[FaultProxy]:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    found = FaultProxy((str(info["host"]), int(str(info["port"]))), "postgres")
+    found = FaultProxy.in_front_of(dsn)
     yield found
     found.stop()
-
-
-def _through(dsn: str, proxy: FaultProxy) -> str:
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    info.update(host="127.0.0.1", port=str(proxy.port))
-    return psycopg.conninfo.make_conninfo("", **info)
 
 
 @contextmanager
@@ -63,7 +56,7 @@ def _stored(dsn: str, content: str) -> int:
 
 
 def test_a_reply_lost_after_commit_is_retried_and_stored_once(dsn: str, proxy: FaultProxy) -> None:
-    with _backend(_through(dsn, proxy), max_size=1) as backend:
+    with _backend(proxy.route(dsn), max_size=1) as backend:
         backend.append("acme", "s", NewMessage("user", "warm up", tokens=1))
         # The next bytes from the server are the append's reply, sent after
         # its COMMIT: reset the connection instead of delivering them.
@@ -83,7 +76,7 @@ def test_control_without_made_keys_the_same_fault_stores_twice(
     """The checker above can see a double write: without the key the client
     makes, the retried append is stored again."""
     monkeypatch.setattr(postgres_module, "call_keys", lambda messages: [None] * len(messages))
-    with _backend(_through(dsn, proxy), max_size=1) as backend:
+    with _backend(proxy.route(dsn), max_size=1) as backend:
         backend.append("acme", "s", NewMessage("user", "warm up", tokens=1))
         proxy.add("lose-reply", "reset_peer", "downstream", times=1)
         backend.append("acme", "s", NewMessage("user", "the answer", tokens=1))
@@ -91,7 +84,7 @@ def test_control_without_made_keys_the_same_fault_stores_twice(
 
 
 def test_a_black_hole_ends_within_the_deadline_then_recovers(dsn: str, proxy: FaultProxy) -> None:
-    with Memory.connect(_through(dsn, proxy), max_size=2, deadline=1.0) as mem:
+    with Memory.connect(proxy.route(dsn), max_size=2, deadline=1.0) as mem:
         chat = mem.session("s", tenant="acme")
         chat.append("user", "before", tokens=1)
         proxy.add("black-hole", "timeout", "upstream", timeout=0)
@@ -108,7 +101,7 @@ def test_a_black_hole_ends_within_the_deadline_then_recovers(dsn: str, proxy: Fa
 
 
 def test_latency_past_the_deadline_ends_every_call_in_time(dsn: str, proxy: FaultProxy) -> None:
-    with Memory.connect(_through(dsn, proxy), max_size=2) as mem:
+    with Memory.connect(proxy.route(dsn), max_size=2) as mem:
         chat = mem.session("s", tenant="acme")
         chat.append("user", "fast", tokens=1)
         proxy.add("slow", "latency", "downstream", latency=400)
@@ -126,7 +119,7 @@ def test_latency_past_the_deadline_ends_every_call_in_time(dsn: str, proxy: Faul
 
 
 def test_sliced_and_cut_streams_store_each_append_once(dsn: str, proxy: FaultProxy) -> None:
-    with _backend(_through(dsn, proxy), max_size=1) as backend:
+    with _backend(proxy.route(dsn), max_size=1) as backend:
         proxy.add("slices", "slicer", "downstream", average_size=7, size_variation=5, delay=50)
         for i in range(5):
             backend.append("acme", "s", NewMessage("user", f"sliced {i}", tokens=1))
@@ -141,7 +134,7 @@ def test_sliced_and_cut_streams_store_each_append_once(dsn: str, proxy: FaultPro
 
 def test_postgres_down_then_up_through_the_proxy(dsn: str, proxy: FaultProxy) -> None:
     policy = RetryPolicy(deadline=3.0)
-    with _backend(_through(dsn, proxy), max_size=2, retry=policy) as backend:
+    with _backend(proxy.route(dsn), max_size=2, retry=policy) as backend:
         backend.append("acme", "s", NewMessage("user", "one", tokens=1))
         proxy.enabled = False
         started = time.monotonic()
@@ -184,7 +177,7 @@ def test_retries_and_the_breaker_are_exported(dsn: str, proxy: FaultProxy) -> No
     from pymem.telemetry.metrics import ClientMetrics
 
     registry = CollectorRegistry()
-    with Memory.connect(_through(dsn, proxy), max_size=1, metrics=ClientMetrics(registry)) as mem:
+    with Memory.connect(proxy.route(dsn), max_size=1, metrics=ClientMetrics(registry)) as mem:
         chat = mem.session("s", tenant="acme")
         chat.append("user", "warm up", tokens=1)
         proxy.add("lose-reply", "reset_peer", "downstream", times=1)

@@ -165,17 +165,12 @@ def test_tracing_without_the_extra_is_a_clear_error(monkeypatch: pytest.MonkeyPa
 def test_a_retried_call_says_so_on_its_span(
     dsn: str, spans: tuple[Tracing, InMemorySpanExporter]
 ) -> None:
-    import psycopg
-
     from ..faultproxy import FaultProxy
 
     tracing, exporter = spans
-    info = psycopg.conninfo.conninfo_to_dict(dsn)
-    proxy = FaultProxy((str(info["host"]), int(str(info["port"]))))
-    info.update(host="127.0.0.1", port=str(proxy.port))
+    proxy = FaultProxy.in_front_of(dsn)
     try:
-        url = psycopg.conninfo.make_conninfo("", **info)
-        with Memory.connect(url, max_size=1, tracing=tracing) as mem:
+        with Memory.connect(proxy.route(dsn), max_size=1, tracing=tracing) as mem:
             chat = mem.session("s-1", tenant="acme")
             chat.append("user", "first", tokens=1)
             proxy.add("lose-reply", "reset_peer", "downstream", times=1)
