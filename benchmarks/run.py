@@ -859,13 +859,7 @@ def _recovery(fault: Callable[[EmbeddedPostgres], None]) -> dict[str, float]:
 
 
 def _kill_postmaster(server: EmbeddedPostgres) -> None:
-    import signal
-
-    pid = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
-    os.kill(pid, signal.SIGKILL)
-    until = time.monotonic() + 30
-    while server.is_running() and time.monotonic() < until:
-        time.sleep(0.05)
+    server.kill()
     server.start()
 
 

@@ -17,12 +17,13 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
@@ -271,6 +272,19 @@ class EmbeddedPostgres:
                     "60",
                 ]
             )
+
+    def kill(self, also: Sequence[int] = ()) -> None:
+        """Kill the postmaster with SIGKILL, as a crash would (and the processes
+        ``also`` names), and return once the server counts as stopped; its
+        backends notice and exit. For crash-recovery tests and benchmarks:
+        :meth:`start` then recovers from the WAL."""
+        postmaster = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        for pid in (postmaster, *also):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        until = time.monotonic() + 30
+        while self.is_running() and time.monotonic() < until:
+            time.sleep(0.05)
 
     def destroy(self) -> None:
         """Stop the server and delete its folder."""

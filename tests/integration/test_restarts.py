@@ -11,7 +11,6 @@ checker sees lost acknowledgements when there are some.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import threading
@@ -116,18 +115,6 @@ def _check(server: EmbeddedPostgres, tally: Tally) -> None:
     assert tally.slowest < DEADLINE + GRACE + SLACK, f"a call took {tally.slowest:.2f} s"
 
 
-def _postmaster(server: EmbeddedPostgres) -> int:
-    return int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_immediate_restarts_lose_and_double_nothing(cluster: EmbeddedPostgres) -> None:
     def restart_twice() -> None:
         for _ in range(2):
@@ -146,14 +133,7 @@ def test_immediate_restarts_lose_and_double_nothing(cluster: EmbeddedPostgres) -
 
 def test_killed_postmaster_loses_and_doubles_nothing(cluster: EmbeddedPostgres) -> None:
     def kill_nine() -> None:
-        pid = _postmaster(cluster)
-        os.kill(pid, signal.SIGKILL)
-        # Its backends notice the postmaster's death and exit; then it can start.
-        until = time.monotonic() + 30
-        while not _gone(pid) and time.monotonic() < until:
-            time.sleep(0.05)
-        while cluster.is_running() and time.monotonic() < until:
-            time.sleep(0.1)
+        cluster.kill()  # its backends notice the postmaster's death and exit
         cluster.start()
 
     tally, recovery = _run(cluster, kill_nine)
@@ -185,12 +165,7 @@ def test_control_asynchronous_commit_loses_acknowledged_appends(
             os.kill(int(writer[0]), signal.SIGSTOP)
             time.sleep(0.5)  # the writers keep getting acknowledgements
             pids = [int(r[0]) for r in conn.execute("select pid from pg_stat_activity")]
-        for pid in [_postmaster(cluster), *pids]:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        until = time.monotonic() + 30
-        while cluster.is_running() and time.monotonic() < until:
-            time.sleep(0.05)
+        cluster.kill(also=pids)  # the paused WAL writer with the rest
         cluster.start()
 
     tally, _ = _run(cluster, crash_with_wal_unwritten)
