@@ -261,6 +261,13 @@ _PGCRYPTO_STATE: Final = "39000"  # pgcrypto's errors (external routine invocati
 _SCHEMA_STATES: Final = frozenset({"3F000", "42883", "42P01", "42704"})
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's text (a driver's can run to several), or
+    its class name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def error_for_sqlstate(sqlstate: str) -> type[PymemError] | None:
     """The pymem exception class for a pymem SQLSTATE, or None."""
     return _BY_SQLSTATE.get(sqlstate)

@@ -26,6 +26,7 @@ from ..errors import (
     DatabaseUnavailable,
     DeadlineExceeded,
     PymemError,
+    first_line,
     translate,
 )
 from ..models import AppendResult, NewMessage
@@ -136,11 +137,14 @@ def own_retries(results: list[AppendResult], keys: Sequence[str | None]) -> list
     ]
 
 
+def _attempts(call: CallClock) -> str:
+    return f"{call.attempts} attempt{'s' if call.attempts != 1 else ''}"
+
+
 def gave_up(
     name: str, exc: BaseException, failure: Failure, call: CallClock, idempotent: bool
 ) -> BaseException:
     """The error a call ends with when it stops trying."""
-    tries = f"{call.attempts} attempt{'s' if call.attempts != 1 else ''}"
     spent = f"{call.elapsed():.2f} s"
     if failure is Failure.TIMEOUT and isinstance(exc, psycopg.errors.QueryCanceled):
         return _counted(
@@ -150,17 +154,17 @@ def gave_up(
     mapped = translate(exc) if isinstance(exc, psycopg.Error) else None
     if failure.lost_server:
         left = call.remaining()
-        why = "its deadline passed" if left is not None and left <= 0.001 else "it may not retry"
+        out_of_time = left is not None and left <= 0.001
+        why = "its deadline passed" if out_of_time else "it may not retry"
         if failure is Failure.UNKNOWN and not idempotent:
             why = "the call may have taken effect, so it was not repeated"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        error: PymemError = DatabaseUnavailable(
-            f"memory: {name} failed after {tries} in {spent} ({why}): {reason}",
-            hint=mapped.hint if mapped is not None else None,
+        message = (
+            f"memory: {name} failed after {_attempts(call)} in {spent} ({why}): {first_line(exc)}"
         )
-        if left is not None and left <= 0.001:
-            error = DeadlineExceeded(error.message)
-        return _counted(error, call)
+        if out_of_time:
+            return _counted(DeadlineExceeded(message), call)
+        hint = mapped.hint if mapped is not None else None
+        return _counted(DatabaseUnavailable(message, hint=hint), call)
     if mapped is not None:
         return _counted(mapped, call)
     return exc
@@ -168,11 +172,11 @@ def gave_up(
 
 def circuit_open(name: str, call: CallClock, last: BaseException | None) -> DatabaseCircuitOpen:
     """The error for a call refused because the database breaker is open."""
-    cause = f": {str(last).strip().splitlines()[0]}" if last is not None and str(last) else ""
+    cause = f": {first_line(last)}" if last is not None and str(last) else ""
     return _counted(
         DatabaseCircuitOpen(
             f"memory: {name} refused at once: PostgreSQL failed repeatedly and is not "
-            f"answering (after {call.attempts} attempt{'s' if call.attempts != 1 else ''}){cause}"
+            f"answering (after {_attempts(call)}){cause}"
         ),
         call,
     )

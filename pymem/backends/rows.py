@@ -7,7 +7,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 from psycopg.rows import RowFactory, RowMaker, class_row
 
-from ..errors import UNREACHABLE_HINT, DatabaseUnavailable
+from ..errors import UNREACHABLE_HINT, DatabaseUnavailable, first_line
 from ..models import ContextItem, ContextRequest, ContextWindow
 
 T = TypeVar("T")
@@ -53,7 +53,7 @@ def window(items: list[ContextItem], request: ContextRequest) -> ContextWindow:
 
 def open_failed(exc: Exception) -> DatabaseUnavailable:
     """The error for a pool that cannot reach its server, with the server's reason."""
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc)
     return DatabaseUnavailable(
         f"memory: cannot connect to PostgreSQL: {reason}", hint=UNREACHABLE_HINT
     )
