@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..db.migrate import pending_migrations
+from ..errors import first_line
 
 API_FUNCTIONS = (
     "append",
@@ -52,7 +53,7 @@ def _checks(dsn: str) -> list[Check]:
             Check(
                 "connect",
                 False,
-                str(exc).strip().splitlines()[0],
+                first_line(exc),
                 "start PostgreSQL, or fix the DSN (PYMEM_DSN / --dsn)",
             )
         ]
