@@ -9,7 +9,7 @@ both have the same features, names, arguments and documentation.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -21,7 +21,7 @@ from .config import Settings
 from .context.tokens import TokenCounter
 from .correlation import annotate, tracing_active
 from .defaults import choose_counter, count_tokens, limits_for, require_dsn
-from .errors import PiiBlocked, PymemError
+from .errors import InvalidArgument, PiiBlocked, PymemError
 from .models import (
     AppendResult,
     ContextRequest,
@@ -48,6 +48,7 @@ from .telemetry.operations import operation, record_append, record_recall, recor
 from .telemetry.tracing import Tracing
 from .tier.limits import RateLimits
 from .tier.ratelimit import RateLimiter, enforce
+from .transcript import Part, to_turns
 
 
 class Memory:
@@ -364,8 +365,10 @@ class Session:
     def append(
         self,
         role: str,
-        content: str,
+        content: str = "",
         *,
+        parts: Sequence[Part] | None = None,
+        name: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         tokens: int | None = None,
         embedding: Sequence[float] | None = None,
@@ -373,10 +376,27 @@ class Session:
     ) -> AppendResult:
         """Store one message; its tokens are counted here unless given.
 
-        Pass an ``idempotency_key`` to make retries safe: a retry returns the
-        original seq with ``duplicate=True`` and stores nothing.
+        Text is the simple path (``append("user", "hi")``). A turn of an agent
+        transcript gives ``parts`` instead: tool calls, tool results, image
+        and file references (:mod:`pymem.transcript`), with an optional sender
+        ``name``. Pass an ``idempotency_key`` to make retries safe: a retry
+        returns the original seq with ``duplicate=True`` and stores nothing.
         """
-        message = NewMessage(role, content, tokens, metadata, embedding, idempotency_key)
+        if parts is not None and content:
+            raise InvalidArgument(
+                "pymem: give content or parts, not both",
+                hint="put the text in a Text part, or pass content alone",
+            )
+        message = NewMessage(
+            role,
+            content,
+            tokens,
+            metadata,
+            embedding,
+            idempotency_key,
+            parts=tuple(parts) if parts is not None else None,
+            name=name,
+        )
         (message,) = self._prepare([message])
         result = self._backend.append(self.tenant, self.id, message, user_id=self.user)
         record_append(self.memory.metrics, self.tenant, [message], [result])
@@ -389,6 +409,19 @@ class Session:
         results = self._backend.append_many(self.tenant, self.id, prepared, user_id=self.user)
         record_append(self.memory.metrics, self.tenant, prepared, results)
         return results
+
+    def append_messages(
+        self, messages: Iterable[Any], format: str = "openai"
+    ) -> list[AppendResult]:
+        """Store what a model API takes and returns, in order, all or nothing:
+        ``openai`` (Chat Completions messages, as dicts or the SDK's objects),
+        ``openai-responses`` (input and output items) or ``anthropic`` (Messages
+        API messages; the system prompt as a ``{"role": "system"}`` message).
+        Tool calls and results keep their ids and arguments."""
+        turns = to_turns(messages, format)
+        if not turns:
+            return []
+        return self.append_many([NewMessage.from_turn(t) for t in turns])
 
     def _prepare(self, messages: Sequence[NewMessage]) -> list[NewMessage]:
         """Apply the client's personal data classifiers, count tokens, check rate limits."""

@@ -10,6 +10,7 @@ from .context.tokens import TokenCounter, counter_for
 from .errors import InvalidArgument
 from .models import NewMessage
 from .tier.limits import RateLimits
+from .transcript.tokens import turn_tokens
 
 
 def choose_counter(counter: TokenCounter | str | None, settings: Settings) -> TokenCounter:
@@ -34,13 +35,20 @@ def require_dsn(dsn: str | None, settings: Settings) -> str:
 
 
 def count_tokens(counter: TokenCounter, messages: Sequence[NewMessage]) -> list[NewMessage]:
-    """Fill in exact token counts for messages that carry none."""
+    """Fill in exact token counts for messages that carry none (a message with
+    parts: its text plus the framing of its tool calls, pymem.transcript.tokens)."""
     return [
         m
         if m.tokens is not None or not isinstance(m.content, str)
-        else replace(m, tokens=counter.count(m.content))
+        else replace(m, tokens=_count(counter, m))
         for m in messages
     ]
+
+
+def _count(counter: TokenCounter, message: NewMessage) -> int:
+    if message.parts is None and message.name is None:
+        return counter.count(message.content)
+    return turn_tokens(message.turn(), counter)
 
 
 def limits_for(

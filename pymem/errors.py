@@ -144,6 +144,12 @@ class PiiBlocked(InvalidArgument):
     """Personal data that the tenant's policy refuses to store; nothing was written."""
 
 
+class InvalidPart(InvalidArgument):
+    """A message part that pymem cannot store (ME022): an unknown type or field, a
+    tool result without a call id, arguments that are not a JSON object, a part
+    the role may not hold, or bytes where a reference belongs."""
+
+
 class SchedulerUnavailable(PymemError):
     """pg_cron cannot schedule maintenance from this database (ME021)."""
 
@@ -241,6 +247,7 @@ _BY_SQLSTATE: Final[Mapping[str, type[PymemError]]] = {
     "ME019": PiiBlocked,
     "ME020": SessionExpired,
     "ME021": SchedulerUnavailable,
+    "ME022": InvalidPart,
 }
 
 _LOCK_STATE: Final = "55P03"  # lock_not_available: lock_timeout, NOWAIT
@@ -337,6 +344,7 @@ __all__ = [
     "InvalidBudget",
     "InvalidIdentifier",
     "InvalidMetadata",
+    "InvalidPart",
     "InvalidRole",
     "JobNotHeld",
     "KeyUnavailable",

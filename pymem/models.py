@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple
 
+from .transcript.parts import Part, Refusal, Text, ToolResult, Turn
+
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 ROLES: frozenset[str] = frozenset({"system", "developer", "user", "assistant", "tool"})
 Strategy = Literal["recent", "summary", "hybrid"]
@@ -36,6 +38,53 @@ class NewMessage:
     metadata: Mapping[str, Any] | None = None
     embedding: Sequence[float] | None = None
     idempotency_key: str | None = None
+    parts: tuple[Part, ...] | None = None
+    """The message as parts (tool calls, tool results, references...); ``content``
+    is then their text, filled in here. One text part without a name is plain
+    text, as the server stores it."""
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = self.parts
+        if parts is None:
+            return
+        if not isinstance(parts, tuple):
+            object.__setattr__(self, "parts", parts := tuple(parts))
+        Turn(self.role, parts, self.name)  # the role's rules for parts, as the server's
+        if self.name is None and len(parts) == 1 and isinstance(parts[0], Text):
+            object.__setattr__(self, "content", parts[0].text)
+            object.__setattr__(self, "parts", None)
+        else:
+            text = "".join(
+                p.text if isinstance(p, Text | Refusal) else p.content
+                for p in parts
+                if isinstance(p, Text | Refusal | ToolResult)
+            )
+            object.__setattr__(self, "content", text)
+
+    @classmethod
+    def from_turn(cls, turn: Turn, **fields: Any) -> NewMessage:
+        """The message of a transcript turn. ``fields``: tokens, metadata,
+        embedding, idempotency_key."""
+        return cls(turn.role, turn.content, parts=turn.parts, name=turn.name, **fields)
+
+    def turn(self) -> Turn:
+        """The message as a transcript turn."""
+        parts = self.parts if self.parts is not None else (Text(self.content),)
+        return Turn(self.role, parts, self.name)
+
+    def parts_json(self) -> list[dict[str, Any]] | None:
+        """The parts in their stored JSON shape; None for plain text."""
+        if self.parts is None:
+            return None if self.name is None else [Text(self.content).to_json()]
+        return [p.to_json() for p in self.parts]
+
+
+def stored_turn(role: str, content: str, parts: list[Any] | None, name: str | None) -> Turn:
+    """A stored message's turn: its parts, or its text as one text part."""
+    if parts is None:
+        return Turn.text(role, content, name)
+    return Turn.from_json({"role": role, "parts": parts, "name": name})
 
 
 Batch = Sequence[NewMessage]
@@ -156,10 +205,18 @@ class StoredMessage(NamedTuple):
     tokens_estimated: bool
     metadata: dict[str, Any]
     created_at: datetime
+    parts: list[dict[str, Any]] | None = None
+    """Parts in their JSON shape (see :mod:`pymem.transcript`); None for plain text."""
+    name: str | None = None
 
     def as_chat(self) -> dict[str, str]:
-        """The message in OpenAI chat format."""
+        """The message's role and text (OpenAI chat format for plain text; use
+        :meth:`turn` with :func:`pymem.transcript.from_turns` for tool calls)."""
         return {"role": self.role, "content": self.content}
+
+    def turn(self) -> Turn:
+        """The message as a transcript turn (typed parts)."""
+        return stored_turn(self.role, self.content, self.parts, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +243,12 @@ class ContextItem(NamedTuple):
     content: str
     tokens: int
     score: float | None
+    parts: list[dict[str, Any]] | None = None
+    name: str | None = None
+
+    def turn(self) -> Turn:
+        """The row as a transcript turn (typed parts)."""
+        return stored_turn(self.role, self.content, self.parts, self.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,16 +266,27 @@ class ContextWindow:
         return sum(item.tokens + self.message_overhead for item in self.items)
 
     def messages(self, format: str = "openai") -> list[dict[str, Any]]:
-        """The window as chat messages: ``openai`` (Chat Completions, the
-        default), ``openai-responses`` (input items) or ``anthropic`` (digests
-        and system turns come as ``{"role": "system"}`` entries, in order:
-        pass their text as the API's ``system`` parameter). A turn stored
-        with the ``tool`` role but no call id fits only the first."""
-        if format == "openai":
-            return [{"role": item.role, "content": item.content} for item in self.items]
-        from .transcript import Turn, from_turns
+        """The window as messages of a model API: ``openai`` (Chat Completions,
+        the default), ``openai-responses`` (input items) or ``anthropic``
+        (digests and system turns come as ``{"role": "system"}`` entries, in
+        order: pass their text as the API's ``system`` parameter). Tool calls
+        and results keep their ids, arguments and order. A plain-text turn
+        stored with the ``tool`` role (no call id) fits only ``openai``."""
+        from .transcript import from_turns
 
-        return from_turns([Turn.text(item.role, item.content) for item in self.items], format)
+        if format == "openai":
+            out: list[dict[str, Any]] = []
+            for item in self.items:
+                if item.parts is None and item.name is None:
+                    out.append({"role": item.role, "content": item.content})
+                else:
+                    out.extend(from_turns([item.turn()], format))
+            return out
+        return from_turns([item.turn() for item in self.items], format)
+
+    def turns(self) -> list[Turn]:
+        """The window's rows as transcript turns (digests as system turns)."""
+        return [item.turn() for item in self.items]
 
     def __iter__(self) -> Iterator[ContextItem]:
         return iter(self.items)
@@ -264,6 +338,12 @@ class RecalledMessage(NamedTuple):
     score: float
     text_rank: int | None
     vector_rank: int | None
+    parts: list[dict[str, Any]] | None = None
+    name: str | None = None
+
+    def turn(self) -> Turn:
+        """The row as a transcript turn (typed parts)."""
+        return stored_turn(self.role, self.content, self.parts, self.name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ from .errors import (
     InvalidBudget,
     InvalidIdentifier,
     InvalidMetadata,
+    InvalidPart,
     InvalidRole,
     MessageTooLarge,
     UnknownStrategy,
@@ -197,6 +198,57 @@ def estimate_tokens(content: str) -> int:
     return max(math.ceil(len(content) / 4), math.ceil(round(words * 1.3, 10)))
 
 
+def parts_json(parts: list[dict[str, Any]]) -> str:
+    """Serialize a message's parts as PostgreSQL will store them, or raise InvalidPart."""
+    try:
+        text = json.dumps(parts, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidPart(
+            f"memory: a part is not JSON-serializable: {exc}",
+            hint="tool call arguments hold str, int, float, bool, None, lists and dicts",
+        ) from None
+    if "\\u0000" in text:
+        raise InvalidPart(
+            "memory: a part contains a NUL (\\u0000) character",
+            hint="PostgreSQL cannot store \\u0000; strip it",
+        )
+    return check_text("parts", text)
+
+
+def _leaves(value: Any) -> list[str]:
+    """The string and number values in a JSON value, at any depth."""
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, str | int | float):
+        return [str(value)]
+    items = value.values() if isinstance(value, Mapping) else value
+    return [leaf for item in items for leaf in _leaves(item)]
+
+
+def parts_text(parts: Sequence[Mapping[str, Any]], searchable: bool = False) -> str:
+    """The text of parts in their JSON shape (as ``memory._parts_text``)."""
+    found = []
+    for part in parts:
+        kind = part.get("type")
+        if kind in ("text", "refusal"):
+            found.append(part["text"])
+        elif kind == "tool_result":
+            found.append(part["content"])
+        elif kind == "tool_call" and searchable:
+            found.append(" ".join([part["name"], *_leaves(part.get("arguments", {}))]))
+    return (" " if searchable else "").join(found)
+
+
+_FRAMING: Final = {"tool_call": 7, "tool_result": 4, "image": 85}
+
+
+def estimate_parts_tokens(parts: Sequence[Mapping[str, Any]], name: str | None) -> int:
+    """The estimate ``memory._check_parts`` stores for parts given no count."""
+    framing = sum(_FRAMING.get(str(p.get("type")), 0) for p in parts)
+    named = 0 if name is None else 1 + estimate_tokens(name)
+    return estimate_tokens(parts_text(parts, searchable=True)) + framing + named
+
+
 @dataclass(frozen=True, slots=True)
 class CheckedAppend:
     """An append's arguments after the rules of ``memory.append`` accepted them."""
@@ -224,14 +276,23 @@ def check_append(
         check_ident("idempotency_key", message.idempotency_key)
     check_role(message.role)
     check_content(message.content)
+    parts = message.parts_json()
+    if parts is not None:
+        message.turn()  # the role's rules for parts (memory._check_parts)
+        parts_json(parts)
+        if message.name is not None:
+            check_ident("name", message.name)
     check_tokens(message.tokens)
     stored: dict[str, Any] = json.loads(metadata_json(message.metadata))
     vector = check_embedding(message.embedding, embedding_dim)
+    if message.tokens is not None:
+        tokens = message.tokens
+    elif parts is not None:
+        tokens = estimate_parts_tokens(parts, message.name)
+    else:
+        tokens = estimate_tokens(message.content)
     return CheckedAppend(
-        metadata=stored,
-        embedding=vector,
-        tokens=estimate_tokens(message.content) if message.tokens is None else message.tokens,
-        estimated=message.tokens is None,
+        metadata=stored, embedding=vector, tokens=tokens, estimated=message.tokens is None
     )
 
 

@@ -92,11 +92,13 @@ ME007, ME008, ME009, ME010 as memory.append documents them.$$;
 
 -------------------------------------------------------------------------------
 -- _apply_pii_policy: the tenant's personal data policy, applied to the text.
+drop function if exists memory._apply_pii_policy(text, text, integer, jsonb);
 create or replace function memory._apply_pii_policy(
     tenant              text,
     content             text,
     tokens              integer,
     metadata            jsonb,
+    structured          boolean default false,
     out stored_content  text,
     out stored_tokens   integer,
     out stored_metadata jsonb,
@@ -109,6 +111,8 @@ as $fn$
 declare
     v_policy jsonb;
     v_kinds  text[];
+    v_parts  jsonb;
+    r        record;
 begin
     stored_content := content;
     stored_tokens := tokens;
@@ -121,9 +125,29 @@ begin
     if v_policy is null or v_policy = '{}'::jsonb then
         return;
     end if;
-    select p.content, p.kinds
-      into stored_content, v_kinds
-      from memory._apply_pii(v_policy, content) as p;
+    if structured then
+        -- Every string of every part, but not its type, ids, tool name or
+        -- references: those must stay what the model and the tools gave.
+        v_parts := '[]';
+        v_kinds := '{}';
+        for r in
+            select c.cleaned, c.kinds
+              from jsonb_array_elements(content::jsonb -> 'parts') with ordinality as p
+                   cross join lateral memory._pii_json(
+                       v_policy, p.value,
+                       '{type,id,call_id,name,url,file_id,detail,filename,is_error}') as c
+             order by p.ordinality
+        loop
+            v_parts := v_parts || jsonb_build_array(r.cleaned);
+            v_kinds := v_kinds || r.kinds;
+        end loop;
+        stored_content := jsonb_set(content::jsonb, '{parts}', v_parts)::text;
+        select coalesce(array_agg(distinct k order by k), '{}') into v_kinds from unnest(v_kinds) as k;
+    else
+        select p.content, p.kinds
+          into stored_content, v_kinds
+          from memory._apply_pii(v_policy, content) as p;
+    end if;
     if cardinality(v_kinds) > 0 then
         -- Merged with kinds a client-side classifier already listed.
         stored_metadata := metadata || jsonb_build_object('pii', (
@@ -136,14 +160,19 @@ begin
     end if;
     if stored_content is distinct from content then
         -- Placeholders and masks may tokenize differently: never under-count.
-        stored_tokens := greatest(tokens, memory.estimate_tokens(stored_content));
+        stored_tokens := greatest(tokens, memory.estimate_tokens(
+                             case when structured
+                                  then memory._parts_text(stored_content::jsonb -> 'parts', true)
+                                  else stored_content end));
     end if;
 end;
 $fn$;
 
-comment on function memory._apply_pii_policy(text, text, integer, jsonb) is
+comment on function memory._apply_pii_policy(text, text, integer, jsonb, boolean) is
 $$Apply the tenant's personal data policy (memory.configure_pii) to an
-append's text before it is hashed, sealed, audited or stored: the text,
+append's text (with `structured`, to every string of a part document's parts
+but their types, ids, tool names and references) before it is hashed,
+sealed, audited or stored: the text,
 token count and metadata (kinds acted on in `pii`) to store, and the
 tenant's encryption mode, read in the same lookup. Errors: ME019 blocked.$$;
 

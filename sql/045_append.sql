@@ -4,6 +4,7 @@
 -- append: store one message atomically and return its seq.
 drop function if exists memory.append(text, text, text, text, integer, jsonb, public.vector, text, text);
 drop function if exists memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text);
+drop function if exists memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean);
 create or replace function memory.append(
     tenant          text,
     session         text,
@@ -16,7 +17,9 @@ create or replace function memory.append(
     user_id         text default null,
     trace_context   text default null,
     call_key        text default null,
-    call_retried    boolean default false
+    call_retried    boolean default false,
+    parts           jsonb default null,
+    name            text default null
 )
 returns memory.append_result
 language plpgsql
@@ -36,20 +39,35 @@ declare
     v_result   memory.append_result;
     v_kept     bigint;   -- the first seq the session keeps after trimming
     v_queued   integer;  -- background jobs queued
+    v_content  text := append.content;  -- the text, or a structured message's document
+    v_tokens   integer := append.tokens;
+    v_structured boolean := false;
+    v_tool_parts smallint := 0;
+    v_parts    record;   -- document, plain, tool_parts, estimate (memory._check_parts)
 begin
     perform memory._tenant_guard(append.tenant);
+    if append.parts is not null or append.name is not null then
+        v_parts := memory._check_parts(append.role, append.content, append.parts, append.name);
+        v_structured := v_parts.document is not null;
+        v_content := coalesce(v_parts.document::text, v_parts.plain);
+        v_tool_parts := v_parts.tool_parts;
+        v_tokens := coalesce(append.tokens, v_parts.estimate);
+    end if;
     if append.call_key is not null and append.idempotency_key is not null then
         raise exception 'memory: give an idempotency_key or a call_key, not both'
             using errcode = 'ME002', hint = 'call_key is for keys a client makes for its own retries';
     end if;
-    v_checked := memory._check_append(append.tenant, append.session, append.role, append.content,
-                                      append.tokens, append.metadata, append.embedding,
+    v_checked := memory._check_append(append.tenant, append.session, append.role, v_content,
+                                      v_tokens, append.metadata, append.embedding,
                                       coalesce(append.idempotency_key, append.call_key),
                                       append.user_id);
+    if v_structured and append.tokens is null then
+        v_checked.estimated := true;
+    end if;
     -- What the tenant's personal data policy removes is never hashed, sealed,
     -- cached, audited or stored.
-    v_stored := memory._apply_pii_policy(append.tenant, append.content, v_checked.checked_tokens,
-                                         v_checked.checked_metadata);
+    v_stored := memory._apply_pii_policy(append.tenant, v_content, v_checked.checked_tokens,
+                                         v_checked.checked_metadata, v_structured);
     v_mode := v_stored.encryption;
     if v_mode <> 'none' then
         v_key := memory._choose_data_key(append.tenant, v_mode);
@@ -101,16 +119,18 @@ begin
     -- arguments cost about 40 us of an append's 140 us of server time.)
     insert into memory.messages
            (tenant_id, session_id, seq, role, content, sealed, key_version, search, tokens,
-            tokens_estimated, metadata, embedding, idempotency_key, created_at)
+            tokens_estimated, metadata, embedding, idempotency_key, created_at, structured,
+            tool_parts)
     values (append.tenant, append.session, v_session.next_seq, append.role,
             case when v_version is null then v_stored.stored_content end,
             case when v_version is not null
                  then memory._seal(v_stored.stored_content, v_keys[v_version]) end,
             v_version,
-            case when v_mode = 'content' then null
-                 else to_tsvector('english'::regconfig, v_stored.stored_content) end,
+            case when v_mode <> 'content'
+                 then memory._search_vector(v_stored.stored_content, v_structured) end,
             v_stored.stored_tokens, v_checked.estimated, v_stored.stored_metadata,
-            append.embedding, coalesce(append.idempotency_key, append.call_key), v_now);
+            append.embedding, coalesce(append.idempotency_key, append.call_key), v_now,
+            v_structured, v_tool_parts);
     if v_session.cap_messages is not null or v_session.cap_tokens is not null then
         v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
                                        v_session.session_first_seq, v_session.session_tokens,
@@ -128,7 +148,7 @@ begin
 end;
 $fn$;
 
-comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean) is
+comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean, jsonb, text) is
 $$Store one message and return (seq, created_at, duplicate). Atomic, one round
 trip, in the steps of 040_append_steps.sql (_check_append, _apply_pii_policy,
 _choose_data_key, _find_retry, _lock_session, _key_after_lock,
@@ -145,12 +165,30 @@ every append without an idempotency_key): it is kept on the message but not
 remembered in memory.idempotency_keys, and with `call_retried` the session's
 newest 1,000 turns are searched for it first (a turn found is returned with
 duplicate = true).
+A message of an agent transcript is given as `parts` (content null), a JSON
+array of parts, with an optional sender `name`:
+  {"type": "text", "text": "..."}
+  {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}}
+  {"type": "tool_result", "call_id": "call_1", "content": "12 C", "is_error": false}
+  {"type": "image" | "file", "url": "https://..." or "file_id": "file-1"} (also "detail" / "filename")
+  {"type": "refusal", "text": "..."}
+Tool calls belong to assistant turns; tool turns hold tool results only.
+Parts are checked (memory._check_parts), the personal data policy applies to
+their strings, full-text search indexes their text, tool names and argument
+values, and `tokens` null stores a documented estimate. One text part
+without a name is stored as plain text. memory.history and memory.context
+return them in their `parts` and `name` columns.
 Errors: ME002 bad argument; ME003 session deleted; ME006 bad identifier;
 ME007 embedding dimension; ME008 content too large for the limit or token cap;
 ME019 personal data that the tenant's policy blocks (memory.configure_pii);
 ME009 metadata not an object; ME010 unknown role; ME011 idempotency key reused
-for another message; ME012 session belongs to another user; ME020 session expired.
-Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);$$;
+for another message; ME012 session belongs to another user; ME020 session expired;
+ME022 a bad part (memory._check_parts).
+Example: select * from memory.append('acme', 's-1', 'user', 'Hello!', 2);
+select * from memory.append('acme', 's-1', 'assistant', null, parts =>
+  '[{"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}}]');
+select * from memory.append('acme', 's-1', 'tool', null, parts =>
+  '[{"type": "tool_result", "call_id": "call_1", "content": "12 C"}]');$$;
 
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
@@ -194,7 +232,8 @@ begin
             append_many.tenant, append_many.session, v_message.role, v_message.content,
             v_message.tokens, v_message.metadata, v_message.embedding,
             v_message.idempotency_key, append_many.user_id, append_many.trace_context,
-            append_many.call_keys[v_at], append_many.call_retried);
+            append_many.call_keys[v_at], append_many.call_retried, v_message.parts,
+            v_message.name);
     end loop;
 end;
 $fn$;
@@ -205,5 +244,6 @@ $$Store a batch of messages in array order, all or nothing, and return one
 memory.append, plus ME002 for an empty batch, one over 10000 messages, or
 `call_keys` (memory.append's call_key, one per message) of another length.
 Example: select * from memory.append_many('acme', 's-1', array[
-  row('user', 'Hi', 1, '{}', null, null)::memory.message_input,
-  row('assistant', 'Hello!', 2, '{}', null, null)::memory.message_input]);$$;
+  row('user', 'Hi', 1, '{}', null, null, null, null)::memory.message_input,
+  row('assistant', 'Hello!', 2, '{}', null, null, null, null)::memory.message_input]);
+The last two fields of memory.message_input are memory.append's `parts` and `name`.$$;

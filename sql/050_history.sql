@@ -2,6 +2,8 @@
 
 -------------------------------------------------------------------------------
 -- history: one page of a session's messages in conversation order.
+-- (The parts and name columns came with pymem_0013: the old shape is dropped.)
+drop function if exists memory.history(text, text, bigint, integer);
 create or replace function memory.history(
     tenant    text,
     session   text,
@@ -15,7 +17,9 @@ returns table (
     tokens           integer,
     tokens_estimated boolean,
     metadata         jsonb,
-    created_at       timestamptz
+    created_at       timestamptz,
+    parts            jsonb,
+    name             text
 )
 language plpgsql
 stable security definer
@@ -35,10 +39,13 @@ begin
     perform memory._live_session(history.tenant, history.session);
 
     return query
-        select m.seq, m.role,
-               memory._reveal(m.content, m.sealed, m.key_version, (select memory._data_keys(history.tenant))),
-               m.tokens, m.tokens_estimated, m.metadata, m.created_at
+        select m.seq, m.role, u.content, m.tokens, m.tokens_estimated, m.metadata, m.created_at,
+               u.parts, u.name
           from memory.messages as m
+               cross join lateral memory._turn(
+                   memory._reveal(m.content, m.sealed, m.key_version,
+                                  (select memory._data_keys(history.tenant))),
+                   m.structured) as u
          where m.tenant_id = history.tenant
            and m.session_id = history.session
            and m.seq > history.after_seq
@@ -51,12 +58,16 @@ comment on function memory.history(text, text, bigint, integer) is
 $$Return up to `page_size` (1..10000) messages with seq > `after_seq`, in
 conversation order. Pages are stable: pass the last seq of one page as the
 `after_seq` of the next; messages appended meanwhile only ever come later.
+`content` is a message's text; a message appended with parts also has
+`parts` (the JSON array, as memory.append takes it) and its `name`; plain
+text has null in both.
 Errors: ME001 session missing; ME002 bad after_seq/page_size; ME003 deleted;
 ME006 bad identifier.
 Example: select seq, role, content from memory.history('acme', 's-1', 0, 50);$$;
 
 -------------------------------------------------------------------------------
 -- last_messages: the newest `count` messages, in conversation order.
+drop function if exists memory.last_messages(text, text, integer);
 create or replace function memory.last_messages(
     tenant  text,
     session text,
@@ -69,7 +80,9 @@ returns table (
     tokens           integer,
     tokens_estimated boolean,
     metadata         jsonb,
-    created_at       timestamptz
+    created_at       timestamptz,
+    parts            jsonb,
+    name             text
 )
 language plpgsql
 stable security definer
@@ -85,15 +98,18 @@ begin
     perform memory._live_session(last_messages.tenant, last_messages.session);
 
     return query
-        select t.seq, t.role,
-               memory._reveal(t.content, t.sealed, t.key_version, (select memory._data_keys(last_messages.tenant))),
-               t.tokens, t.tokens_estimated, t.metadata, t.created_at
+        select t.seq, t.role, u.content, t.tokens, t.tokens_estimated, t.metadata, t.created_at,
+               u.parts, u.name
           from (select m.*
                   from memory.messages as m
                  where m.tenant_id = last_messages.tenant
                    and m.session_id = last_messages.session
                  order by m.seq desc
                  limit last_messages.count) as t
+               cross join lateral memory._turn(
+                   memory._reveal(t.content, t.sealed, t.key_version,
+                                  (select memory._data_keys(last_messages.tenant))),
+                   t.structured) as u
          order by t.seq;
 end;
 $fn$;

@@ -24,6 +24,7 @@ syntax, so no character of it is an operator).$$;
 -- (terms, document frequencies, BM25 with smoothing, the vector ranking,
 -- their fusion) whose stages hand arrays to each other; split into
 -- functions, each stage would re-read the session's postings.
+drop function if exists memory.recall(text, text, text, public.vector, bigint, integer);
 create or replace function memory.recall(
     tenant          text,
     session         text,
@@ -39,7 +40,9 @@ returns table (
     tokens      integer,
     score       double precision,
     text_rank   integer,
-    vector_rank integer
+    vector_rank integer,
+    parts       jsonb,
+    name        text
 )
 language plpgsql
 stable security definer
@@ -212,14 +215,17 @@ begin
              order by s.score desc, s.seq desc
              limit recall.max_rows
         )
-        select m.seq, m.role,
-               memory._reveal(m.content, m.sealed, m.key_version, (select memory._data_keys(recall.tenant))),
-               m.tokens, b.score, b.text_rank, b.vector_rank
+        select m.seq, m.role, u.content, m.tokens, b.score, b.text_rank, b.vector_rank, u.parts,
+               u.name
           from best as b
           join memory.messages as m
             on m.tenant_id = recall.tenant
            and m.session_id = recall.session
            and m.seq = b.seq
+               cross join lateral memory._turn(
+                   memory._reveal(m.content, m.sealed, m.key_version,
+                                  (select memory._data_keys(recall.tenant))),
+                   m.structured) as u
          order by b.score desc, m.seq desc;
 end;
 $fn$;
@@ -234,7 +240,9 @@ and 0.3 of the best one two turns away, so replies next to a matching turn
 are recalled too), and,
 when `query_embedding` is given, reciprocal-rank fusion (k 60) with pgvector
 cosine distance. `score` is the BM25 score (text only) or the fused score;
-`text_rank` / `vector_rank` are each list's rank (null when absent from it).
+`text_rank` / `vector_rank` are each list's rank (null when absent from it);
+`parts` and `name` as memory.history returns them. A tool call is found by
+its tool name and argument values.
 Errors: ME001/ME003 session missing or deleted; ME002 bad max_rows;
 ME006 bad identifier; ME007 query_embedding of the wrong dimension.
 Example: select seq, score, content from memory.recall('acme', 's-1', 'broken tent pole');$$;

@@ -5,6 +5,7 @@ drop function if exists memory.context(text, text, integer, text, public.vector,
 
 -------------------------------------------------------------------------------
 -- _tail: the newest turns that fit `budget`, skipping seqs in `taken`.
+drop function if exists memory._tail(text, text, bigint, integer, double precision, bigint[]);
 create or replace function memory._tail(
     tenant           text,
     session          text,
@@ -18,7 +19,9 @@ returns table (
     role    text,
     content text,
     tokens  integer,
-    used    bigint
+    used    bigint,
+    parts   jsonb,
+    name    text
 )
 language plpgsql
 stable security invoker
@@ -52,24 +55,115 @@ begin
         v_page := v_page * 4;
     end loop;
 
+    -- A model API takes a tool call only with all of its results, and a
+    -- result only after its call: each turn joins the group of the newest
+    -- non-tool turn at or before it, and a group whose calls (`asked`) are
+    -- not all answered by the tool turns after it is left out whole, as are
+    -- tool turns before the first non-tool turn. Leaving out only frees budget.
     return query
-        select t.seq, t.role,
-               memory._reveal(t.content, t.sealed, t.key_version, (select memory._data_keys(_tail.tenant))),
-               t.tokens, sum(t.tokens + message_overhead) over ()::bigint
-          from (select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens
-                  from memory.messages as m
-                 where m.tenant_id = _tail.tenant
-                   and m.session_id = _tail.session
-                 order by m.seq desc
-                 limit v_fit) as t
-         where not (t.seq = any (taken));
+        with newest as (
+            select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens, m.structured,
+                   m.tool_parts
+              from memory.messages as m
+             where m.tenant_id = _tail.tenant
+               and m.session_id = _tail.session
+             order by m.seq desc
+             limit v_fit
+        ), grouped as (
+            select n.*, max(case when n.role <> 'tool' then n.seq end) over (order by n.seq) as head
+              from newest as n
+        ), counted as (
+            select g.*,
+                   max(case when g.seq = g.head then g.tool_parts else 0 end)
+                       over (partition by g.head) as asked,
+                   sum(case when g.role = 'tool' then g.tool_parts else 0 end)
+                       over (partition by g.head) as answered
+              from grouped as g
+        ), kept as (
+            select c.*
+              from counted as c
+             where c.head is not null
+               and case when c.role = 'tool' then c.asked > 0 and c.answered = c.asked
+                        else c.asked = 0 or c.answered = c.asked end
+               and not (c.seq = any (taken))
+        )
+        select k.seq, k.role, u.content, k.tokens, sum(k.tokens + message_overhead) over ()::bigint,
+               u.parts, u.name
+          from kept as k
+               cross join lateral memory._turn(
+                   memory._reveal(k.content, k.sealed, k.key_version,
+                                  (select memory._data_keys(_tail.tenant))),
+                   k.structured) as u;
 end;
 $fn$;
 
 comment on function memory._tail(text, text, bigint, integer, double precision, bigint[]) is
 $$The contiguous newest turns whose tokens (plus overhead) fit `budget`,
 leaving out (and not charging for) the seqs in `taken`; `used` repeats the
-tokens spent on each row.$$;
+tokens spent on each row. An assistant turn with tool calls comes with all
+of its results or not at all, and no tool turn comes without its call.$$;
+
+-------------------------------------------------------------------------------
+-- _turn_group: an assistant turn with tool calls and its results, if complete.
+create or replace function memory._turn_group(
+    tenant  text,
+    session text,
+    member  bigint
+)
+returns table (
+    seq     bigint,
+    role    text,
+    content text,
+    tokens  integer,
+    parts   jsonb,
+    name    text
+)
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_head bigint;
+    v_next bigint;
+begin
+    select max(m.seq) into v_head
+      from memory.messages as m
+     where m.tenant_id = _turn_group.tenant
+       and m.session_id = _turn_group.session
+       and m.seq <= _turn_group.member
+       and m.role <> 'tool';
+    select min(m.seq) into v_next
+      from memory.messages as m
+     where m.tenant_id = _turn_group.tenant
+       and m.session_id = _turn_group.session
+       and m.seq > _turn_group.member
+       and m.role <> 'tool';
+    return query
+        with g as (
+            select m.*
+              from memory.messages as m
+             where m.tenant_id = _turn_group.tenant
+               and m.session_id = _turn_group.session
+               and m.seq >= v_head
+               and (v_next is null or m.seq < v_next)
+        )
+        select g.seq, g.role, u.content, g.tokens, u.parts, u.name
+          from g
+               cross join lateral memory._turn(
+                   memory._reveal(g.content, g.sealed, g.key_version,
+                                  (select memory._data_keys(_turn_group.tenant))),
+                   g.structured) as u
+         where (select sum(x.tool_parts) filter (where x.role = 'tool') from g as x)
+               = (select x.tool_parts from g as x where x.seq = v_head and x.role = 'assistant')
+         order by g.seq;
+end;
+$fn$;
+
+comment on function memory._turn_group(text, text, bigint) is
+$$The group of turn `member`: the newest non-tool turn at or before it and the
+tool turns that follow it, returned only when that turn is an assistant turn
+whose tool calls are all answered (no rows otherwise).$$;
 
 -------------------------------------------------------------------------------
 -- _check_context: the arguments of memory.context, and its budget shares.
@@ -166,6 +260,7 @@ tokens with `message_overhead` each, and the tokens they use.$$;
 
 -------------------------------------------------------------------------------
 -- _context_recall: the older turns a hybrid window recalls, best first.
+drop function if exists memory._context_recall(text, text, text, public.vector, bigint, bigint, integer, double precision);
 create or replace function memory._context_recall(
     tenant           text,
     session          text,
@@ -180,6 +275,8 @@ create or replace function memory._context_recall(
     out contents     text[],
     out token_counts integer[],
     out scores       double precision[],
+    out part_lists   jsonb[],
+    out names        text[],
     out used         bigint
 )
 language plpgsql
@@ -187,28 +284,56 @@ stable security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-    r record;
+    r       record;
+    v_group record;  -- seqs, roles, contents, token_counts, part_lists, names, cost
 begin
     seqs := '{}';
     roles := '{}';
     contents := '{}';
     token_counts := '{}';
     scores := '{}';
+    part_lists := '{}';
+    names := '{}';
     used := 0;
     for r in
-        select x.seq, x.role, x.content, x.tokens, x.score
+        select x.seq, x.role, x.content, x.tokens, x.score, x.parts, x.name
           from memory.recall(tenant, session, coalesce(query, ''), query_embedding, before_seq,
                              -- twice the turns the share buys at the average size
                              least(greatest(ceil(2 * share / greatest(average_tokens + message_overhead, 1))::integer,
                                             20), 500)) as x
     loop
-        continue when used + r.tokens + message_overhead > share;
-        seqs := seqs || r.seq;
-        roles := roles || r.role;
-        contents := contents || r.content;
-        token_counts := token_counts || r.tokens;
-        scores := scores || r.score;
-        used := used + r.tokens + message_overhead;
+        continue when r.seq = any (seqs);
+        if r.role = 'tool' or jsonb_path_exists(r.parts, '$[*] ? (@.type == "tool_call")') then
+            -- A tool call or result comes with its whole group, or not at all.
+            select array_agg(g.seq order by g.seq) as seqs, array_agg(g.role order by g.seq) as roles,
+                   array_agg(g.content order by g.seq) as contents,
+                   array_agg(g.tokens order by g.seq) as token_counts,
+                   array_agg(g.parts order by g.seq) as part_lists,
+                   array_agg(g.name order by g.seq) as names,
+                   sum(g.tokens + message_overhead) as cost
+              into v_group
+              from memory._turn_group(tenant, session, r.seq) as g;
+            continue when v_group.seqs is null or v_group.seqs && seqs
+                       or used + v_group.cost > share;
+            seqs := seqs || v_group.seqs;
+            roles := roles || v_group.roles;
+            contents := contents || v_group.contents;
+            token_counts := token_counts || v_group.token_counts;
+            scores := scores || array_fill(r.score, array[cardinality(v_group.seqs)]);
+            part_lists := part_lists || v_group.part_lists;
+            names := names || v_group.names;
+            used := used + v_group.cost;
+        else
+            continue when used + r.tokens + message_overhead > share;
+            seqs := seqs || r.seq;
+            roles := roles || r.role;
+            contents := contents || r.content;
+            token_counts := token_counts || r.tokens;
+            scores := scores || r.score;
+            part_lists := array_append(part_lists, r.parts);
+            names := array_append(names, r.name);
+            used := used + r.tokens + message_overhead;
+        end if;
         exit when share - used < message_overhead + 1;
     end loop;
 end;
@@ -217,10 +342,13 @@ $fn$;
 comment on function memory._context_recall(text, text, text, public.vector, bigint, bigint, integer, double precision) is
 $$The turns before `before_seq` that memory.recall ranks best for the query,
 as many as fit `share` tokens with `message_overhead` each (columns as
-arrays, best first), and the tokens they use.$$;
+arrays, best first), and the tokens they use. A recalled tool call or result
+brings its whole group (memory._turn_group, each turn scored as the one
+recalled), or is skipped when the group is incomplete or does not fit.$$;
 
 -------------------------------------------------------------------------------
 -- context: the context window of a session, never over `budget` tokens.
+drop function if exists memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision);
 create or replace function memory.context(
     tenant           text,
     session          text,
@@ -238,7 +366,9 @@ returns table (
     role    text,
     content text,
     tokens  integer,
-    score   double precision
+    score   double precision,
+    parts   jsonb,
+    name    text
 )
 language plpgsql
 stable security definer
@@ -255,7 +385,7 @@ declare
     v_recent   bigint;
     v_first    bigint;
     v_digests  record;  -- summary_ids, used
-    v_recalled record;  -- seqs, roles, contents, token_counts, scores, used
+    v_recalled record;  -- seqs, roles, contents, token_counts, scores, part_lists, names, used
 begin
     perform memory._tenant_guard(context.tenant);
     select *
@@ -266,7 +396,8 @@ begin
 
     if strategy = 'recent' then
         return query
-            select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision
+            select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision,
+                   t.parts, t.name
               from memory._tail(context.tenant, context.session, budget, message_overhead, v_avg) as t
              order by t.seq;
         return;
@@ -304,7 +435,8 @@ begin
         v_recent := v_recent + (v_recall - v_recalled.used);
     else
         select '{}'::bigint[] as seqs, '{}'::text[] as roles, '{}'::text[] as contents,
-               '{}'::integer[] as token_counts, '{}'::double precision[] as scores
+               '{}'::integer[] as token_counts, '{}'::double precision[] as scores,
+               '{}'::jsonb[] as part_lists, '{}'::text[] as names
           into v_recalled;
         v_recent := v_recent + v_recall;
     end if;
@@ -313,20 +445,23 @@ begin
     return query
         select 'summary'::text, d.seq_to, 'system'::text,
                memory._reveal(d.content, d.sealed, d.key_version, (select memory._data_keys(context.tenant))),
-               d.tokens, d.level::double precision
+               d.tokens, d.level::double precision, null::jsonb, null::text
           from memory.summaries as d
          where d.tenant_id = context.tenant
            and d.session_id = context.session
            and d.summary_id = any (v_digests.summary_ids)
          order by d.seq_from;
     return query
-        select w.part, w.seq, w.role, w.content, w.tokens, w.score
-          from (select 'recall'::text as part, x.seq, x.role, x.content, x.tokens, x.score
+        select w.part, w.seq, w.role, w.content, w.tokens, w.score, w.parts, w.name
+          from (select 'recall'::text as part, x.seq, x.role, x.content, x.tokens, x.score,
+                       x.parts, x.name
                   from unnest(v_recalled.seqs, v_recalled.roles, v_recalled.contents,
-                              v_recalled.token_counts, v_recalled.scores)
-                       as x (seq, role, content, tokens, score)
+                              v_recalled.token_counts, v_recalled.scores, v_recalled.part_lists,
+                              v_recalled.names)
+                       as x (seq, role, content, tokens, score, parts, name)
                 union all
-                select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision
+                select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision,
+                       t.parts, t.name
                   from memory._tail(context.tenant, context.session, v_recent, message_overhead,
                                     v_avg, v_recalled.seqs) as t) as w
          order by w.seq;
@@ -335,8 +470,11 @@ $fn$;
 
 comment on function memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision) is
 $$Return the context window of a session as rows (part, seq, role, content,
-tokens, score), whose tokens plus `message_overhead` per row never add up to
-more than `budget`. Digests come first (ordered by the turns they cover),
+tokens, score, parts, name), whose tokens plus `message_overhead` per row
+never add up to more than `budget`. Every strategy keeps an assistant turn
+with tool calls together with all of its results, or leaves them out
+together, and never starts with a tool result (memory._tail,
+memory._turn_group); `parts` and `name` as memory.history returns them. Digests come first (ordered by the turns they cover),
 then turns in conversation order.
 - `recent`: the newest turns verbatim, oldest trimmed first (part 'recent').
 - `summary`: digests covering the older turns within `summary_share`

@@ -25,8 +25,13 @@ begin
     perform memory._check_ident('session', messages_to_embed.session);
     return query
         select m.seq,
-               memory._reveal(m.content, m.sealed, m.key_version, (select memory._data_keys(messages_to_embed.tenant)))
+               case when m.structured then memory._parts_text(r.stored::jsonb -> 'parts', true)
+                    else r.stored end
           from memory.messages as m
+               cross join lateral (
+                   select memory._reveal(m.content, m.sealed, m.key_version,
+                                         (select memory._data_keys(messages_to_embed.tenant))) as stored
+               ) as r
          where m.tenant_id = messages_to_embed.tenant
            and m.session_id = messages_to_embed.session
            and m.embedding is null

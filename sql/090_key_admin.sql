@@ -155,7 +155,7 @@ begin
         -- key, so retries still match.
         v_chunk := greatest(reencrypt.max_rows - v_messages - v_digests, 1);
         with source as materialized (
-            select m.seq, m.created_at, m.role,
+            select m.seq, m.created_at, m.role, m.structured,
                    memory._reveal(m.content, m.sealed, m.key_version, v_keys) as plain
               from memory.messages as m
              where m.tenant_id = reencrypt.tenant
@@ -176,7 +176,7 @@ begin
                sealed = case when v_target is not null then memory._seal(s.plain, v_keys[v_target]) end,
                key_version = v_target,
                search = case when v_mode = 'content' then null
-                             else to_tsvector('english'::regconfig, s.plain) end
+                             else memory._search_vector(s.plain, s.structured) end
           from source as s
          where m.tenant_id = reencrypt.tenant
            and m.session_id = v_session

@@ -46,12 +46,20 @@ begin
                    'deleted_at', s.deleted_at,
                    'metadata', s.metadata,
                    'messages', (select coalesce(jsonb_agg(jsonb_build_object(
-                                    'seq', m.seq, 'role', m.role,
-                                    'content', memory._reveal(m.content, m.sealed, m.key_version,
-                                                              (select memory._data_keys(export_subject.tenant))),
+                                    'seq', m.seq, 'role', m.role, 'content', u.content,
                                     'tokens', m.tokens, 'metadata', m.metadata,
-                                    'created_at', m.created_at) order by m.seq), '[]'::jsonb)
+                                    'created_at', m.created_at)
+                                    -- A structured message adds its parts and name.
+                                    || case when m.structured
+                                            then jsonb_strip_nulls(jsonb_build_object(
+                                                     'parts', u.parts, 'name', u.name))
+                                            else '{}'::jsonb end
+                                    order by m.seq), '[]'::jsonb)
                                   from memory.messages as m
+                                       cross join lateral memory._turn(
+                                           memory._reveal(m.content, m.sealed, m.key_version,
+                                                          (select memory._data_keys(export_subject.tenant))),
+                                           m.structured) as u
                                  where m.tenant_id = s.tenant_id
                                    and m.session_id = s.session_id),
                    'summaries', (select coalesce(jsonb_agg(jsonb_build_object(

@@ -21,7 +21,7 @@ from ..models import (
     SessionSettings,
     TenantSettings,
 )
-from ..validation import check_text, metadata_json, vector_literal
+from ..validation import check_text, metadata_json, parts_json, vector_literal
 
 
 def _opt_text(name: str, value: str | None) -> str | None:
@@ -38,13 +38,17 @@ def session_params(tenant: str, session: str) -> dict[str, Any]:
 
 def message_params(message: NewMessage) -> dict[str, Any]:
     """One ``memory.message_input``'s fields, checked and encoded for the server."""
+    parts = message.parts_json()
     return {
         "role": _ident("role", message.role),
-        "content": _ident("content", message.content),
+        # A message with parts sends them instead of its text.
+        "content": None if parts is not None else _ident("content", message.content),
         "tokens": message.tokens,
         "metadata": metadata_json(message.metadata),
         "embedding": vector_literal(message.embedding),
         "idempotency_key": _opt_text("idempotency_key", message.idempotency_key),
+        "parts": None if parts is None else parts_json(parts),
+        "name": _opt_text("name", message.name),
     }
 
 
@@ -93,6 +97,8 @@ _BATCH_COLUMNS = {
     "metadata": "metadatas",
     "embedding": "embeddings",
     "idempotency_key": "idempotency_keys",
+    "parts": "part_lists",
+    "name": "names",
 }
 
 

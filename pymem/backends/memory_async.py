@@ -90,9 +90,7 @@ class SessionState:
 
 
 def _item(part: str, m: StoredMessage, score: float | None) -> ContextItem:
-    return ContextItem(
-        part=part, seq=m.seq, role=m.role, content=m.content, tokens=m.tokens, score=score
-    )
+    return ContextItem(part, m.seq, m.role, m.content, m.tokens, score, m.parts, m.name)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -107,6 +105,14 @@ def now() -> datetime:
 def request_hash(role: str, content: str) -> str:
     """What an idempotency key remembers of its message (as memory._request_hash)."""
     return hashlib.md5(f"{role}:{content}".encode()).hexdigest()
+
+
+def stored_form(message: NewMessage) -> str:
+    """What an idempotency key compares of a message: its text, or its parts and name."""
+    parts = message.parts_json()
+    if parts is None:
+        return message.content
+    return json.dumps({"parts": parts, "name": message.name}, sort_keys=True)
 
 
 def new_session_info(
@@ -233,7 +239,7 @@ class AsyncInMemoryBackend:
         # _apply_pii_policy and _choose_data_key: personal data policies and
         # sealing keys are kept by PostgreSQL only; here a PiiFilter in the
         # client applies a policy given in code, and text is stored as given.
-        request = request_hash(message.role, message.content)
+        request = request_hash(message.role, stored_form(message))
         retry = self._find_retry(
             self.sessions.get((tenant, session)), message.idempotency_key, request
         )
@@ -275,6 +281,8 @@ class AsyncInMemoryBackend:
             tokens_estimated=checked.estimated,
             metadata=checked.metadata,
             created_at=at,
+            parts=message.parts_json(),
+            name=message.name,
         )
         state.messages = [*state.messages, stored]
         state.info = replace(
@@ -435,7 +443,7 @@ class AsyncInMemoryBackend:
             found = self._recall_rows(
                 state, request.query or "", request.query_embedding, first, max_rows
             )
-            recalled = ranking.fit_recalled(found, v_recall, overhead)
+            recalled = ranking.fit_recalled(found, v_recall, overhead, messages)
             v_recent += v_recall - sum(m.tokens + overhead for m, _ in recalled)
         else:
             v_recent += v_recall
@@ -489,7 +497,7 @@ class AsyncInMemoryBackend:
             state, request.query, request.query_embedding, request.before_seq, request.max_rows
         )
         return [
-            RecalledMessage(m.seq, m.role, m.content, m.tokens, score, tr, vr)
+            RecalledMessage(m.seq, m.role, m.content, m.tokens, score, tr, vr, m.parts, m.name)
             for m, score, tr, vr in found
         ]
 
@@ -744,6 +752,7 @@ def _exported(s: SessionState) -> dict[str, Any]:
                 "tokens": m.tokens,
                 "metadata": m.metadata,
                 "created_at": _iso(m.created_at),
+                **_turn_fields(m),
             }
             for m in s.messages
         ],
@@ -758,3 +767,10 @@ def _exported(s: SessionState) -> dict[str, Any]:
             for d in sorted(s.summaries, key=lambda d: (d.seq_from, d.level))
         ],
     }
+
+
+def _turn_fields(m: StoredMessage) -> dict[str, Any]:
+    """A structured message's parts and name, as memory.export_subject adds them."""
+    if m.parts is None:
+        return {}
+    return {"parts": m.parts} | ({"name": m.name} if m.name is not None else {})

@@ -48,7 +48,14 @@ from ..models import (
     TenantStats,
 )
 from ..validation import DEFAULT_EMBEDDING_DIM, check_append, check_batch, check_ident
-from .memory_async import AsyncInMemoryBackend, SessionState, TenantPolicy, now, request_hash
+from .memory_async import (
+    AsyncInMemoryBackend,
+    SessionState,
+    TenantPolicy,
+    now,
+    request_hash,
+    stored_form,
+)
 from .redis_keys import session_tag, tenant_tag
 
 T = TypeVar("T")
@@ -247,7 +254,8 @@ def state_from(
     return SessionState(
         info=info_from(meta),
         messages=[
-            StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]))
+            # Rows written before parts existed end at created_at.
+            StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]), *r[7:9])
             for r in map(json.loads, rows)
         ],
         keys={
@@ -377,10 +385,11 @@ class AsyncRedisBackend:
                 tenant, session, m, user_id=user_id, embedding_dim=self.embedding_dim
             )
             row = [m.role, m.content, checked.tokens, checked.estimated, checked.metadata]
-            tail = json.dumps([*row, at.isoformat()])[1:]
+            tail = json.dumps([*row, at.isoformat(), m.parts_json(), m.name])[1:]
             vector = "" if checked.embedding is None else json.dumps(checked.embedding)
             key = m.idempotency_key or ""
-            batch.append([key, request_hash(m.role, m.content), checked.tokens, tail, vector])
+            request = request_hash(m.role, stored_form(m))
+            batch.append([key, request, checked.tokens, tail, vector])
         policy = await self._policy(tenant)
         expires = at + policy.default_ttl if policy.default_ttl else None
         keys = session_keys(tenant, session)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from ..models import StoredMessage, Summary
+from ..validation import parts_text
 
 K1: Final = 1.2
 B: Final = 0.75
@@ -34,6 +35,64 @@ STOPWORDS: Final = frozenset(_STOPWORDS_TEXT.split())
 HEDGES: Final = frozenset(_HEDGES_TEXT.split())
 
 
+def search_text(m: StoredMessage) -> str:
+    """What full-text search reads of a turn: its text, or its parts' text with
+    tool names and argument values (memory._search_vector)."""
+    return m.content if m.parts is None else parts_text(m.parts, searchable=True)
+
+
+def tool_parts(m: StoredMessage) -> int:
+    """A turn's tool calls or tool results (memory.messages.tool_parts)."""
+    if m.parts is None:
+        return 0
+    return sum(1 for p in m.parts if p.get("type") in ("tool_call", "tool_result"))
+
+
+def calls_tools(m: StoredMessage) -> bool:
+    return m.parts is not None and any(p.get("type") == "tool_call" for p in m.parts)
+
+
+def complete_groups(rows: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """Contiguous turns without broken tool groups (memory._tail): a turn with
+    tool calls stays only with all of its results, results only with it."""
+    groups: list[list[StoredMessage]] = []
+    for m in rows:
+        if m.role != "tool":
+            groups.append([m])
+        elif groups:
+            groups[-1].append(m)
+        # else: a tool turn before any other turn, whose call is not here
+    kept: list[StoredMessage] = []
+    for head, *results in groups:
+        asked = tool_parts(head)
+        answered = sum(tool_parts(r) for r in results)
+        if asked == 0 or asked == answered:
+            kept.append(head)
+        if asked > 0 and asked == answered:
+            kept.extend(results)
+    return kept
+
+
+def turn_group(messages: Sequence[StoredMessage], member: int) -> list[StoredMessage]:
+    """The complete group of turn ``member`` (memory._turn_group): the assistant turn
+    with tool calls at or before it and the results after it; [] when incomplete."""
+    at = next((i for i, m in enumerate(messages) if m.seq == member), None)
+    if at is None:
+        return []
+    start = at
+    while start >= 0 and messages[start].role == "tool":
+        start -= 1
+    end = at + 1
+    while end < len(messages) and messages[end].role == "tool":
+        end += 1
+    if start < 0 or messages[start].role != "assistant":
+        return []
+    group = list(messages[start:end])
+    if sum(tool_parts(m) for m in group[1:]) != tool_parts(group[0]):
+        return []
+    return group
+
+
 def terms(text: str) -> list[str]:
     return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
 
@@ -45,7 +104,7 @@ def bm25_smoothed(
     wanted = {t for t in terms(query) if t not in HEDGES}
     if not wanted or not messages:
         return []
-    docs = [Counter(terms(m.content)) for m in messages]
+    docs = [Counter(terms(search_text(m))) for m in messages]
     n = len(messages)
     avgdl = max(sum(m.tokens for m in messages) / n, 1.0)
     df = {t: sum(1 for d in docs if t in d) for t in wanted}
@@ -163,15 +222,26 @@ def fit_recalled(
     found: Sequence[tuple[StoredMessage, float, int | None, int | None]],
     budget: int,
     overhead: int,
+    messages: Sequence[StoredMessage] = (),
 ) -> list[tuple[StoredMessage, float]]:
-    """Recalled turns, best first, that fit ``budget`` (memory.context's recall part)."""
+    """Recalled turns, best first, that fit ``budget`` (memory._context_recall): a
+    tool call or result comes with its whole group from ``messages``, or not at all."""
     picked: list[tuple[StoredMessage, float]] = []
+    seen: set[int] = set()
     used = 0
     for message, score, _, _ in found:
-        if used + message.tokens + overhead > budget:
+        if message.seq in seen:
             continue
-        picked.append((message, score))
-        used += message.tokens + overhead
+        if message.role == "tool" or calls_tools(message):
+            group = turn_group(messages, message.seq)
+        else:
+            group = [message]
+        cost = sum(m.tokens + overhead for m in group)
+        if not group or seen.intersection(m.seq for m in group) or used + cost > budget:
+            continue
+        picked.extend((m, score) for m in group)
+        seen.update(m.seq for m in group)
+        used += cost
         if budget - used < overhead + 1:
             break
     return picked
@@ -183,15 +253,17 @@ def tail(
     overhead: int,
     taken: frozenset[int] = frozenset(),
 ) -> list[StoredMessage]:
-    """The newest contiguous turns that fit, skipping (and not charging) ``taken``."""
+    """The newest contiguous turns that fit, skipping (and not charging) ``taken``,
+    without broken tool groups (memory._tail)."""
     picked = []
     used = 0
     for m in reversed(messages):
         if m.seq in taken:
+            picked.append(m)
             continue
         if used + m.tokens + overhead > budget:
             break
         used += m.tokens + overhead
         picked.append(m)
     picked.reverse()
-    return picked
+    return [m for m in complete_groups(picked) if m.seq not in taken]

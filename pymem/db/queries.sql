@@ -17,7 +17,7 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     embedding => %(embedding)s::public.vector,
     idempotency_key => %(idempotency_key)s, user_id => %(user_id)s,
     trace_context => %(trace_context)s, call_key => %(call_key)s,
-    call_retried => %(call_retried)s) as r;
+    call_retried => %(call_retried)s, parts => %(parts)s::jsonb, name => %(name)s) as r;
 
 -- name: append_many
 -- Store a batch in order, all or nothing; one row per message.
@@ -26,12 +26,12 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     tenant => t.tenant, session => %(session)s,
     messages => array(
         select row(m.role, m.content, m.tokens, m.metadata, m.embedding::public.vector,
-                   m.idempotency_key)::memory.message_input
+                   m.idempotency_key, m.parts, m.name)::memory.message_input
           from unnest(%(roles)s::text[], %(contents)s::text[], %(token_counts)s::integer[],
                       %(metadatas)s::jsonb[], %(embeddings)s::text[],
-                      %(idempotency_keys)s::text[])
+                      %(idempotency_keys)s::text[], %(part_lists)s::jsonb[], %(names)s::text[])
                with ordinality as m (role, content, tokens, metadata, embedding,
-                                     idempotency_key, ord)
+                                     idempotency_key, parts, name, ord)
          order by m.ord),
     user_id => %(user_id)s, trace_context => %(trace_context)s,
     call_keys => %(call_keys)s::text[], call_retried => %(call_retried)s) as r;

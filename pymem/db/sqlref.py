@@ -35,6 +35,7 @@ ERROR_MEANINGS = {
     "ME019": "personal data that the tenant's policy blocks",
     "ME020": "the session expired (its expires_at has passed)",
     "ME021": "pg_cron is not loaded, or lives in another database (cron.database_name)",
+    "ME022": "a message part that cannot be stored (unknown type or field, no call id, ...)",
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ..errors import InvalidArgument, PiiBlocked, PymemError
 from ..models import NewMessage
+from ..transcript.parts import Part, Refusal, Text, ToolCall, ToolResult
 
 ACTIONS = frozenset({"off", "redact", "mask", "block", "tag"})
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -246,10 +247,41 @@ def scrub_batch(
     for message in messages:
         if not isinstance(message.content, str):  # the backend rejects it with a typed error
             out.append(message)
-            continue
-        content, metadata = pii.scrub(message.content, message.metadata, policy)
-        out.append(replace(message, content=content, metadata=metadata))
+        elif message.parts is not None:
+            out.append(_scrub_parts(pii, policy, message))
+        else:
+            content, metadata = pii.scrub(message.content, message.metadata, policy)
+            out.append(replace(message, content=content, metadata=metadata))
     return out
+
+
+def _scrub_parts(pii: PiiFilter, policy: Mapping[str, str], message: NewMessage) -> NewMessage:
+    """Every string of a message's parts scrubbed, but not their ids, tool names or
+    references (as ``memory._apply_pii_policy`` treats them)."""
+    metadata = message.metadata
+
+    def clean(value: Any) -> Any:
+        nonlocal metadata
+        if isinstance(value, str):
+            value, metadata = pii.scrub(value, metadata, policy)
+            return value
+        if isinstance(value, Mapping):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    parts: list[Part] = []
+    for part in message.parts or ():
+        if isinstance(part, Text | Refusal):
+            parts.append(replace(part, text=clean(part.text)))
+        elif isinstance(part, ToolResult):
+            parts.append(replace(part, content=clean(part.content)))
+        elif isinstance(part, ToolCall):
+            parts.append(replace(part, arguments=clean(dict(part.arguments))))
+        else:
+            parts.append(part)
+    return replace(message, parts=tuple(parts), metadata=metadata)
 
 
 __all__ = [

@@ -114,6 +114,8 @@ def messages_payload(ms: Sequence[StoredMessage]) -> Any:
             m.tokens_estimated,
             m.metadata,
             m.created_at.isoformat(),
+            m.parts,
+            m.name,
         ]
         for m in ms
     ]
@@ -121,5 +123,6 @@ def messages_payload(ms: Sequence[StoredMessage]) -> Any:
 
 def messages_from(p: Any) -> list[StoredMessage]:
     return [
-        StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6])) for r in p
+        StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]), *r[7:9])
+        for r in p
     ]

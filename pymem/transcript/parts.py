@@ -15,7 +15,8 @@ and its parts, in order:
 Each part has one JSON shape (``to_json`` / :func:`part_from_json`), the one
 SQL clients see, e.g. ``{"type": "tool_call", "id": "call_1", "name":
 "get_weather", "arguments": {"city": "Oslo"}}``. Bad parts raise
-``InvalidArgument`` with a hint, before anything is written.
+``InvalidPart`` (a kind of ``InvalidArgument``) with a hint, before
+anything is written.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ..errors import InvalidArgument
+from ..errors import InvalidPart, InvalidRole, MessageTooLarge
 
 MAX_TEXT: Final = 4 * 1024 * 1024  # characters of one text-bearing part
 MAX_REFERENCE: Final = 2048  # characters of a URL or file id
@@ -35,9 +36,12 @@ ROLES: Final = frozenset({"system", "developer", "user", "assistant", "tool"})
 
 def _text(value: Any, what: str, limit: int = MAX_TEXT) -> str:
     if not isinstance(value, str):
-        raise InvalidArgument(f"pymem: {what} must be a string, got {type(value).__name__}")
+        raise InvalidPart(
+            f"pymem: {what} must be a string, got {type(value).__name__}",
+            hint="convert it to text, e.g. json.dumps() for structured tool output",
+        )
     if len(value) > limit:
-        raise InvalidArgument(
+        raise MessageTooLarge(
             f"pymem: {what} has {len(value)} characters, the limit is {limit}",
             hint="store large payloads elsewhere and keep a reference",
         )
@@ -47,7 +51,7 @@ def _text(value: Any, what: str, limit: int = MAX_TEXT) -> str:
 def _ident(value: Any, what: str) -> str:
     found = _text(value, what, MAX_ID)
     if not found or any(ord(c) < 32 for c in found):
-        raise InvalidArgument(
+        raise InvalidPart(
             f"pymem: {what} must be 1 to {MAX_ID} printable characters",
             hint="use the id the model or the tool gave",
         )
@@ -75,7 +79,7 @@ class ToolCall:
         _ident(self.id, "a tool call's id")
         _ident(self.name, "a tool call's name")
         if not isinstance(self.arguments, Mapping):
-            raise InvalidArgument(
+            raise InvalidPart(
                 f"pymem: tool call {self.id!r}: arguments must be a JSON object, "
                 f"got {type(self.arguments).__name__}",
                 hint="pass a dict; a JSON string from the model can be given to parse_arguments()",
@@ -160,14 +164,14 @@ Part = Text | ToolCall | ToolResult | Image | File | Refusal
 
 def _reference(url: str | None, file_id: str | None, what: str) -> None:
     if (url is None) == (file_id is None):
-        raise InvalidArgument(
+        raise InvalidPart(
             f"pymem: {what} needs a url or a file_id (one of them)",
             hint="upload the bytes to the provider or your storage and keep the reference",
         )
     value = url if url is not None else file_id
     _text(value, f"{what}'s reference", MAX_REFERENCE)
     if url is not None and url.startswith("data:"):
-        raise InvalidArgument(
+        raise InvalidPart(
             f"pymem: {what} given as a data: URL; pymem keeps references, not bytes",
             hint="upload it (to the provider's files API or your storage) and pass its id or URL",
         )
@@ -182,12 +186,12 @@ def parse_arguments(raw: str | Mapping[str, Any] | None, call_id: str = "?") -> 
     try:
         found = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise InvalidArgument(
+        raise InvalidPart(
             f"pymem: tool call {call_id!r}: arguments are not valid JSON ({exc.msg})",
             hint="store what the model returned only after checking it parses",
         ) from exc
     if not isinstance(found, dict):
-        raise InvalidArgument(
+        raise InvalidPart(
             f"pymem: tool call {call_id!r}: arguments must be a JSON object",
             hint='wrap the value in an object, e.g. {"value": ...}',
         )
@@ -207,10 +211,13 @@ _KINDS: Final[Mapping[str, type]] = {
 def part_from_json(found: Mapping[str, Any]) -> Part:
     """The part a JSON object describes (the shape of ``to_json``)."""
     if not isinstance(found, Mapping) or "type" not in found:
-        raise InvalidArgument("pymem: a part must be a JSON object with a type")
+        raise InvalidPart(
+            "pymem: a part must be a JSON object with a type",
+            hint='e.g. {"type": "text", "text": "..."}',
+        )
     kind = _KINDS.get(str(found["type"]))
     if kind is None:
-        raise InvalidArgument(
+        raise InvalidPart(
             f"pymem: unknown part type {found['type']!r}",
             hint=f"use one of {', '.join(sorted(_KINDS))}",
         )
@@ -218,7 +225,10 @@ def part_from_json(found: Mapping[str, Any]) -> Part:
     try:
         part: Part = kind(**fields)
     except TypeError as exc:
-        raise InvalidArgument(f"pymem: a {found['type']} part: {exc}") from exc
+        raise InvalidPart(
+            f"pymem: a {found['type']} part: {exc}",
+            hint="docs/integrations.md lists each part's fields",
+        ) from exc
     return part
 
 
@@ -232,24 +242,27 @@ class Turn:
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
-            raise InvalidArgument(
+            raise InvalidRole(
                 f"pymem: unknown role {self.role!r}", hint=f"use one of {', '.join(sorted(ROLES))}"
             )
         if self.name is not None:
             _ident(self.name, "a message's name")
         kinds = {type(p) for p in self.parts}
         if ToolResult in kinds and (self.role != "tool" or kinds != {ToolResult}):
-            raise InvalidArgument(
+            raise InvalidPart(
                 "pymem: tool results make up tool turns, and only they",
                 hint="give each result its own Turn('tool', (ToolResult(call_id, ...),))",
             )
         if self.role == "tool" and kinds != {ToolResult}:
-            raise InvalidArgument(
+            raise InvalidPart(
                 "pymem: a tool turn holds tool results (with the call id they answer)",
                 hint="ToolResult(call_id=..., content=...)",
             )
         if ToolCall in kinds and self.role != "assistant":
-            raise InvalidArgument("pymem: only assistant turns call tools")
+            raise InvalidPart(
+                "pymem: only assistant turns call tools",
+                hint="store the call on the assistant turn that made it",
+            )
 
     @classmethod
     def text(cls, role: str, text: str, name: str | None = None) -> Turn:
@@ -278,7 +291,10 @@ class Turn:
     def from_json(cls, found: Mapping[str, Any]) -> Turn:
         parts = found.get("parts")
         if not isinstance(parts, Sequence) or isinstance(parts, str):
-            raise InvalidArgument("pymem: a turn's parts must be a JSON array")
+            raise InvalidPart(
+                "pymem: a turn's parts must be a JSON array",
+                hint='e.g. [{"type": "text", "text": "..."}]',
+            )
         return cls(
             str(found.get("role")), tuple(part_from_json(p) for p in parts), found.get("name")
         )
