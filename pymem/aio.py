@@ -575,6 +575,12 @@ class AsyncSession:
         """Undo :meth:`delete`."""
         await self._backend.restore_session(self.tenant, self.id)
 
+    @operation("pop_message")
+    async def pop(self) -> StoredMessage | None:
+        """Remove the newest message and return it (None when there is none); its
+        seq is given back, so seqs stay gap-free. For frameworks that undo a turn."""
+        return await self._backend.pop_message(self.tenant, self.id)
+
     @operation("purge_session")
     async def purge(self) -> int:
         """Remove the session and all it stored; returns the number of messages removed."""

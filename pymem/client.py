@@ -573,6 +573,12 @@ class Session:
         """Undo :meth:`delete`."""
         self._backend.restore_session(self.tenant, self.id)
 
+    @operation("pop_message")
+    def pop(self) -> StoredMessage | None:
+        """Remove the newest message and return it (None when there is none); its
+        seq is given back, so seqs stay gap-free. For frameworks that undo a turn."""
+        return self._backend.pop_message(self.tenant, self.id)
+
     @operation("purge_session")
     def purge(self) -> int:
         """Remove the session and all it stored; returns the number of messages removed."""

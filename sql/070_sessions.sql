@@ -420,3 +420,81 @@ skipping sessions locked by a writer; returns how many were purged. Run it
 from a scheduler (pymem maintain, pg_cron) until it returns 0.
 Errors: ME002 bad arguments.
 Example: select memory.purge_expired();$$;
+
+-------------------------------------------------------------------------------
+-- pop_message: remove a session's newest message and return it.
+create or replace function memory.pop_message(
+    tenant  text,
+    session text
+)
+returns table (
+    seq              bigint,
+    role             text,
+    content          text,
+    tokens           integer,
+    tokens_estimated boolean,
+    metadata         jsonb,
+    created_at       timestamptz,
+    parts            jsonb,
+    name             text
+)
+language plpgsql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+#variable_conflict use_column
+declare
+    v_session memory.sessions;
+    v_gone    memory.messages;
+begin
+    perform memory._tenant_guard(pop_message.tenant);
+    perform memory._live_session(pop_message.tenant, pop_message.session);
+    -- Under the row lock appends take, so the newest message stays the newest.
+    select s.* into v_session
+      from memory.sessions as s
+     where s.tenant_id = pop_message.tenant
+       and s.session_id = pop_message.session
+       for update;
+    if v_session.message_count = 0 then
+        return;
+    end if;
+    delete from memory.messages as m
+     where m.tenant_id = pop_message.tenant
+       and m.session_id = pop_message.session
+       and m.seq = v_session.last_seq
+    returning m.* into v_gone;
+    delete from memory.idempotency_keys as k
+     where k.tenant_id = pop_message.tenant
+       and k.session_id = pop_message.session
+       and k.seq = v_gone.seq;
+    -- Digests that covered it no longer describe the conversation.
+    delete from memory.summaries as d
+     where d.tenant_id = pop_message.tenant
+       and d.session_id = pop_message.session
+       and d.seq_to >= v_gone.seq;
+    -- The seq is given back: the next append takes it, and seqs stay gap-free.
+    update memory.sessions as s
+       set last_seq = s.last_seq - 1,
+           message_count = s.message_count - 1,
+           token_count = s.token_count - v_gone.tokens,
+           summarized_upto = least(s.summarized_upto, v_gone.seq - 1),
+           updated_at = now()
+     where s.tenant_id = pop_message.tenant
+       and s.session_id = pop_message.session;
+    return query
+        select v_gone.seq, v_gone.role, u.content, v_gone.tokens, v_gone.tokens_estimated,
+               v_gone.metadata, v_gone.created_at, u.parts, u.name
+          from memory._turn(memory._reveal(v_gone.content, v_gone.sealed, v_gone.key_version,
+                                           (select memory._data_keys(pop_message.tenant))),
+                            v_gone.structured) as u;
+end;
+$fn$;
+
+comment on function memory.pop_message(text, text) is
+$$Remove the newest message of a live session and return it (columns as
+memory.history); no row when the session holds none. Its seq is given back
+(the next append takes it: seqs stay gap-free), its idempotency key is
+forgotten, and digests covering it are removed. For agent frameworks that
+undo a turn (the OpenAI Agents SDK's Session.pop_item).
+Errors: ME001 session missing; ME003 deleted; ME006 bad identifier; ME020 expired.
+Example: select seq, role, content from memory.pop_message('acme', 's-1');$$;

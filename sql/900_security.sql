@@ -116,7 +116,8 @@ declare
         'current_tenant',
         'delete_session', 'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session',
         'fail_job', 'history', 'last_messages', 'list_sessions', 'list_summaries',
-        'messages_to_embed', 'pii_policy', 'pii_scan', 'purge_session', 'rate_limit', 'recall',
+        'messages_to_embed', 'pii_policy', 'pii_scan', 'pop_message', 'purge_session', 'rate_limit',
+        'recall',
         'redact', 'restore_session', 'retry_job', 'reveal', 'session_info', 'set_embeddings',
         'stats', 'summary_cadence'];
     v_reader constant text[] := array[

@@ -727,6 +727,28 @@ class InMemoryBackend:
             del self.sessions[(tenant, session)]
             return len(state.messages)
 
+    def pop_message(self, tenant: str, session: str) -> StoredMessage | None:
+        """Remove the newest message and give its seq back (memory.pop_message)."""
+        with self._lock:
+            state = self._live(tenant, session)
+            if not state.messages:
+                return None
+            gone = state.messages[-1]
+            state.messages = state.messages[:-1]
+            state.keys = {k: v for k, v in state.keys.items() if v[0] != gone.seq}
+            state.summaries = [d for d in state.summaries if d.seq_to < gone.seq]
+            state.vectors.pop(gone.seq, None)
+            info = state.info
+            state.info = replace(
+                info,
+                last_seq=info.last_seq - 1,
+                message_count=info.message_count - 1,
+                token_count=info.token_count - gone.tokens,
+                summarized_upto=min(info.summarized_upto, gone.seq - 1),
+                updated_at=now(),
+            )
+            return gone
+
     def close(self) -> None:
         """Nothing to release; present for the protocol."""
 

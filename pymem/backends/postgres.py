@@ -312,6 +312,10 @@ class PostgresBackend:
         purged: int = self._scalar("purge_session", calls.session_params(tenant, session))
         return purged
 
+    def pop_message(self, tenant: str, session: str) -> StoredMessage | None:
+        rows = self._rows("pop_message", calls.session_params(tenant, session), StoredMessage)
+        return rows[0] if rows else None
+
     # -- reads -----------------------------------------------------------------
 
     def history(

@@ -313,6 +313,10 @@ class AsyncPostgresBackend:
         purged: int = await self._scalar("purge_session", calls.session_params(tenant, session))
         return purged
 
+    async def pop_message(self, tenant: str, session: str) -> StoredMessage | None:
+        rows = await self._rows("pop_message", calls.session_params(tenant, session), StoredMessage)
+        return rows[0] if rows else None
+
     # -- reads -----------------------------------------------------------------
 
     async def history(

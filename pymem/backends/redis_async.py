@@ -20,6 +20,7 @@ Keys, per session (hash-tagged, one slot): ``memory:{<t>:<s>}:meta`` (hash),
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -326,8 +327,15 @@ class AsyncRedisBackend:
         check_ident("session", session)
         return await op(await self._snapshot(tenant, session))
 
-    async def _update(self, tenant: str, session: str, op: SnapshotOp[T]) -> T:
-        """Apply ``op`` to a snapshot under WATCH and write the session back."""
+    async def _update(
+        self,
+        tenant: str,
+        session: str,
+        op: SnapshotOp[T],
+        also: Callable[[Any, Mapping[str, str], SessionState, T], None] | None = None,
+    ) -> T:
+        """Apply ``op`` to a snapshot under WATCH and write the session back;
+        ``also`` queues more writes, given the session as it was before ``op``."""
         check_ident("tenant", tenant)
         check_ident("session", session)
         keys = session_keys(tenant, session)
@@ -337,9 +345,12 @@ class AsyncRedisBackend:
                 try:
                     await pipe.watch(keys["meta"], keys["sums"])
                     snapshot = await self._snapshot(tenant, session, pipe)
+                    before = copy.copy(snapshot.sessions.get((tenant, session)))
                     result = await op(snapshot)
                     pipe.multi()
                     self._write_back(pipe, keys, snapshot.sessions.get((tenant, session)))
+                    if also is not None and before is not None:
+                        also(pipe, keys, before, result)
                     if (tenant, session) not in snapshot.sessions:
                         pipe.zrem(f"{tenant_tag(tenant)}:sessions", session)
                     await pipe.execute()
@@ -435,6 +446,11 @@ class AsyncRedisBackend:
 
     async def purge_session(self, tenant: str, session: str) -> int:
         return await self._update(tenant, session, lambda b: b.purge_session(tenant, session))
+
+    async def pop_message(self, tenant: str, session: str) -> StoredMessage | None:
+        return await self._update(
+            tenant, session, lambda b: b.pop_message(tenant, session), _drop_popped
+        )
 
     async def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
         return await self._update(
@@ -549,3 +565,17 @@ class AsyncRedisBackend:
 
 def _opt(value: int | None) -> str:
     return "" if value is None else str(value)
+
+
+def _drop_popped(
+    pipe: Any, keys: Mapping[str, str], before: SessionState, gone: StoredMessage | None
+) -> None:
+    """The writes of memory.pop_message beyond the session row: the message, its
+    vector and its idempotency keys."""
+    if gone is None:
+        return
+    pipe.rpop(keys["msgs"])
+    pipe.hdel(keys["vecs"], gone.seq)
+    forgotten = [k for k, v in before.keys.items() if v[0] == gone.seq]
+    if forgotten:
+        pipe.hdel(keys["keys"], *forgotten)

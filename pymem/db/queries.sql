@@ -255,3 +255,8 @@ select j.jobid, j.schedule, j.command, j.database, j.active
 -- A call's remaining deadline as the connection's statement and lock timeouts (ms).
 select set_config('statement_timeout', %(ms)s, false),
        set_config('lock_timeout', %(ms)s, false);
+
+-- name: pop_message
+-- Remove a session's newest message and return it.
+select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
+     memory.pop_message(t.tenant, %(session)s) as r;

@@ -10,6 +10,7 @@ pymem call                    gen_ai.operation.name  span name
 append, append_many           update_memory          ``update_memory pymem``
 context, recall               search_memory          ``search_memory pymem``
 erase_subject, purge_session  delete_memory          ``delete_memory pymem``
+pop_message                   delete_memory          ``delete_memory pymem``
 anything else                 (none)                 ``pymem <operation>``
 ============================  =====================  ==========================
 
@@ -45,6 +46,7 @@ GENAI_OPERATIONS: Final[Mapping[str, str]] = {
     "recall": "search_memory",
     "erase_subject": "delete_memory",
     "purge_session": "delete_memory",
+    "pop_message": "delete_memory",
 }
 
 

@@ -226,6 +226,10 @@ class CachedBackend:
         purged = self.backend.purge_session(tenant, session)
         return self._written(tenant, session, purged)
 
+    def pop_message(self, tenant: str, session: str) -> StoredMessage | None:
+        popped = self.backend.pop_message(tenant, session)
+        return self._written(tenant, session, popped)
+
     def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
         summary_id = self.backend.add_summary(tenant, session, summary)
         return self._written(tenant, session, summary_id)

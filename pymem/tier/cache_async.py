@@ -224,6 +224,10 @@ class AsyncCachedBackend:
         purged = await self.backend.purge_session(tenant, session)
         return await self._written(tenant, session, purged)
 
+    async def pop_message(self, tenant: str, session: str) -> StoredMessage | None:
+        popped = await self.backend.pop_message(tenant, session)
+        return await self._written(tenant, session, popped)
+
     async def add_summary(self, tenant: str, session: str, summary: NewSummary) -> int:
         summary_id = await self.backend.add_summary(tenant, session, summary)
         return await self._written(tenant, session, summary_id)

@@ -192,3 +192,25 @@ def test_export_includes_parts(backend: MemoryBackend) -> None:
     assert (named["parts"], named["name"]) == ([{"type": "text", "text": "hi"}], "ada")
     assert calling["parts"] == [WEATHER.to_json()] and "name" not in calling
     assert "parts" not in plain and plain["content"] == "plain"
+
+
+def test_pop_message_gives_the_newest_back(backend: MemoryBackend) -> None:
+    backend.append(T, S, _say("user", "keep me"), user_id="u1")
+    backend.append(
+        T, S, NewMessage("assistant", "", tokens=5, parts=(WEATHER,), idempotency_key="k")
+    )
+    before = backend.session_info(T, S)
+    popped = backend.pop_message(T, S)
+    assert popped is not None and popped.seq == 2 and popped.turn().tool_calls == (WEATHER,)
+    info = backend.session_info(T, S)
+    assert (info.last_seq, info.message_count, info.token_count) == (1, 1, before.token_count - 5)
+    # The seq and the idempotency key are free again: seqs stay gap-free.
+    again = backend.append(T, S, NewMessage("assistant", "", parts=(TIME,), idempotency_key="k"))
+    assert (again.seq, again.duplicate) == (2, False)
+    assert [m.turn().tool_calls for m in backend.history(T, S)][1] == (TIME,)
+    assert backend.pop_message(T, S) is not None
+    assert backend.pop_message(T, S) is not None
+    assert backend.pop_message(T, S) is None  # empty: nothing to pop
+    assert backend.history(T, S) == []
+    with pytest.raises(errors.SessionNotFound):
+        backend.pop_message(T, "never-written")
