@@ -9,9 +9,7 @@ begin
     end if;
 end;
 $$;
-alter type memory.message_input
-    drop attribute name,
-    drop attribute parts;
+drop type memory.turn_input;
 alter table memory.messages
     drop constraint messages_tool_parts_range,
     drop column tool_parts,

@@ -126,7 +126,7 @@ begin
             case when v_version is not null
                  then memory._seal(v_stored.stored_content, v_keys[v_version]) end,
             v_version,
-            case when v_mode <> 'content'
+            case when v_mode is distinct from 'content'  -- null: the tenant's first append
                  then memory._search_vector(v_stored.stored_content, v_structured) end,
             v_stored.stored_tokens, v_checked.estimated, v_stored.stored_metadata,
             append.embedding, coalesce(append.idempotency_key, append.call_key), v_now,
@@ -197,7 +197,7 @@ drop function if exists memory.append_many(text, text, memory.message_input[], t
 create or replace function memory.append_many(
     tenant        text,
     session       text,
-    messages      memory.message_input[],
+    messages      memory.turn_input[],
     user_id       text default null,
     trace_context text default null,
     call_keys     text[] default null,
@@ -209,13 +209,13 @@ volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-    v_message memory.message_input;
+    v_message memory.turn_input;
     v_at      integer := 0;
 begin
     perform memory._tenant_guard(append_many.tenant);
     if messages is null or cardinality(messages) = 0 then
         raise exception 'memory: messages must be a non-empty array'
-            using errcode = 'ME002', hint = 'pass at least one memory.message_input';
+            using errcode = 'ME002', hint = 'pass at least one memory.turn_input';
     end if;
     if cardinality(messages) > 10000 then
         raise exception 'memory: a batch holds at most 10000 messages, got %', cardinality(messages)
@@ -238,12 +238,48 @@ begin
 end;
 $fn$;
 
-comment on function memory.append_many(text, text, memory.message_input[], text, text, text[], boolean) is
+comment on function memory.append_many(text, text, memory.turn_input[], text, text, text[], boolean) is
 $$Store a batch of messages in array order, all or nothing, and return one
 (seq, created_at, duplicate) row per message. Same rules and errors as
 memory.append, plus ME002 for an empty batch, one over 10000 messages, or
 `call_keys` (memory.append's call_key, one per message) of another length.
+memory.turn_input is memory.message_input with memory.append's `parts` and
+`name` last.
 Example: select * from memory.append_many('acme', 's-1', array[
-  row('user', 'Hi', 1, '{}', null, null, null, null)::memory.message_input,
-  row('assistant', 'Hello!', 2, '{}', null, null, null, null)::memory.message_input]);
-The last two fields of memory.message_input are memory.append's `parts` and `name`.$$;
+  row('user', 'Hi', 1, '{}', null, null, null, null)::memory.turn_input,
+  row('assistant', null, 9, '{}', null, null,
+      '[{"type": "tool_call", "id": "call_1", "name": "f", "arguments": {}}]', null)::memory.turn_input]);$$;
+
+-------------------------------------------------------------------------------
+-- append_many of plain messages (memory.message_input, without parts).
+create or replace function memory.append_many(
+    tenant        text,
+    session       text,
+    messages      memory.message_input[],
+    user_id       text default null,
+    trace_context text default null,
+    call_keys     text[] default null,
+    call_retried  boolean default false
+)
+returns setof memory.append_result
+language sql
+volatile security definer
+set search_path = pg_catalog, pg_temp
+as $fn$
+    select r.*
+      from memory.append_many(
+               tenant, session,
+               array(select row(m.role, m.content, m.tokens, m.metadata, m.embedding,
+                                m.idempotency_key, null, null)::memory.turn_input
+                       from unnest(messages) with ordinality as m
+                      order by m.ordinality),
+               user_id, trace_context, call_keys, call_retried) as r
+$fn$;
+
+comment on function memory.append_many(text, text, memory.message_input[], text, text, text[], boolean) is
+$$memory.append_many for batches of plain messages (memory.message_input: role,
+content, tokens, metadata, embedding, idempotency_key), as before parts
+existed; the same rules, errors and results.
+Example: select * from memory.append_many('acme', 's-1', array[
+  row('user', 'Hi', 1, '{}', null, null)::memory.message_input,
+  row('assistant', 'Hello!', 2, '{}', null, null)::memory.message_input]);$$;

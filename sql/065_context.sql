@@ -56,34 +56,45 @@ begin
     end loop;
 
     -- A model API takes a tool call only with all of its results, and a
-    -- result only after its call: each turn joins the group of the newest
-    -- non-tool turn at or before it, and a group whose calls (`asked`) are
-    -- not all answered by the tool turns after it is left out whole, as are
-    -- tool turns before the first non-tool turn. Leaving out only frees budget.
+    -- result only after its call. A group is an assistant turn with tool
+    -- calls (with the call turns right after it: one per call when stored
+    -- item by item) and the result turns that follow; a group whose calls
+    -- (`asked`) are not all answered is left out whole, and so are results
+    -- before the first call of the window. Other turns are groups of their
+    -- own (a plain-text tool turn too). Leaving out only frees budget.
     return query
         with newest as (
-            select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens, m.structured,
-                   m.tool_parts
-              from memory.messages as m
-             where m.tenant_id = _tail.tenant
-               and m.session_id = _tail.session
-             order by m.seq desc
-             limit v_fit
+            -- One turn more than fit, read only to see where its group starts.
+            select n.*, row_number() over (order by n.seq desc) > v_fit as outside
+              from (select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens,
+                           m.structured, m.tool_parts,
+                           m.role = 'tool' and m.tool_parts > 0 as is_result,
+                           m.role = 'assistant' and m.tool_parts > 0 as is_call
+                      from memory.messages as m
+                     where m.tenant_id = _tail.tenant
+                       and m.session_id = _tail.session
+                     order by m.seq desc
+                     limit v_fit + 1) as n
         ), grouped as (
-            select n.*, max(case when n.role <> 'tool' then n.seq end) over (order by n.seq) as head
-              from newest as n
+            select n.*,
+                   max(case when not n.is_result and not (n.is_call and n.after_call)
+                            then n.seq end) over (order by n.seq) as head
+              from (select w.*, coalesce(lag(w.is_call) over (order by w.seq), false) as after_call
+                      from newest as w) as n
         ), counted as (
             select g.*,
-                   max(case when g.seq = g.head then g.tool_parts else 0 end)
+                   sum(case when g.is_call then g.tool_parts else 0 end)
                        over (partition by g.head) as asked,
-                   sum(case when g.role = 'tool' then g.tool_parts else 0 end)
-                       over (partition by g.head) as answered
+                   sum(case when g.is_result then g.tool_parts else 0 end)
+                       over (partition by g.head) as answered,
+                   bool_or(g.outside) over (partition by g.head) as cut
               from grouped as g
         ), kept as (
             select c.*
               from counted as c
              where c.head is not null
-               and case when c.role = 'tool' then c.asked > 0 and c.answered = c.asked
+               and not c.cut  -- a group that starts before the window
+               and case when c.is_result then c.asked > 0 and c.answered = c.asked
                         else c.asked = 0 or c.answered = c.asked end
                and not (c.seq = any (taken))
         )
@@ -124,21 +135,46 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 declare
-    v_head bigint;
-    v_next bigint;
+    r          record;
+    v_head     bigint;
+    v_next     bigint;
+    v_seen     boolean := false;
 begin
-    select max(m.seq) into v_head
-      from memory.messages as m
-     where m.tenant_id = _turn_group.tenant
-       and m.session_id = _turn_group.session
-       and m.seq <= _turn_group.member
-       and m.role <> 'tool';
-    select min(m.seq) into v_next
-      from memory.messages as m
-     where m.tenant_id = _turn_group.tenant
-       and m.session_id = _turn_group.session
-       and m.seq > _turn_group.member
-       and m.role <> 'tool';
+    -- Back from the member: over results, then over the run of call turns.
+    for r in
+        select m.seq, m.role = 'tool' and m.tool_parts > 0 as is_result,
+               m.role = 'assistant' and m.tool_parts > 0 as is_call
+          from memory.messages as m
+         where m.tenant_id = _turn_group.tenant
+           and m.session_id = _turn_group.session
+           and m.seq <= _turn_group.member
+         order by m.seq desc
+    loop
+        exit when r.is_result and v_seen;  -- a result of an earlier group
+        continue when r.is_result;
+        exit when not r.is_call;
+        v_head := r.seq;
+        v_seen := true;
+    end loop;
+    if v_head is null then
+        return;
+    end if;
+    -- Forward: the calls right after the head, then their results.
+    v_seen := false;
+    for r in
+        select m.seq, m.role = 'tool' and m.tool_parts > 0 as is_result,
+               m.role = 'assistant' and m.tool_parts > 0 as is_call
+          from memory.messages as m
+         where m.tenant_id = _turn_group.tenant
+           and m.session_id = _turn_group.session
+           and m.seq > v_head
+         order by m.seq
+    loop
+        v_seen := v_seen or r.is_result;
+        continue when r.is_result or (r.is_call and not v_seen);
+        v_next := r.seq;
+        exit;
+    end loop;
     return query
         with g as (
             select m.*
@@ -155,15 +191,16 @@ begin
                                   (select memory._data_keys(_turn_group.tenant))),
                    g.structured) as u
          where (select sum(x.tool_parts) filter (where x.role = 'tool') from g as x)
-               = (select x.tool_parts from g as x where x.seq = v_head and x.role = 'assistant')
+               = (select sum(x.tool_parts) filter (where x.role = 'assistant') from g as x)
          order by g.seq;
 end;
 $fn$;
 
 comment on function memory._turn_group(text, text, bigint) is
-$$The group of turn `member`: the newest non-tool turn at or before it and the
-tool turns that follow it, returned only when that turn is an assistant turn
-whose tool calls are all answered (no rows otherwise).$$;
+$$The tool group of turn `member` (a call or a result): the assistant turns
+with tool calls in a row (one turn, or one per call when stored item by
+item) and the result turns after them, returned only when every call is
+answered (no rows otherwise; memory._tail keeps groups by the same rule).$$;
 
 -------------------------------------------------------------------------------
 -- _check_context: the arguments of memory.context, and its budget shares.
@@ -303,7 +340,8 @@ begin
                                             20), 500)) as x
     loop
         continue when r.seq = any (seqs);
-        if r.role = 'tool' or jsonb_path_exists(r.parts, '$[*] ? (@.type == "tool_call")') then
+        if (r.role = 'tool' and r.parts is not null)
+           or jsonb_path_exists(r.parts, '$[*] ? (@.type == "tool_call")') then
             -- A tool call or result comes with its whole group, or not at all.
             select array_agg(g.seq order by g.seq) as seqs, array_agg(g.role order by g.seq) as roles,
                    array_agg(g.content order by g.seq) as contents,

@@ -48,49 +48,74 @@ def tool_parts(m: StoredMessage) -> int:
     return sum(1 for p in m.parts if p.get("type") in ("tool_call", "tool_result"))
 
 
-def calls_tools(m: StoredMessage) -> bool:
-    return m.parts is not None and any(p.get("type") == "tool_call" for p in m.parts)
+def is_call(m: StoredMessage) -> bool:
+    """An assistant turn with tool calls."""
+    return m.role == "assistant" and tool_parts(m) > 0
 
 
-def complete_groups(rows: Sequence[StoredMessage]) -> list[StoredMessage]:
-    """Contiguous turns without broken tool groups (memory._tail): a turn with
-    tool calls stays only with all of its results, results only with it."""
+def is_result(m: StoredMessage) -> bool:
+    """A tool turn with tool results (a plain-text tool turn is not one)."""
+    return m.role == "tool" and tool_parts(m) > 0
+
+
+def complete_groups(
+    rows: Sequence[StoredMessage], before: StoredMessage | None = None
+) -> list[StoredMessage]:
+    """Contiguous turns without broken tool groups (memory._tail): the call turns
+    in a row and the results after them stay only if every call is answered;
+    results before the first call are left out, and so is a group that starts
+    at ``before``, the turn just before ``rows``."""
     groups: list[list[StoredMessage]] = []
-    for m in rows:
-        if m.role != "tool":
+    after_call = False
+    for m in [before, *rows] if before is not None else rows:
+        if is_result(m) or (is_call(m) and after_call):
+            if groups:
+                groups[-1].append(m)
+        else:
             groups.append([m])
-        elif groups:
-            groups[-1].append(m)
-        # else: a tool turn before any other turn, whose call is not here
+        after_call = is_call(m)
     kept: list[StoredMessage] = []
-    for head, *results in groups:
-        asked = tool_parts(head)
-        answered = sum(tool_parts(r) for r in results)
-        if asked == 0 or asked == answered:
-            kept.append(head)
-        if asked > 0 and asked == answered:
-            kept.extend(results)
+    for group in groups:
+        if group[0] is before:
+            continue
+        asked = sum(tool_parts(m) for m in group if is_call(m))
+        answered = sum(tool_parts(m) for m in group if is_result(m))
+        for m in group:
+            if (asked > 0 and answered == asked) if is_result(m) else asked in (0, answered):
+                kept.append(m)
     return kept
 
 
 def turn_group(messages: Sequence[StoredMessage], member: int) -> list[StoredMessage]:
-    """The complete group of turn ``member`` (memory._turn_group): the assistant turn
-    with tool calls at or before it and the results after it; [] when incomplete."""
+    """The complete tool group of turn ``member`` (memory._turn_group); [] when
+    some call is unanswered or the member has no call before it."""
     at = next((i for i, m in enumerate(messages) if m.seq == member), None)
     if at is None:
         return []
-    start = at
-    while start >= 0 and messages[start].role == "tool":
-        start -= 1
-    end = at + 1
-    while end < len(messages) and messages[end].role == "tool":
+    head = None
+    seen = False
+    for i in range(at, -1, -1):
+        m = messages[i]
+        if is_result(m):
+            if seen:
+                break
+            continue
+        if not is_call(m):
+            break
+        head, seen = i, True
+    if head is None:
+        return []
+    end = head + 1
+    seen = False
+    while end < len(messages):
+        m = messages[end]
+        seen = seen or is_result(m)
+        if not (is_result(m) or (is_call(m) and not seen)):
+            break
         end += 1
-    if start < 0 or messages[start].role != "assistant":
-        return []
-    group = list(messages[start:end])
-    if sum(tool_parts(m) for m in group[1:]) != tool_parts(group[0]):
-        return []
-    return group
+    group = list(messages[head:end])
+    answered = sum(tool_parts(m) for m in group if is_result(m))
+    return group if answered == sum(tool_parts(m) for m in group if is_call(m)) else []
 
 
 def terms(text: str) -> list[str]:
@@ -232,7 +257,7 @@ def fit_recalled(
     for message, score, _, _ in found:
         if message.seq in seen:
             continue
-        if message.role == "tool" or calls_tools(message):
+        if is_result(message) or is_call(message):
             group = turn_group(messages, message.seq)
         else:
             group = [message]
@@ -257,13 +282,15 @@ def tail(
     without broken tool groups (memory._tail)."""
     picked = []
     used = 0
+    before = None
     for m in reversed(messages):
         if m.seq in taken:
             picked.append(m)
             continue
         if used + m.tokens + overhead > budget:
+            before = m
             break
         used += m.tokens + overhead
         picked.append(m)
     picked.reverse()
-    return [m for m in complete_groups(picked) if m.seq not in taken]
+    return [m for m in complete_groups(picked, before) if m.seq not in taken]

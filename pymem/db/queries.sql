@@ -26,7 +26,7 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     tenant => t.tenant, session => %(session)s,
     messages => array(
         select row(m.role, m.content, m.tokens, m.metadata, m.embedding::public.vector,
-                   m.idempotency_key, m.parts, m.name)::memory.message_input
+                   m.idempotency_key, m.parts, m.name)::memory.turn_input
           from unnest(%(roles)s::text[], %(contents)s::text[], %(token_counts)s::integer[],
                       %(metadatas)s::jsonb[], %(embeddings)s::text[],
                       %(idempotency_keys)s::text[], %(part_lists)s::jsonb[], %(names)s::text[])

@@ -87,7 +87,7 @@ create or replace function memory.append(
     metadata jsonb default '{}', embedding public.vector default null,
     idempotency_key text default null, user_id text default null,
     trace_context text default null, call_key text default null,
-    call_retried boolean default false)
+    call_retried boolean default false, parts jsonb default null, name text default null)
 returns memory.append_result language plpgsql as $fn$
 declare v_seq bigint;
 begin

@@ -3,10 +3,17 @@ model APIs accept. Every backend passes these same tests."""
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pymem import errors
 from pymem.backends.base import MemoryBackend
+from pymem.backends.memory import InMemoryBackend
+from pymem.backends.postgres import PostgresBackend
 from pymem.models import ContextRequest, NewMessage, RecallRequest
 from pymem.transcript import Image, Text, ToolCall, ToolResult, Turn
 
@@ -214,3 +221,86 @@ def test_pop_message_gives_the_newest_back(backend: MemoryBackend) -> None:
     assert backend.history(T, S) == []
     with pytest.raises(errors.SessionNotFound):
         backend.pop_message(T, "never-written")
+
+
+def test_parallel_calls_stored_one_turn_each_stay_together(backend: MemoryBackend) -> None:
+    """Responses items are stored one by one: two call turns in a row, then both
+    results, form one group."""
+    backend.append_many(
+        T,
+        S,
+        [
+            _say("user", "weather and time?"),
+            _call(WEATHER),
+            _call(TIME),
+            _result("call_w", "12 degrees"),
+            _result("call_t", "14:05"),
+            _say("assistant", "12 C at 14:05"),
+        ],
+    )
+    assert [i.seq for i in backend.context(T, S, ContextRequest(budget=50))] == [2, 3, 4, 5, 6]
+    # 40 tokens start the window at the second call: its group began before the
+    # window, so the window holds the answer alone.
+    assert [i.seq for i in backend.context(T, S, ContextRequest(budget=40))] == [6]
+    window = backend.context(T, S, ContextRequest(budget=60))
+    assert [m["role"] for m in window.messages()] == [
+        "user",
+        "assistant",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+
+
+# Random transcripts: the SQL rule (memory._tail, memory._turn_group) and its
+# Python twin (pymem.context.ranking) choose the same windows.
+STEP = st.one_of(
+    st.tuples(st.sampled_from(["user", "answer", "plain tool"]), st.integers(1, 30)),
+    st.tuples(
+        st.sampled_from(["tools", "split"]),
+        st.integers(1, 3),
+        st.integers(0, 3),
+        st.integers(1, 30),
+    ),
+)
+
+
+def _transcript(steps: list[tuple[Any, ...]]) -> list[NewMessage]:
+    out: list[NewMessage] = []
+    for n, step in enumerate(steps):
+        if len(step) == 2:
+            role = {"user": "user", "answer": "assistant", "plain tool": "tool"}[step[0]]
+            out.append(NewMessage(role, f"turn {n} weather", tokens=step[1]))
+            continue
+        kind, calls, answered, tokens = step
+        made = [ToolCall(f"c{n}_{i}", "get_weather", {"city": "Oslo"}) for i in range(calls)]
+        groups = [tuple(made)] if kind == "tools" else [(c,) for c in made]
+        out += [NewMessage("assistant", "", tokens=tokens, parts=g) for g in groups]
+        out += [_result(c.id, "rain in Oslo", tokens) for c in made[:answered]]
+    return out
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    steps=st.lists(STEP, min_size=1, max_size=20),
+    budget=st.integers(0, 300),
+    strategy=st.sampled_from(["recent", "hybrid"]),
+)
+def test_sql_and_python_choose_the_same_windows(
+    dsn: str, steps: list[tuple[Any, ...]], budget: int, strategy: str
+) -> None:
+    session = f"prop-{uuid.uuid4().hex[:12]}"
+    messages = _transcript(steps)
+    twin = InMemoryBackend()
+    twin.append_many(T, session, messages)
+    pg = PostgresBackend(dsn, max_size=1).open()
+    try:
+        pg.append_many(T, session, messages)
+        request = ContextRequest(budget=budget, strategy=strategy, query="oslo rain weather")
+        expected = [(i.part, i.seq) for i in twin.context(T, session, request)]
+        assert [(i.part, i.seq) for i in pg.context(T, session, request)] == expected
+    finally:
+        pg.close()

@@ -81,8 +81,8 @@ def test_bad_parts_are_refused_with_a_hint_and_nothing_is_written(dsn: str, case
         with pytest.raises(psycopg.Error) as caught:
             conn.execute(
                 "select * from memory.append_many('t', 's', array["
-                "row('user', 'fine', null, '{}', null, null, null, null)::memory.message_input, "
-                "row(%s, null, null, '{}', null, null, %s::jsonb, null)::memory.message_input])",
+                "row('user', 'fine', null, '{}', null, null, null, null)::memory.turn_input, "
+                "row(%s, null, null, '{}', null, null, %s::jsonb, null)::memory.turn_input])",
                 (role, json.dumps(parts)),
             )
         count = conn.execute("select count(*) from memory.messages").fetchone()
@@ -167,12 +167,18 @@ def test_parts_are_sealed_and_keep_their_search_after_reencryption(dsn: str) -> 
 
 # -- windows stay valid for the model APIs ---------------------------------------------
 
-# A transcript: a list of steps, each a user turn, an assistant answer, or an
-# assistant turn calling `calls` tools of which `answered` get a result.
+# A transcript: a list of steps, each a user turn, an assistant answer, a
+# plain-text tool turn (no call id), or `calls` tool calls of which `answered`
+# get a result, made in one assistant turn ("tools") or one turn per call
+# ("split", as Responses items are stored one by one).
 STEP = st.one_of(
-    st.tuples(st.just("user"), st.integers(1, 40)),
-    st.tuples(st.just("answer"), st.integers(1, 40)),
-    st.tuples(st.just("tools"), st.integers(1, 3), st.integers(0, 3), st.integers(1, 40)),
+    st.tuples(st.sampled_from(["user", "answer", "plain tool"]), st.integers(1, 40)),
+    st.tuples(
+        st.sampled_from(["tools", "split"]),
+        st.integers(1, 3),
+        st.integers(0, 3),
+        st.integers(1, 40),
+    ),
 )
 
 
@@ -180,16 +186,17 @@ def _write(conn: psycopg.Connection[Any], steps: list[tuple[int, ...] | tuple[An
     n = 0
     for step in steps:
         n += 1
-        if step[0] in ("user", "answer"):
-            role = "user" if step[0] == "user" else "assistant"
+        if len(step) == 2:
+            role = {"user": "user", "answer": "assistant", "plain tool": "tool"}[step[0]]
             conn.execute("select memory.append('t', 'p', %s, %s, %s)", (role, f"turn {n}", step[1]))
             continue
-        _, calls, answered, tokens = step
+        kind, calls, answered, tokens = step
         ids = [f"c{n}_{i}" for i in range(calls)]
-        conn.execute(
-            "select memory.append('t', 'p', 'assistant', null, %s, parts => %s::jsonb)",
-            (tokens, json.dumps([{"type": "tool_call", "id": i, "name": "f"} for i in ids])),
-        )
+        for turn in [ids] if kind == "tools" else [[i] for i in ids]:
+            conn.execute(
+                "select memory.append('t', 'p', 'assistant', null, %s, parts => %s::jsonb)",
+                (tokens, json.dumps([{"type": "tool_call", "id": i, "name": "f"} for i in turn])),
+            )
         for i in ids[: min(answered, calls)]:
             conn.execute(
                 "select memory.append('t', 'p', 'tool', null, %s, parts => %s::jsonb)",
@@ -201,17 +208,22 @@ def _check_valid(rows: list[tuple[Any, ...]], budget: int, overhead: int) -> Non
     turns = [r for r in rows if r[0] != "summary"]
     assert sum(r[3] + overhead for r in rows) <= budget
     if turns:
-        assert turns[0][1] != "tool", "a window never starts with a tool result"
+        assert (turns[0][1], turns[0][2] is None) != ("tool", False), "never a result first"
     open_calls: set[str] = set()
+    calling = False  # the previous turn made calls (none answered yet)
     for _, role, parts, _ in turns:
-        if role == "tool":
+        if role == "tool" and parts is not None:
             (result,) = parts
             assert result["call_id"] in open_calls, "a result follows its call"
             open_calls.discard(result["call_id"])
+            calling = False
             continue
-        assert not open_calls, "every call of a turn is answered before the next turn"
-        if parts:
-            open_calls = {p["id"] for p in parts if p["type"] == "tool_call"}
+        calls = {p["id"] for p in parts or [] if p["type"] == "tool_call"}
+        if calls and calling:  # parallel calls stored one turn each
+            open_calls |= calls
+            continue
+        assert not open_calls, "every call is answered before the next turn"
+        open_calls, calling = calls, bool(calls)
     assert not open_calls
 
 
