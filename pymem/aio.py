@@ -478,6 +478,7 @@ class AsyncSession:
         message_overhead: int = 0,
         summary_share: float | None = None,
         recent_share: float | None = None,
+        shorten_results: int | None = None,
     ) -> ContextWindow:
         """The context window for the next model call, never over ``budget`` tokens.
 
@@ -485,6 +486,9 @@ class AsyncSession:
         turns, then the newest) or ``hybrid`` (digests, turns relevant to
         ``query`` / ``query_embedding``, then the newest). The shares split the
         budget between digests and newest turns (see ``memory.context``).
+        ``shorten_results`` (tokens): cut tool results older than the newest
+        tool call to that many tokens, with a marker, before whole turns are
+        dropped (off by default).
         """
         request = ContextRequest(
             budget=budget,
@@ -494,6 +498,7 @@ class AsyncSession:
             message_overhead=message_overhead,
             summary_share=summary_share,
             recent_share=recent_share,
+            shorten_results=shorten_results,
         )
         if query and tracing_active():
             await self._trace_query(query)

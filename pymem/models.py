@@ -106,6 +106,8 @@ class ContextRequest:
     message_overhead: int = 0
     summary_share: float | None = None
     recent_share: float | None = None
+    shorten_results: int | None = None
+    """Cut older tool results over this many tokens, with a marker (off: None)."""
 
     def __post_init__(self) -> None:
         embedding = self.query_embedding
@@ -122,6 +124,7 @@ class ContextRequest:
             self.message_overhead,
             self.summary_share,
             self.recent_share,
+            self.shorten_results,
         ]
 
 

@@ -4,6 +4,62 @@
 drop function if exists memory.context(text, text, integer, text, public.vector, text, integer);
 
 -------------------------------------------------------------------------------
+-- _shortened: a tool result cut to `keep` tokens, with a visible marker.
+create or replace function memory._shortened(
+    turn_text   text,
+    turn_parts  jsonb,
+    tokens      integer,
+    keep        integer,
+    out content text,
+    out parts   jsonb
+)
+language sql
+immutable parallel safe security invoker
+as $fn$
+    -- The same share of each result's characters as of the turn's tokens.
+    select string_agg(r.cut, '' order by r.ordinality),
+           jsonb_agg(case when r.value ->> 'type' = 'tool_result'
+                          then jsonb_set(r.value, '{content}', to_jsonb(r.cut))
+                          else r.value end order by r.ordinality)
+      from (select p.value, p.ordinality,
+                   left(p.value ->> 'content',
+                        (char_length(p.value ->> 'content')::bigint * keep / tokens)::integer)
+                   || format(E'\n[pymem: %s of this result''s %s tokens left out]',
+                             tokens - keep, tokens) as cut
+              from jsonb_array_elements(turn_parts) with ordinality as p) as r
+$fn$;
+
+comment on function memory._shortened(text, jsonb, integer, integer) is
+$$A tool result turn of `tokens` tokens shortened to about `keep`: each
+result's content cut to the same share of its characters, followed by a
+marker that says how many tokens were left out; returns the new text and
+parts. Its cost in a window is `keep` plus 16 tokens for the marker
+(memory._tail).$$;
+
+-------------------------------------------------------------------------------
+-- _window_cost: what a turn costs in a window, shortened when it may be.
+create or replace function memory._window_cost(
+    tokens      integer,
+    role        text,
+    tool_parts  smallint,
+    seq         bigint,
+    newest_call bigint,
+    shorten     integer
+)
+returns integer
+language sql
+immutable parallel safe security invoker
+return case when shorten is not null and role = 'tool' and tool_parts > 0
+                 and tokens > shorten + 16 and seq < coalesce(newest_call, 0)
+            then shorten + 16  -- the marker's tokens, estimated
+            else tokens end;
+
+comment on function memory._window_cost(integer, text, smallint, bigint, bigint, integer) is
+$$The tokens a turn costs in a window: `shorten` plus 16 for the marker when
+it is a tool result turn of more than that, older than the newest tool call
+(`newest_call`) and `shorten` is given; else its own tokens.$$;
+
+-------------------------------------------------------------------------------
 -- _tail: the newest turns that fit `budget`, skipping seqs in `taken`.
 drop function if exists memory._tail(text, text, bigint, integer, double precision, bigint[]);
 create or replace function memory._tail(
@@ -12,7 +68,8 @@ create or replace function memory._tail(
     budget           bigint,
     message_overhead integer,
     avg_tokens       double precision,
-    taken            bigint[] default '{}'
+    taken            bigint[] default '{}',
+    shorten          integer default null
 )
 returns table (
     seq     bigint,
@@ -43,14 +100,19 @@ begin
         select count(*) filter (where w.running <= budget), count(*)
           into v_fit, v_seen
           from (select sum(case when n.seq = any (taken) then 0
-                                else n.tokens + message_overhead end)
+                                else n.cost + message_overhead end)
                            over (order by n.seq desc) as running
-                  from (select m.seq, m.tokens
-                          from memory.messages as m
-                         where m.tenant_id = _tail.tenant
-                           and m.session_id = _tail.session
-                         order by m.seq desc
-                         limit v_page) as n) as w;
+                  from (select m.seq,
+                               memory._window_cost(m.tokens, m.role, m.tool_parts, m.seq,
+                                                   max(m.seq) filter (where m.role = 'assistant'
+                                                                      and m.tool_parts > 0)
+                                                       over (), shorten) as cost
+                          from (select x.seq, x.tokens, x.role, x.tool_parts
+                                  from memory.messages as x
+                                 where x.tenant_id = _tail.tenant
+                                   and x.session_id = _tail.session
+                                 order by x.seq desc
+                                 limit v_page) as m) as n) as w;
         exit when v_fit < v_seen or v_seen < v_page;
         v_page := v_page * 4;
     end loop;
@@ -65,7 +127,10 @@ begin
     return query
         with newest as (
             -- One turn more than fit, read only to see where its group starts.
-            select n.*, row_number() over (order by n.seq desc) > v_fit as outside
+            select n.*, row_number() over (order by n.seq desc) > v_fit as outside,
+                   memory._window_cost(n.tokens, n.role, n.tool_parts, n.seq,
+                                       max(n.seq) filter (where n.is_call) over (), shorten)
+                       as cost
               from (select m.seq, m.role, m.content, m.sealed, m.key_version, m.tokens,
                            m.structured, m.tool_parts,
                            m.role = 'tool' and m.tool_parts > 0 as is_result,
@@ -98,20 +163,25 @@ begin
                         else c.asked = 0 or c.answered = c.asked end
                and not (c.seq = any (taken))
         )
-        select k.seq, k.role, u.content, k.tokens, sum(k.tokens + message_overhead) over ()::bigint,
-               u.parts, u.name
+        select k.seq, k.role, coalesce(s.content, u.content), k.cost,
+               sum(k.cost + message_overhead) over ()::bigint, coalesce(s.parts, u.parts), u.name
           from kept as k
                cross join lateral memory._turn(
                    memory._reveal(k.content, k.sealed, k.key_version,
                                   (select memory._data_keys(_tail.tenant))),
-                   k.structured) as u;
+                   k.structured) as u
+               left join lateral memory._shortened(u.content, u.parts, k.tokens, shorten) as s
+                 on k.cost < k.tokens;
 end;
 $fn$;
 
-comment on function memory._tail(text, text, bigint, integer, double precision, bigint[]) is
+comment on function memory._tail(text, text, bigint, integer, double precision, bigint[], integer) is
 $$The contiguous newest turns whose tokens (plus overhead) fit `budget`,
 leaving out (and not charging for) the seqs in `taken`; `used` repeats the
-tokens spent on each row. An assistant turn with tool calls comes with all
+tokens spent on each row. With `shorten`, a tool result turn over that many
+tokens, older than the newest tool call, is cut to it with a marker
+(memory._window_cost, memory._shortened) rather than left out. An assistant
+turn with tool calls comes with all
 of its results or not at all, and no tool turn comes without its call.$$;
 
 -------------------------------------------------------------------------------
@@ -387,6 +457,7 @@ recalled), or is skipped when the group is incomplete or does not fit.$$;
 -------------------------------------------------------------------------------
 -- context: the context window of a session, never over `budget` tokens.
 drop function if exists memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision);
+drop function if exists memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision, integer);
 create or replace function memory.context(
     tenant           text,
     session          text,
@@ -396,7 +467,8 @@ create or replace function memory.context(
     strategy         text default 'recent',
     message_overhead integer default 0,
     summary_share    double precision default null,
-    recent_share     double precision default null
+    recent_share     double precision default null,
+    shorten_results  integer default null
 )
 returns table (
     part    text,
@@ -429,6 +501,10 @@ begin
     select *
       into v_shares
       from memory._check_context(budget, message_overhead, strategy, summary_share, recent_share);
+    if shorten_results is not null and shorten_results < 1 then
+        raise exception 'memory: shorten_results must be at least 1 token, got %', shorten_results
+            using errcode = 'ME002', hint = 'e.g. 200 keeps the first 200 tokens of old tool results';
+    end if;
     v_session := memory._live_session(context.tenant, context.session);
     v_avg := v_session.token_count::double precision / greatest(v_session.message_count, 1);
 
@@ -436,7 +512,8 @@ begin
         return query
             select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision,
                    t.parts, t.name
-              from memory._tail(context.tenant, context.session, budget, message_overhead, v_avg) as t
+              from memory._tail(context.tenant, context.session, budget, message_overhead, v_avg,
+                                '{}', shorten_results) as t
              order by t.seq;
         return;
     end if;
@@ -453,7 +530,8 @@ begin
     -- only what comes before them.
     select coalesce(min(t.seq), v_session.last_seq + 1)
       into v_first
-      from memory._tail(context.tenant, context.session, v_recent, message_overhead, v_avg) as t;
+      from memory._tail(context.tenant, context.session, v_recent, message_overhead, v_avg, '{}',
+                        shorten_results) as t;
 
     -- 1. Digests covering the turns before the recent ones.
     select *
@@ -501,18 +579,23 @@ begin
                 select 'recent'::text, t.seq, t.role, t.content, t.tokens, null::double precision,
                        t.parts, t.name
                   from memory._tail(context.tenant, context.session, v_recent, message_overhead,
-                                    v_avg, v_recalled.seqs) as t) as w
+                                    v_avg, v_recalled.seqs, shorten_results) as t) as w
          order by w.seq;
 end;
 $fn$;
 
-comment on function memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision) is
+comment on function memory.context(text, text, integer, text, public.vector, text, integer, double precision, double precision, integer) is
 $$Return the context window of a session as rows (part, seq, role, content,
 tokens, score, parts, name), whose tokens plus `message_overhead` per row
 never add up to more than `budget`. Every strategy keeps an assistant turn
 with tool calls together with all of its results, or leaves them out
 together, and never starts with a tool result (memory._tail,
-memory._turn_group); `parts` and `name` as memory.history returns them. Digests come first (ordered by the turns they cover),
+memory._turn_group); `parts` and `name` as memory.history returns them.
+`shorten_results` (tokens, off by default): among the newest turns, a tool
+result turn older than the newest tool call and longer than that is cut to
+it, with a marker saying how much was left out, before whole turns are
+dropped; its `tokens` is then that limit plus 16 for the marker (an estimate
+by share of characters). Digests come first (ordered by the turns they cover),
 then turns in conversation order.
 - `recent`: the newest turns verbatim, oldest trimmed first (part 'recent').
 - `summary`: digests covering the older turns within `summary_share`
@@ -523,7 +606,7 @@ then turns in conversation order.
   its relevance; the rest of the budget), then the newest turns
   (`recent_share`, default 0.1). A part's unused share flows to the next; the
   recent turns get whatever is left.
-Errors: ME001 session missing; ME002 bad overhead or shares; ME003 deleted;
+Errors: ME001 session missing; ME002 bad overhead, shares or shorten_results; ME003 deleted;
 ME004 unknown strategy; ME005 budget null or negative; ME006 bad identifier;
 ME007 query_embedding of the wrong dimension.
 Example: select part, seq, content from memory.context('acme', 's-1', 2000, 'broken tent', strategy => 'hybrid');$$;

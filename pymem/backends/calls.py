@@ -112,6 +112,7 @@ def context_params(tenant: str, session: str, request: ContextRequest) -> dict[s
         "message_overhead": request.message_overhead,
         "summary_share": request.summary_share,
         "recent_share": request.recent_share,
+        "shorten_results": request.shorten_results,
     }
 
 

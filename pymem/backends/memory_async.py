@@ -393,6 +393,14 @@ class AsyncInMemoryBackend:
         )
         check_strategy(request.strategy)
         shares = check_shares(request.strategy, request.summary_share, request.recent_share)
+        if request.shorten_results is not None:
+            check_range(
+                "shorten_results",
+                request.shorten_results,
+                1,
+                2**31 - 1,
+                "e.g. 200 keeps the first 200 tokens of old tool results",
+            )
         if request.query_embedding is not None:
             check_embedding(request.query_embedding, self.embedding_dim)
         with self._lock:
@@ -417,13 +425,14 @@ class AsyncInMemoryBackend:
         budget, overhead, strategy = request.budget, request.message_overhead, request.strategy
         messages, info = state.messages, state.info
         if strategy == "recent":
-            return [_item("recent", m, None) for m in ranking.tail(messages, budget, overhead)]
+            recent = ranking.tail(messages, budget, overhead, shorten=request.shorten_results)
+            return [_item("recent", m, None) for m in recent]
         v_summary = math.floor(budget * summary_share)
         v_recent = math.floor(budget * recent_share)
         v_recall = budget - v_summary - v_recent if strategy == "hybrid" else 0
         if strategy == "summary":
             v_recent = budget - v_summary
-        reserved = ranking.tail(messages, v_recent, overhead)
+        reserved = ranking.tail(messages, v_recent, overhead, shorten=request.shorten_results)
         first = reserved[0].seq if reserved else info.last_seq + 1
         cover = ranking.fit_cover(
             ranking.summary_cover(state.summaries, min(info.summarized_upto, first - 1), v_summary),
@@ -448,7 +457,7 @@ class AsyncInMemoryBackend:
         else:
             v_recent += v_recall
         taken = frozenset(m.seq for m, _ in recalled)
-        recent = ranking.tail(messages, v_recent, overhead, taken)
+        recent = ranking.tail(messages, v_recent, overhead, taken, request.shorten_results)
         items = [
             ContextItem("summary", d.seq_to, "system", d.content, d.tokens, float(d.level))
             for d in cover

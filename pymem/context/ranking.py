@@ -272,14 +272,45 @@ def fit_recalled(
     return picked
 
 
+MARKER_TOKENS: Final = 16  # what a shortening marker is counted as (memory._window_cost)
+
+
+def window_cost(m: StoredMessage, newest_call: int | None, shorten: int | None) -> int:
+    """The tokens a turn costs in a window (memory._window_cost)."""
+    if (
+        shorten is not None
+        and is_result(m)
+        and m.tokens > shorten + MARKER_TOKENS
+        and m.seq < (newest_call or 0)
+    ):
+        return shorten + MARKER_TOKENS
+    return m.tokens
+
+
+def shortened(m: StoredMessage, keep: int) -> StoredMessage:
+    """A tool result turn cut to about ``keep`` tokens with a marker (memory._shortened)."""
+    marker = f"\n[pymem: {m.tokens - keep} of this result's {m.tokens} tokens left out]"
+    parts = []
+    for part in m.parts or []:
+        if part.get("type") == "tool_result":
+            text = part["content"]
+            part = {**part, "content": text[: len(text) * keep // m.tokens] + marker}
+        parts.append(part)
+    text = "".join(p["content"] for p in parts if p.get("type") == "tool_result")
+    return m._replace(content=text, parts=parts, tokens=keep + MARKER_TOKENS)
+
+
 def tail(
     messages: Sequence[StoredMessage],
     budget: int,
     overhead: int,
     taken: frozenset[int] = frozenset(),
+    shorten: int | None = None,
 ) -> list[StoredMessage]:
     """The newest contiguous turns that fit, skipping (and not charging) ``taken``,
-    without broken tool groups (memory._tail)."""
+    without broken tool groups (memory._tail); with ``shorten``, older long tool
+    results are cut rather than left out."""
+    newest_call = next((m.seq for m in reversed(messages) if is_call(m)), None)
     picked = []
     used = 0
     before = None
@@ -287,10 +318,11 @@ def tail(
         if m.seq in taken:
             picked.append(m)
             continue
-        if used + m.tokens + overhead > budget:
+        cost = window_cost(m, newest_call, shorten)
+        if used + cost + overhead > budget:
             before = m
             break
-        used += m.tokens + overhead
-        picked.append(m)
+        used += cost + overhead
+        picked.append(m if cost == m.tokens else shortened(m, cost - MARKER_TOKENS))
     picked.reverse()
     return [m for m in complete_groups(picked, before) if m.seq not in taken]

@@ -54,7 +54,8 @@ select r.* from set_config('pymem.tenant', %(tenant)s, true) as t (tenant),
     query_embedding => %(query_embedding)s::public.vector, strategy => %(strategy)s,
     message_overhead => %(message_overhead)s::integer,
     summary_share => %(summary_share)s::double precision,
-    recent_share => %(recent_share)s::double precision) as r;
+    recent_share => %(recent_share)s::double precision,
+    shorten_results => %(shorten_results)s::integer) as r;
 
 -- name: session_info
 -- One session's counters and settings.

@@ -277,7 +277,7 @@ def _transcript(steps: list[tuple[Any, ...]]) -> list[NewMessage]:
         made = [ToolCall(f"c{n}_{i}", "get_weather", {"city": "Oslo"}) for i in range(calls)]
         groups = [tuple(made)] if kind == "tools" else [(c,) for c in made]
         out += [NewMessage("assistant", "", tokens=tokens, parts=g) for g in groups]
-        out += [_result(c.id, "rain in Oslo", tokens) for c in made[:answered]]
+        out += [_result(c.id, "rain in Oslo " * tokens, 2 * tokens) for c in made[:answered]]
     return out
 
 
@@ -288,9 +288,10 @@ def _transcript(steps: list[tuple[Any, ...]]) -> list[NewMessage]:
     steps=st.lists(STEP, min_size=1, max_size=20),
     budget=st.integers(0, 300),
     strategy=st.sampled_from(["recent", "hybrid"]),
+    shorten=st.one_of(st.none(), st.integers(1, 10)),
 )
 def test_sql_and_python_choose_the_same_windows(
-    dsn: str, steps: list[tuple[Any, ...]], budget: int, strategy: str
+    dsn: str, steps: list[tuple[Any, ...]], budget: int, strategy: str, shorten: int | None
 ) -> None:
     session = f"prop-{uuid.uuid4().hex[:12]}"
     messages = _transcript(steps)
@@ -301,8 +302,48 @@ def test_sql_and_python_choose_the_same_windows(
         pg.append_many(T, session, messages)
         # "rain" is only in tool results: the twin's word matching (no stemming,
         # "get_weather" one word) agrees with PostgreSQL's on it.
-        request = ContextRequest(budget=budget, strategy=strategy, query="rain")
-        expected = [(i.part, i.seq) for i in twin.context(T, session, request)]
-        assert [(i.part, i.seq) for i in pg.context(T, session, request)] == expected
+        request = ContextRequest(
+            budget=budget, strategy=strategy, query="rain", shorten_results=shorten
+        )
+        expected = [(i.part, i.seq, i.tokens, i.content) for i in twin.context(T, session, request)]
+        found = pg.context(T, session, request)
+        assert [(i.part, i.seq, i.tokens, i.content) for i in found] == expected
     finally:
         pg.close()
+
+
+def test_old_long_tool_results_are_shortened_before_turns_are_dropped(
+    backend: MemoryBackend,
+) -> None:
+    long_text = "Oslo hourly forecast: " + "rain, 12 C; " * 400
+    backend.append_many(
+        T,
+        S,
+        [
+            _say("user", "Forecast for Oslo?"),
+            _call(ToolCall("call_a", "forecast", {"city": "Oslo"})),
+            _result("call_a", long_text, tokens=500),
+            _say("assistant", "Rain all day."),
+            _say("user", "And Bergen now?"),
+            _call(ToolCall("call_b", "get_weather", {"city": "Bergen"})),
+            _result("call_b", "9 C", tokens=20),
+            _say("assistant", "9 C in Bergen."),
+        ],
+    )
+    plain = backend.context(T, S, ContextRequest(budget=150))
+    assert [i.seq for i in plain] == [4, 5, 6, 7, 8]  # the long result drops its whole group
+    window = backend.context(T, S, ContextRequest(budget=150, shorten_results=50))
+    assert [i.seq for i in window] == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert window.tokens <= 150
+    short = window.items[2]
+    assert short.tokens == 50 + 16
+    assert short.content.startswith("Oslo hourly forecast: rain, 12 C;")
+    assert short.content.endswith("[pymem: 450 of this result's 500 tokens left out]")
+    assert len(short.content) < len(long_text) // 5
+    assert short.parts == [
+        {"type": "tool_result", "call_id": "call_a", "content": short.content, "is_error": False}
+    ]
+    assert window.items[6].content == "9 C"  # the newest call's result stays whole
+    assert backend.history(T, S)[2].content == long_text  # only the window is shortened
+    with pytest.raises(errors.InvalidArgument):
+        backend.context(T, S, ContextRequest(budget=150, shorten_results=0))
