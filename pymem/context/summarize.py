@@ -7,6 +7,7 @@ sentences that carry the most of the chunk's distinctive words.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -22,6 +23,17 @@ from .tokens import TiktokenCounter, TokenCounter
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=\S)")
 _WORD = re.compile(r"\w+")
+
+
+def turn_text(turn: StoredMessage) -> str:
+    """A turn as a digest reads it: its text, and the tool calls it made as
+    ``[called name({...arguments})]``, so that digests remember what was done."""
+    calls = [p for p in turn.parts or [] if p.get("type") == "tool_call"]
+    described = [
+        f"[called {c['name']}({json.dumps(c.get('arguments', {}), ensure_ascii=False)})]."
+        for c in calls
+    ]
+    return " ".join([turn.content, *described]).strip() if described else turn.content
 
 
 @runtime_checkable
@@ -59,7 +71,7 @@ class ExtractiveSummarizer:
     def summarize(self, turns: Sequence[StoredMessage], *, max_tokens: int) -> str:
         units = []
         for turn in turns:
-            for sentence in _SENTENCE.split(turn.content.strip()):
+            for sentence in _SENTENCE.split(turn_text(turn).strip()):
                 if sentence.strip():
                     units.append(sentence.strip())
         return self._pick(units, max_tokens)
@@ -133,7 +145,7 @@ class ChatSummarizer:
         return f"chat:{self.model}"
 
     def summarize(self, turns: Sequence[StoredMessage], *, max_tokens: int) -> str:
-        transcript = "\n".join(f"{t.role}: {t.content}" for t in turns)
+        transcript = "\n".join(f"{t.role}: {turn_text(t)}" for t in turns)
         return self._complete(transcript, max_tokens)
 
     def combine(self, digests: Sequence[Summary], *, max_tokens: int) -> str:

@@ -295,3 +295,16 @@ def test_a_window_renders_in_each_format() -> None:
     with pytest.raises(InvalidArgument, match="tool"):
         chat.context(budget=100).messages("anthropic")
     assert chat.context(budget=100).messages()[-1]["role"] == "tool"  # the default still works
+
+
+def test_digests_read_tool_calls_as_text() -> None:
+    from datetime import UTC, datetime
+
+    from pymem.context.summarize import ExtractiveSummarizer, turn_text
+    from pymem.models import StoredMessage
+
+    call = {"type": "tool_call", "id": "c1", "name": "refund", "arguments": {"order": "A-17"}}
+    turn = StoredMessage(2, "assistant", "", 9, False, {}, datetime.now(UTC), [call])
+    assert turn_text(turn) == '[called refund({"order": "A-17"})].'
+    digest = ExtractiveSummarizer().summarize([turn], max_tokens=50)
+    assert "refund" in digest and "A-17" in digest
