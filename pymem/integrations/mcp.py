@@ -20,6 +20,7 @@ from typing import Any
 
 from ..aio import AsyncMemory
 from ..errors import PymemError
+from ..transcript.parts import part_from_json
 
 
 @contextmanager
@@ -52,17 +53,31 @@ def build_server(memory: AsyncMemory, *, tenant: str, name: str = "pymem") -> An
         ),
     )
 
-    @server.tool(description="Store one message in a session (created on first use).")
+    @server.tool(
+        description=(
+            "Store one message in a session (created on first use): `content` text, or "
+            '`parts` such as [{"type": "tool_call", "id": "call_1", "name": "f", '
+            '"arguments": {}}] or [{"type": "tool_result", "call_id": "call_1", "content": "..."}].'
+        )
+    )
     async def append(
         session_id: str,
         role: str,
-        content: str,
+        content: str = "",
+        parts: list[dict[str, Any]] | None = None,
+        name: str | None = None,
         user: str | None = None,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         with _answers():
             chat = memory.session(session_id, tenant=tenant, user=user)
-            result = await chat.append(role, content, idempotency_key=idempotency_key)
+            result = await chat.append(
+                role,
+                content,
+                parts=None if parts is None else [part_from_json(p) for p in parts],
+                name=name,
+                idempotency_key=idempotency_key,
+            )
             return {"seq": result.seq, "duplicate": result.duplicate}
 
     @server.tool(

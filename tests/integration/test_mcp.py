@@ -47,12 +47,30 @@ def test_the_tools_act_for_the_servers_tenant_only(dsn: str) -> None:
             )
             window = _payload(await server.call_tool("context", {"session_id": "s", "budget": 100}))
             assert [m["content"] for m in window["messages"]] == ["my parcel is late", "sorry"]
+            # A tool call and its result, as parts.
+            call = {"type": "tool_call", "id": "c1", "name": "track", "arguments": {"id": "P-9"}}
+            await server.call_tool(
+                "append", {"session_id": "t", "role": "assistant", "parts": [call]}
+            )
+            result = {"type": "tool_result", "call_id": "c1", "content": "in Oslo"}
+            await server.call_tool("append", {"session_id": "t", "role": "tool", "parts": [result]})
+            calls = _payload(await server.call_tool("context", {"session_id": "t", "budget": 100}))
+            assert calls["messages"][0]["tool_calls"][0]["function"]["name"] == "track"
+            assert calls["messages"][1] == {
+                "role": "tool",
+                "tool_call_id": "c1",
+                "content": "in Oslo",
+            }
+            with pytest.raises(ToolError, match="unknown part type"):
+                await server.call_tool(
+                    "append", {"session_id": "t", "role": "user", "parts": [{"type": "audio"}]}
+                )
             found = _payload(
                 await server.call_tool("recall", {"session_id": "s", "query": "parcel"})
             )
             assert found[0]["seq"] == 1
             sessions = _payload(await server.call_tool("list_sessions", {}))
-            assert [s["session_id"] for s in sessions] == ["s"]
+            assert [s["session_id"] for s in sessions] == ["s", "t"]
             # Another tenant's store stays out of reach.
             other = build_server(mem, tenant="globex")
             assert _payload(await other.call_tool("list_sessions", {})) == []
