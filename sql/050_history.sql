@@ -39,18 +39,22 @@ begin
     perform memory._live_session(history.tenant, history.session);
 
     return query
-        select m.seq, m.role, u.content, m.tokens, m.tokens_estimated, m.metadata, m.created_at,
+        select t.seq, t.role, u.content, t.tokens, t.tokens_estimated, t.metadata, t.created_at,
                u.parts, u.name
-          from memory.messages as m
-               cross join lateral memory._turn(
-                   memory._reveal(m.content, m.sealed, m.key_version,
-                                  (select memory._data_keys(history.tenant))),
-                   m.structured) as u
-         where m.tenant_id = history.tenant
-           and m.session_id = history.session
-           and m.seq > history.after_seq
-         order by m.seq
-         limit history.page_size;
+          from (select m.seq, m.role, m.tokens, m.tokens_estimated, m.metadata, m.created_at,
+                       m.structured,
+                       memory._reveal(m.content, m.sealed, m.key_version,
+                                      (select memory._data_keys(history.tenant))) as stored
+                  from memory.messages as m
+                 where m.tenant_id = history.tenant
+                   and m.session_id = history.session
+                   and m.seq > history.after_seq
+                 order by m.seq
+                 limit history.page_size) as t
+               -- Given a plain column, memory._turn is inlined (a sub-select
+               -- in its arguments would make it a call per row).
+               cross join lateral memory._turn(t.stored, t.structured) as u
+         order by t.seq;
 end;
 $fn$;
 
@@ -100,16 +104,16 @@ begin
     return query
         select t.seq, t.role, u.content, t.tokens, t.tokens_estimated, t.metadata, t.created_at,
                u.parts, u.name
-          from (select m.*
+          from (select m.seq, m.role, m.tokens, m.tokens_estimated, m.metadata, m.created_at,
+                       m.structured,
+                       memory._reveal(m.content, m.sealed, m.key_version,
+                                      (select memory._data_keys(last_messages.tenant))) as stored
                   from memory.messages as m
                  where m.tenant_id = last_messages.tenant
                    and m.session_id = last_messages.session
                  order by m.seq desc
                  limit last_messages.count) as t
-               cross join lateral memory._turn(
-                   memory._reveal(t.content, t.sealed, t.key_version,
-                                  (select memory._data_keys(last_messages.tenant))),
-                   t.structured) as u
+               cross join lateral memory._turn(t.stored, t.structured) as u
          order by t.seq;
 end;
 $fn$;

@@ -215,18 +215,21 @@ begin
              order by s.score desc, s.seq desc
              limit recall.max_rows
         )
-        select m.seq, m.role, u.content, m.tokens, b.score, b.text_rank, b.vector_rank, u.parts,
+        select t.seq, t.role, u.content, t.tokens, t.score, t.text_rank, t.vector_rank, u.parts,
                u.name
-          from best as b
-          join memory.messages as m
-            on m.tenant_id = recall.tenant
-           and m.session_id = recall.session
-           and m.seq = b.seq
-               cross join lateral memory._turn(
-                   memory._reveal(m.content, m.sealed, m.key_version,
-                                  (select memory._data_keys(recall.tenant))),
-                   m.structured) as u
-         order by b.score desc, m.seq desc;
+          from (select m.seq, m.role, m.tokens, m.structured, b.score, b.text_rank,
+                       b.vector_rank,
+                       memory._reveal(m.content, m.sealed, m.key_version,
+                                      (select memory._data_keys(recall.tenant))) as stored
+                  from best as b
+                  join memory.messages as m
+                    on m.tenant_id = recall.tenant
+                   and m.session_id = recall.session
+                   and m.seq = b.seq
+                offset 0) as t
+               -- Given a plain column, memory._turn is inlined (see memory.history).
+               cross join lateral memory._turn(t.stored, t.structured) as u
+         order by t.score desc, t.seq desc;
 end;
 $fn$;
 

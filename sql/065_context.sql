@@ -5,22 +5,22 @@ drop function if exists memory.context(text, text, integer, text, public.vector,
 
 -------------------------------------------------------------------------------
 -- _shortened: a tool result cut to `keep` tokens, with a visible marker.
+drop function if exists memory._shortened(text, jsonb, integer, integer);
 create or replace function memory._shortened(
-    turn_text   text,
-    turn_parts  jsonb,
-    tokens      integer,
-    keep        integer,
-    out content text,
-    out parts   jsonb
+    turn_parts jsonb,
+    tokens     integer,
+    keep       integer
 )
+returns jsonb
 language sql
 immutable parallel safe security invoker
 as $fn$
     -- The same share of each result's characters as of the turn's tokens.
-    select string_agg(r.cut, '' order by r.ordinality),
-           jsonb_agg(case when r.value ->> 'type' = 'tool_result'
-                          then jsonb_set(r.value, '{content}', to_jsonb(r.cut))
-                          else r.value end order by r.ordinality)
+    select jsonb_build_object(
+               'content', string_agg(r.cut, '' order by r.ordinality),
+               'parts', jsonb_agg(case when r.value ->> 'type' = 'tool_result'
+                                       then jsonb_set(r.value, '{content}', to_jsonb(r.cut))
+                                       else r.value end order by r.ordinality))
       from (select p.value, p.ordinality,
                    left(p.value ->> 'content',
                         (char_length(p.value ->> 'content')::bigint * keep / tokens)::integer)
@@ -29,11 +29,11 @@ as $fn$
               from jsonb_array_elements(turn_parts) with ordinality as p) as r
 $fn$;
 
-comment on function memory._shortened(text, jsonb, integer, integer) is
-$$A tool result turn of `tokens` tokens shortened to about `keep`: each
-result's content cut to the same share of its characters, followed by a
-marker that says how many tokens were left out; returns the new text and
-parts. Its cost in a window is `keep` plus 16 tokens for the marker
+comment on function memory._shortened(jsonb, integer, integer) is
+$$A tool result turn (its parts) of `tokens` tokens shortened to about
+`keep`: each result's content cut to the same share of its characters,
+followed by a marker that says how many tokens were left out; returns
+{"content": the new text, "parts": the new parts}. Its cost in a window is `keep` plus 16 tokens for the marker
 (memory._tail).$$;
 
 -------------------------------------------------------------------------------
@@ -87,9 +87,10 @@ set plan_cache_mode = force_generic_plan
 as $fn$
 #variable_conflict use_column
 declare
-    v_page integer;
-    v_fit  bigint;
-    v_seen bigint;
+    v_page  integer;
+    v_fit   bigint;
+    v_seen  bigint;
+    v_tools bigint;  -- turns with tool calls or results among those that fit
 begin
     -- First window: the rows the budget buys at this session's average size,
     -- so the (tenant_id, session_id, seq) index is walked backwards and stops
@@ -97,16 +98,20 @@ begin
     v_page := least(greatest(ceil(budget / greatest(avg_tokens + message_overhead, 1) * 1.25)::integer
                              + 8 + cardinality(taken), 16), 100000);
     loop
-        select count(*) filter (where w.running <= budget), count(*)
-          into v_fit, v_seen
-          from (select sum(case when n.seq = any (taken) then 0
+        select count(*) filter (where w.running <= budget), count(*),
+               count(*) filter (where w.running <= budget and w.tool_parts > 0)
+          into v_fit, v_seen, v_tools
+          from (select n.tool_parts,
+                       sum(case when n.seq = any (taken) then 0
                                 else n.cost + message_overhead end)
                            over (order by n.seq desc) as running
-                  from (select m.seq,
-                               memory._window_cost(m.tokens, m.role, m.tool_parts, m.seq,
-                                                   max(m.seq) filter (where m.role = 'assistant'
-                                                                      and m.tool_parts > 0)
-                                                       over (), shorten) as cost
+                  from (select m.seq, m.tool_parts,
+                               case when shorten is null then m.tokens
+                                    else memory._window_cost(
+                                             m.tokens, m.role, m.tool_parts, m.seq,
+                                             max(m.seq) filter (where m.role = 'assistant'
+                                                                and m.tool_parts > 0) over (),
+                                             shorten) end as cost
                           from (select x.seq, x.tokens, x.role, x.tool_parts
                                   from memory.messages as x
                                  where x.tenant_id = _tail.tenant
@@ -116,6 +121,25 @@ begin
         exit when v_fit < v_seen or v_seen < v_page;
         v_page := v_page * 4;
     end loop;
+
+    if v_tools = 0 then
+        -- No tool calls or results among them: every turn stands alone.
+        return query
+            select t.seq, t.role, u.content, t.tokens,
+                   sum(t.tokens + message_overhead) over ()::bigint, u.parts, u.name
+              from (select m.seq, m.role, m.tokens, m.structured,
+                           memory._reveal(m.content, m.sealed, m.key_version,
+                                          (select memory._data_keys(_tail.tenant))) as stored
+                      from memory.messages as m
+                     where m.tenant_id = _tail.tenant
+                       and m.session_id = _tail.session
+                     order by m.seq desc
+                     limit v_fit) as t
+                   -- Given a plain column, memory._turn is inlined (see memory.history).
+                   cross join lateral memory._turn(t.stored, t.structured) as u
+             where not (t.seq = any (taken));
+        return;
+    end if;
 
     -- A model API takes a tool call only with all of its results, and a
     -- result only after its call. A group is an assistant turn with tool
@@ -163,15 +187,22 @@ begin
                         else c.asked = 0 or c.answered = c.asked end
                and not (c.seq = any (taken))
         )
-        select k.seq, k.role, coalesce(s.content, u.content), k.cost,
-               sum(k.cost + message_overhead) over ()::bigint, coalesce(s.parts, u.parts), u.name
-          from kept as k
-               cross join lateral memory._turn(
-                   memory._reveal(k.content, k.sealed, k.key_version,
-                                  (select memory._data_keys(_tail.tenant))),
-                   k.structured) as u
-               left join lateral memory._shortened(u.content, u.parts, k.tokens, shorten) as s
-                 on k.cost < k.tokens;
+        select k.seq, k.role, coalesce(x.cut ->> 'content', u.content), k.cost,
+               sum(k.cost + message_overhead) over ()::bigint, coalesce(x.cut -> 'parts', u.parts),
+               u.name
+          from (select c.seq, c.role, c.tokens, c.cost, c.structured,
+                       memory._reveal(c.content, c.sealed, c.key_version,
+                                      (select memory._data_keys(_tail.tenant))) as stored
+                  from kept as c
+                offset 0) as k
+               -- Given a plain column, memory._turn is inlined (see memory.history).
+               cross join lateral memory._turn(k.stored, k.structured) as u
+               -- Only a shortened turn pays for cutting.
+               cross join lateral (
+                   select case when k.cost < k.tokens
+                               then memory._shortened(u.parts, k.tokens, shorten)
+                          end as cut
+               ) as x;
 end;
 $fn$;
 
@@ -254,15 +285,16 @@ begin
                and m.seq >= v_head
                and (v_next is null or m.seq < v_next)
         )
-        select g.seq, g.role, u.content, g.tokens, u.parts, u.name
-          from g
-               cross join lateral memory._turn(
-                   memory._reveal(g.content, g.sealed, g.key_version,
-                                  (select memory._data_keys(_turn_group.tenant))),
-                   g.structured) as u
-         where (select sum(x.tool_parts) filter (where x.role = 'tool') from g as x)
+        select r.seq, r.role, u.content, r.tokens, u.parts, u.name
+          from (select g.seq, g.role, g.tokens, g.structured,
+                       memory._reveal(g.content, g.sealed, g.key_version,
+                                      (select memory._data_keys(_turn_group.tenant))) as stored
+                  from g
+                 where (select sum(x.tool_parts) filter (where x.role = 'tool') from g as x)
                = (select sum(x.tool_parts) filter (where x.role = 'assistant') from g as x)
-         order by g.seq;
+                offset 0) as r
+               cross join lateral memory._turn(r.stored, r.structured) as u
+         order by r.seq;
 end;
 $fn$;
 
