@@ -29,11 +29,12 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from ..aio import AsyncMemory, AsyncSession
-from ..client import Memory, Session
+from ..aio import AsyncSession
+from ..client import Session
 from ..errors import InvalidArgument, InvalidPart, SessionNotFound
 from ..models import NewMessage
 from ..transcript import Image, Part, Refusal, Text, ToolCall, ToolResult, Turn
+from .binding import SessionBinding
 
 ID_KEY = "langchain_id"  # where a message's LangChain id is kept (metadata)
 
@@ -123,29 +124,13 @@ def from_turn(turn: Turn, message_id: str | None = None) -> list[BaseMessage]:
     return [SystemMessage(content=content, name=turn.name, id=message_id)]
 
 
-class PymemChatMessageHistory(BaseChatMessageHistory):
+class PymemChatMessageHistory(SessionBinding, BaseChatMessageHistory):
     """The messages of one pymem session, for LangChain.
 
     ``memory`` is a :class:`~pymem.Memory` (sync and async methods) or an
     :class:`~pymem.AsyncMemory` (async methods only). ``budget`` (tokens):
     read a context window of that size instead of the whole history.
     """
-
-    def __init__(
-        self,
-        memory: Memory | AsyncMemory,
-        session_id: str,
-        *,
-        tenant: str | None = None,
-        user: str | None = None,
-        budget: int | None = None,
-        strategy: str = "recent",
-    ) -> None:
-        self.memory = memory
-        self.session_id = session_id
-        self.budget = budget
-        self.strategy = strategy
-        self._session = memory.session(session_id, tenant=tenant, user=user)
 
     # -- sync --------------------------------------------------------------------
 

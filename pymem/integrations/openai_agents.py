@@ -27,11 +27,12 @@ import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..aio import AsyncMemory, AsyncSession
-from ..client import Memory, Session
+from ..aio import AsyncSession
+from ..client import Session
 from ..errors import InvalidArgument, SessionNotFound
 from ..models import NewMessage, StoredMessage
 from ..transcript import File, Image, Part, Refusal, Text, ToolCall, to_turns
+from .binding import SessionBinding
 
 KEY: Final = "openai_item"  # metadata: what the parts do not hold of an item
 _STRUCTURED: Final = frozenset({"message", "function_call", "function_call_output"})
@@ -156,7 +157,7 @@ def message_item(message: StoredMessage) -> dict[str, Any]:
     return _rebuild(template, parts)
 
 
-class PymemSession:
+class PymemSession(SessionBinding):
     """One pymem session as an OpenAI Agents SDK session.
 
     ``memory``: an :class:`~pymem.AsyncMemory` (or a :class:`~pymem.Memory`,
@@ -165,21 +166,6 @@ class PymemSession:
     """
 
     session_settings: Any = None
-
-    def __init__(
-        self,
-        memory: AsyncMemory | Memory,
-        session_id: str,
-        *,
-        tenant: str | None = None,
-        user: str | None = None,
-        budget: int | None = None,
-        strategy: str = "recent",
-    ) -> None:
-        self.session_id = session_id
-        self.budget = budget
-        self.strategy = strategy
-        self._session = memory.session(session_id, tenant=tenant, user=user)
 
     async def _messages(self, last: int | None = None) -> list[StoredMessage]:
         session = self._session

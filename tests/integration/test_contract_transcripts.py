@@ -16,6 +16,7 @@ from pymem.backends.memory import InMemoryBackend
 from pymem.backends.postgres import PostgresBackend
 from pymem.models import ContextRequest, NewMessage, RecallRequest
 from pymem.transcript import Image, Text, ToolCall, ToolResult, Turn
+from tests.transcripts import steps, transcript
 
 T, S = "acme", "agent-1"
 
@@ -255,46 +256,20 @@ def test_parallel_calls_stored_one_turn_each_stay_together(backend: MemoryBacken
 
 # Random transcripts: the SQL rule (memory._tail, memory._turn_group) and its
 # Python twin (pymem.context.ranking) choose the same windows.
-STEP = st.one_of(
-    st.tuples(st.sampled_from(["user", "answer", "plain tool"]), st.integers(1, 30)),
-    st.tuples(
-        st.sampled_from(["tools", "split"]),
-        st.integers(1, 3),
-        st.integers(0, 3),
-        st.integers(1, 30),
-    ),
-)
-
-
-def _transcript(steps: list[tuple[Any, ...]]) -> list[NewMessage]:
-    out: list[NewMessage] = []
-    for n, step in enumerate(steps):
-        if len(step) == 2:
-            role = {"user": "user", "answer": "assistant", "plain tool": "tool"}[step[0]]
-            out.append(NewMessage(role, f"turn {n} weather", tokens=step[1]))
-            continue
-        kind, calls, answered, tokens = step
-        made = [ToolCall(f"c{n}_{i}", "get_weather", {"city": "Oslo"}) for i in range(calls)]
-        groups = [tuple(made)] if kind == "tools" else [(c,) for c in made]
-        out += [NewMessage("assistant", "", tokens=tokens, parts=g) for g in groups]
-        out += [_result(c.id, "rain in Oslo " * tokens, 2 * tokens) for c in made[:answered]]
-    return out
-
-
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    steps=st.lists(STEP, min_size=1, max_size=20),
+    drawn=st.lists(steps(30), min_size=1, max_size=20),
     budget=st.integers(0, 300),
     strategy=st.sampled_from(["recent", "hybrid"]),
     shorten=st.one_of(st.none(), st.integers(1, 10)),
 )
 def test_sql_and_python_choose_the_same_windows(
-    dsn: str, steps: list[tuple[Any, ...]], budget: int, strategy: str, shorten: int | None
+    dsn: str, drawn: list[tuple[Any, ...]], budget: int, strategy: str, shorten: int | None
 ) -> None:
     session = f"prop-{uuid.uuid4().hex[:12]}"
-    messages = _transcript(steps)
+    messages = transcript(drawn)
     twin = InMemoryBackend()
     twin.append_many(T, session, messages)
     pg = PostgresBackend(dsn, max_size=1).open()

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pymem.errors import error_for_sqlstate
+from tests.transcripts import steps, transcript
 
 CALL = {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": {"city": "Oslo"}}
 RESULT = {"type": "tool_result", "call_id": "call_1", "content": "12 C"}
@@ -167,41 +168,15 @@ def test_parts_are_sealed_and_keep_their_search_after_reencryption(dsn: str) -> 
 
 # -- windows stay valid for the model APIs ---------------------------------------------
 
-# A transcript: a list of steps, each a user turn, an assistant answer, a
-# plain-text tool turn (no call id), or `calls` tool calls of which `answered`
-# get a result, made in one assistant turn ("tools") or one turn per call
-# ("split", as Responses items are stored one by one).
-STEP = st.one_of(
-    st.tuples(st.sampled_from(["user", "answer", "plain tool"]), st.integers(1, 40)),
-    st.tuples(
-        st.sampled_from(["tools", "split"]),
-        st.integers(1, 3),
-        st.integers(0, 3),
-        st.integers(1, 40),
-    ),
-)
 
-
-def _write(conn: psycopg.Connection[Any], steps: list[tuple[int, ...] | tuple[Any, ...]]) -> None:
-    n = 0
-    for step in steps:
-        n += 1
-        if len(step) == 2:
-            role = {"user": "user", "answer": "assistant", "plain tool": "tool"}[step[0]]
-            conn.execute("select memory.append('t', 'p', %s, %s, %s)", (role, f"turn {n}", step[1]))
-            continue
-        kind, calls, answered, tokens = step
-        ids = [f"c{n}_{i}" for i in range(calls)]
-        for turn in [ids] if kind == "tools" else [[i] for i in ids]:
-            conn.execute(
-                "select memory.append('t', 'p', 'assistant', null, %s, parts => %s::jsonb)",
-                (tokens, json.dumps([{"type": "tool_call", "id": i, "name": "f"} for i in turn])),
-            )
-        for i in ids[: min(answered, calls)]:
-            conn.execute(
-                "select memory.append('t', 'p', 'tool', null, %s, parts => %s::jsonb)",
-                (tokens, json.dumps([{"type": "tool_result", "call_id": i, "content": "ok"}])),
-            )
+def _write(conn: psycopg.Connection[Any], drawn: list[tuple[Any, ...]]) -> None:
+    """The transcript as a SQL client appends it."""
+    for m in transcript(drawn):
+        parts = m.parts_json()
+        conn.execute(
+            "select memory.append('t', 'p', %s, %s, %s, parts => %s::jsonb)",
+            (m.role, None if parts else m.content, m.tokens, json.dumps(parts) if parts else None),
+        )
 
 
 def _check_valid(rows: list[tuple[Any, ...]], budget: int, overhead: int) -> None:
@@ -231,16 +206,16 @@ def _check_valid(rows: list[tuple[Any, ...]], budget: int, overhead: int) -> Non
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    steps=st.lists(STEP, min_size=1, max_size=25),
+    drawn=st.lists(steps(40), min_size=1, max_size=25),
     budget=st.integers(0, 400),
     overhead=st.integers(0, 4),
     strategy=st.sampled_from(["recent", "summary", "hybrid"]),
 )
 def test_every_window_keeps_tool_calls_with_all_their_results(
-    dsn: str, steps: list[tuple[Any, ...]], budget: int, overhead: int, strategy: str
+    dsn: str, drawn: list[tuple[Any, ...]], budget: int, overhead: int, strategy: str
 ) -> None:
     with psycopg.connect(dsn) as conn:
-        _write(conn, steps)
+        _write(conn, drawn)
         rows = conn.execute(
             "select part, role, parts, tokens from memory.context('t', 'p', %s, 'turn ok f',"
             " strategy => %s, message_overhead => %s) order by part = 'summary' desc, seq",
