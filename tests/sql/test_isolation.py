@@ -506,13 +506,13 @@ def test_control_a_missing_guard_is_caught(
 
 def test_control_privilege_slips_are_caught(admin: psycopg.Connection[Any]) -> None:
     admin.execute(
-        "alter function memory.append_many(text, text, memory.message_input[], text, text, "
+        "alter function memory.append_many(text, text, memory.turn_input[], text, text, "
         "text[], boolean) "
         "reset search_path"
     )
     admin.execute(
         "grant execute on function memory._tail(text, text, bigint, integer, "
-        "double precision, bigint[]) to public"
+        "double precision, bigint[], integer) to public"
     )
     admin.execute("alter table memory.jobs no force row level security")
     admin.execute("grant select on memory.jobs to pymem_app")
