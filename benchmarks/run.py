@@ -515,6 +515,7 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
         tier_append = summary(
             timed(lambda i: tier.append("t", "app-tier", NewMessage("user", TEXT, tokens=14)), n)
         )
+        sized = _cache_hits_beside_a_hand_written_cache(dsn, url, raw, n)
         stats = tier.cache_stats
         print(line("raw Redis LRANGE of 50 turns", lrange))
         print(line("cache hit: context(recent, 2000)", hit_recent, lrange))
@@ -524,9 +525,13 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
         print(line("append, PostgreSQL alone", pg_append))
         print(line("append with the tier (invalidation)", tier_append, pg_append))
         print(
-            f"  cached windows: {stats.raw_bytes:,} bytes of JSON stored in "
-            f"{stats.stored_bytes:,} (zlib, {stats.compression_ratio:.2f}x)"
+            f"  cached windows: {stats.raw_bytes:,} bytes of MessagePack stored in "
+            f"{stats.stored_bytes:,} (zstd, {stats.compression_ratio:.2f}x)"
         )
+        for size, (hand, hit, session_hit) in sized.items():
+            print(line(f"hand-written cache, {size} messages (GET + json.loads)", hand))
+            print(line(f"cache hit, {size}-message window (backend)", hit, hand))
+            print(line(f"cache hit, {size}-message window (Session.context)", session_hit, hand))
         pg.close()
         tier.close()
         return {
@@ -538,11 +543,51 @@ def bench_redis_tier(dsn: str, n: int) -> dict[str, Any]:
             "append_pg": pg_append,
             "append_tier": tier_append,
             "compression_ratio": stats.compression_ratio,
+            **{
+                f"window_{size}": {"hand_written": hand, "hit": hit, "session_hit": session_hit}
+                for size, (hand, hit, session_hit) in sized.items()
+            },
         }
     finally:
         proc.kill()
         proc.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cache_hits_beside_a_hand_written_cache(
+    dsn: str, url: str, raw: Any, n: int
+) -> dict[int, tuple[dict[str, float], dict[str, float], dict[str, float]]]:
+    """For windows of 50 and 300 messages: a hand-written cache of the window (its
+    chat messages as one JSON string: GET + json.loads), pymem's cache hit at the
+    backend, and through Session.context (metrics and spans off)."""
+    from pymem import Memory
+    from pymem.tier.cache import CachedBackend, connect_redis
+
+    texts = synthetic_turns(300, seed=11)
+    counted = [COUNTER.count(t) for t in texts]
+    tier = CachedBackend(PostgresBackend(dsn, max_size=2).open(), connect_redis(url))
+    tier.append_many(
+        "t",
+        "sized",
+        [
+            NewMessage("user" if i % 2 else "assistant", t, tokens=c)
+            for i, (t, c) in enumerate(zip(texts, counted, strict=True))
+        ],
+    )
+    out = {}
+    with Memory.connect(dsn, redis=url) as mem:
+        session = mem.session("sized", tenant="t")
+        for size in (50, 300):
+            request = ContextRequest(budget=sum(counted[-size:]))
+            window = tier.context("t", "sized", request)
+            assert len(window) == size, len(window)
+            raw.set(f"bench:window:{size}", json.dumps(window.messages()))
+            hand = summary(timed(lambda i, k=f"bench:window:{size}": json.loads(raw.get(k)), n))
+            hit = summary(timed(lambda i, r=request: tier.context("t", "sized", r), n))
+            session_hit = summary(timed(lambda i, b=request.budget: session.context(budget=b), n))
+            out[size] = (hand, hit, session_hit)
+    tier.close()
+    return out
 
 
 # -- 6. security: roles, encryption, personal data policy ----------------------------

@@ -57,16 +57,13 @@ from ..security.sealing import CacheSealer
 from .entries import (
     FILL,
     INVALIDATE,
+    MESSAGES,
+    WINDOWS,
     CacheStats,
+    Codec,
     Skip,
-    decode,
-    encode,
     entry_name,
-    messages_from,
-    messages_payload,
     session_key,
-    window_from,
-    window_payload,
 )
 
 log = logging.getLogger("pymem.cache")
@@ -147,8 +144,7 @@ class CachedBackend:
         op: str,
         params: Sequence[Any],
         load: Callable[[], T],
-        dump: Callable[[T], Any],
-        restore: Callable[[Any], T],
+        codec: Codec[T],
     ) -> T:
         if self._dirty and not self._replay_dirty():
             return load()
@@ -164,10 +160,10 @@ class CachedBackend:
             opened = raw if self.sealer is None else self.sealer.open(raw, context)
             if opened is not None:
                 self.cache_stats.hits += 1
-                return restore(decode(opened))
+                return codec.decode(opened)
         self.cache_stats.misses += 1
         value = load()
-        stored, raw_size = encode(dump(value), self.compress_over)
+        stored, raw_size = codec.encode(value, self.compress_over)
         if self.sealer is not None:
             stored = self.sealer.seal(stored, context)
         seen = gen.decode() if isinstance(gen, bytes) else (gen or "")
@@ -272,8 +268,7 @@ class CachedBackend:
             "context",
             request.cache_fields(),
             lambda: self.backend.context(tenant, session, request),
-            window_payload,
-            window_from,
+            WINDOWS,
         )
 
     def history(
@@ -285,8 +280,7 @@ class CachedBackend:
             "history",
             [after_seq, page_size],
             lambda: self.backend.history(tenant, session, after_seq=after_seq, page_size=page_size),
-            messages_payload,
-            messages_from,
+            MESSAGES,
         )
 
     def last_messages(self, tenant: str, session: str, count: int = 50) -> list[StoredMessage]:
@@ -296,8 +290,7 @@ class CachedBackend:
             "last",
             [count],
             lambda: self.backend.last_messages(tenant, session, count),
-            messages_payload,
-            messages_from,
+            MESSAGES,
         )
 
     def recall(self, tenant: str, session: str, request: RecallRequest) -> list[RecalledMessage]:

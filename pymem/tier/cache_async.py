@@ -55,16 +55,13 @@ from ..security.sealing import CacheSealer
 from .entries import (
     FILL,
     INVALIDATE,
+    MESSAGES,
+    WINDOWS,
     CacheStats,
+    Codec,
     Skip,
-    decode,
-    encode,
     entry_name,
-    messages_from,
-    messages_payload,
     session_key,
-    window_from,
-    window_payload,
 )
 
 log = logging.getLogger("pymem.cache")
@@ -145,8 +142,7 @@ class AsyncCachedBackend:
         op: str,
         params: Sequence[Any],
         load: Callable[[], Awaitable[T]],
-        dump: Callable[[T], Any],
-        restore: Callable[[Any], T],
+        codec: Codec[T],
     ) -> T:
         if self._dirty and not await self._replay_dirty():
             return await load()
@@ -162,10 +158,10 @@ class AsyncCachedBackend:
             opened = raw if self.sealer is None else self.sealer.open(raw, context)
             if opened is not None:
                 self.cache_stats.hits += 1
-                return restore(decode(opened))
+                return codec.decode(opened)
         self.cache_stats.misses += 1
         value = await load()
-        stored, raw_size = encode(dump(value), self.compress_over)
+        stored, raw_size = codec.encode(value, self.compress_over)
         if self.sealer is not None:
             stored = self.sealer.seal(stored, context)
         seen = gen.decode() if isinstance(gen, bytes) else (gen or "")
@@ -270,8 +266,7 @@ class AsyncCachedBackend:
             "context",
             request.cache_fields(),
             lambda: self.backend.context(tenant, session, request),
-            window_payload,
-            window_from,
+            WINDOWS,
         )
 
     async def history(
@@ -283,8 +278,7 @@ class AsyncCachedBackend:
             "history",
             [after_seq, page_size],
             lambda: self.backend.history(tenant, session, after_seq=after_seq, page_size=page_size),
-            messages_payload,
-            messages_from,
+            MESSAGES,
         )
 
     async def last_messages(
@@ -296,8 +290,7 @@ class AsyncCachedBackend:
             "last",
             [count],
             lambda: self.backend.last_messages(tenant, session, count),
-            messages_payload,
-            messages_from,
+            MESSAGES,
         )
 
     async def recall(

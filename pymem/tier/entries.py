@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import zlib
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+import zstandard
 
 from ..backends.redis_keys import session_tag
 from ..models import ContextItem, ContextWindow, StoredMessage
+
+T = TypeVar("T")
 
 # Store an entry only if the session's generation is still the one read. The
 # hash lives for the tier's TTL, and never past the session's own expiry
@@ -56,7 +60,7 @@ def session_key(tenant: str, session: str) -> str:
 
 def entry_name(op: str, params: Sequence[Any]) -> str:
     """The hash field of one cached read: a digest of the read and its request."""
-    return hashlib.sha1(json.dumps([op, *params], default=str).encode()).hexdigest()[:20]
+    return hashlib.sha1(json.dumps([FORMAT, op, *params], default=str).encode()).hexdigest()[:20]
 
 
 @dataclass
@@ -78,51 +82,60 @@ class Skip(Exception):
     """Redis is unavailable for this call: use PostgreSQL alone."""
 
 
-def encode(payload: Any, compress_over: int) -> tuple[bytes, int]:
-    """The stored bytes of ``payload`` (zlib above ``compress_over``) and its raw size."""
-    raw = json.dumps(payload, separators=(",", ":"), default=str).encode()
-    if len(raw) > compress_over:
-        return b"z" + zlib.compress(raw, 6), len(raw)
-    return b"j" + raw, len(raw)
+WindowPayload = tuple[int, str, int, list[ContextItem]]
 
 
-def decode(blob: bytes) -> Any:
-    body = zlib.decompress(blob[1:]) if blob[:1] == b"z" else blob[1:]
-    return json.loads(body)
+class Codec(Generic[T]):
+    """How one kind of cached read is stored: MessagePack, decoded straight into
+    pymem's own row types (no intermediate dicts), zstd-compressed above a size.
+
+    Stored bytes start with ``m`` (MessagePack) or ``s`` (zstd of it). Entry
+    names carry :data:`FORMAT`, so entries of another format are never read.
+    """
+
+    def __init__(
+        self,
+        payload: Any,
+        dump: Callable[[T], Any],
+        restore: Callable[[Any], T],
+    ) -> None:
+        self._decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(payload)
+        self._dump = dump
+        self._restore = restore
+
+    def encode(self, value: T, compress_over: int) -> tuple[bytes, int]:
+        """The stored bytes of ``value`` and their size before compression."""
+        raw = _ENCODER.encode(self._dump(value))
+        if len(raw) > compress_over:
+            return b"s" + _COMPRESSOR.compress(raw), len(raw)
+        return b"m" + raw, len(raw)
+
+    def decode(self, blob: bytes) -> T:
+        body = _decompressor().decompress(blob[1:]) if blob[:1] == b"s" else blob[1:]
+        return self._restore(self._decoder.decode(body))
 
 
-def window_payload(w: ContextWindow) -> Any:
-    return [w.budget, w.strategy, w.message_overhead, [list(i) for i in w.items]]
+FORMAT: Final = "m1"  # part of every entry name: bump when the stored form changes
+_ENCODER: Final = msgspec.msgpack.Encoder()
+_COMPRESSOR: Final = zstandard.ZstdCompressor(level=3)
+_LOCAL = threading.local()
 
 
-def window_from(p: Any) -> ContextWindow:
-    return ContextWindow(
-        items=tuple(ContextItem(*i) for i in p[3]),
-        budget=p[0],
-        strategy=p[1],
-        message_overhead=p[2],
-    )
+def _decompressor() -> zstandard.ZstdDecompressor:
+    """A decompressor per thread (zstandard's objects are not thread-safe)."""
+    found: zstandard.ZstdDecompressor | None = getattr(_LOCAL, "decompressor", None)
+    if found is None:
+        found = _LOCAL.decompressor = zstandard.ZstdDecompressor()
+    return found
 
 
-def messages_payload(ms: Sequence[StoredMessage]) -> Any:
-    return [
-        [
-            m.seq,
-            m.role,
-            m.content,
-            m.tokens,
-            m.tokens_estimated,
-            m.metadata,
-            m.created_at.isoformat(),
-            m.parts,
-            m.name,
-        ]
-        for m in ms
-    ]
+def _window(p: WindowPayload) -> ContextWindow:
+    return ContextWindow(items=tuple(p[3]), budget=p[0], strategy=p[1], message_overhead=p[2])
 
 
-def messages_from(p: Any) -> list[StoredMessage]:
-    return [
-        StoredMessage(r[0], r[1], r[2], r[3], r[4], r[5], datetime.fromisoformat(r[6]), *r[7:9])
-        for r in p
-    ]
+WINDOWS: Final[Codec[ContextWindow]] = Codec(
+    WindowPayload,
+    lambda w: (w.budget, w.strategy, w.message_overhead, w.items),
+    _window,
+)
+MESSAGES: Final[Codec[list[StoredMessage]]] = Codec(list[StoredMessage], list, list)
