@@ -1007,8 +1007,9 @@ def main() -> None:
 
 def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
     dsn = server.dsn()
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(dsn, autocommit=True) as conn:
         version = conn.execute("show server_version").fetchone()
+        conn.execute(RAW_TABLE)  # every section's raw baseline, whichever runs alone
     print(
         f"pymem benchmarks — PostgreSQL {version[0] if version else '?'} on loopback, "
         f"fsync on, {os.cpu_count()} cores, Python {platform.python_version()}"
