@@ -278,10 +278,8 @@ def check_append(
     check_content(message.content)
     parts = message.parts_json()
     if parts is not None:
-        message.turn()  # the role's rules for parts (memory._check_parts)
+        message.turn()  # the role's and the name's rules (memory._check_parts)
         parts_json(parts)
-        if message.name is not None:
-            check_ident("name", message.name)
     check_tokens(message.tokens)
     stored: dict[str, Any] = json.loads(metadata_json(message.metadata))
     vector = check_embedding(message.embedding, embedding_dim)

@@ -78,8 +78,7 @@ def complete_groups(
     for group in groups:
         if group[0] is before:
             continue
-        asked = sum(tool_parts(m) for m in group if is_call(m))
-        answered = sum(tool_parts(m) for m in group if is_result(m))
+        asked, answered = _calls_and_results(group)
         for m in group:
             if (asked > 0 and answered == asked) if is_result(m) else asked in (0, answered):
                 kept.append(m)
@@ -114,8 +113,16 @@ def turn_group(messages: Sequence[StoredMessage], member: int) -> list[StoredMes
             break
         end += 1
     group = list(messages[head:end])
-    answered = sum(tool_parts(m) for m in group if is_result(m))
-    return group if answered == sum(tool_parts(m) for m in group if is_call(m)) else []
+    asked, answered = _calls_and_results(group)
+    return group if answered == asked else []
+
+
+def _calls_and_results(group: Sequence[StoredMessage]) -> tuple[int, int]:
+    """The tool calls a group's turns make and the results they give."""
+    return (
+        sum(tool_parts(m) for m in group if is_call(m)),
+        sum(tool_parts(m) for m in group if is_result(m)),
+    )
 
 
 def terms(text: str) -> list[str]:
@@ -296,8 +303,7 @@ def shortened(m: StoredMessage, keep: int) -> StoredMessage:
             text = part["content"]
             part = {**part, "content": text[: len(text) * keep // m.tokens] + marker}
         parts.append(part)
-    text = "".join(p["content"] for p in parts if p.get("type") == "tool_result")
-    return m._replace(content=text, parts=parts, tokens=keep + MARKER_TOKENS)
+    return m._replace(content=parts_text(parts), parts=parts, tokens=keep + MARKER_TOKENS)
 
 
 def tail(
@@ -310,7 +316,9 @@ def tail(
     """The newest contiguous turns that fit, skipping (and not charging) ``taken``,
     without broken tool groups (memory._tail); with ``shorten``, older long tool
     results are cut rather than left out."""
-    newest_call = next((m.seq for m in reversed(messages) if is_call(m)), None)
+    newest_call = None  # only shortening needs it
+    if shorten is not None:
+        newest_call = next((m.seq for m in reversed(messages) if is_call(m)), None)
     picked = []
     used = 0
     before = None

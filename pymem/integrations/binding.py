@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from ..aio import AsyncMemory, AsyncSession
 from ..client import Memory, Session
 
@@ -27,3 +30,11 @@ class SessionBinding:
         self.budget = budget
         self.strategy = strategy
         self._session: Session | AsyncSession = memory.session(session_id, tenant=tenant, user=user)
+
+    async def _run(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the session's ``method`` from a framework's async code: awaited on
+        an AsyncSession, in a worker thread on a (sync) Session."""
+        call = getattr(self._session, method)
+        if isinstance(self._session, Session):
+            return await asyncio.to_thread(call, *args, **kwargs)
+        return await call(*args, **kwargs)

@@ -15,7 +15,6 @@ Works with ``RunnableWithMessageHistory``, sync (``Memory``) and async
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Sequence
 from typing import Any
@@ -29,7 +28,6 @@ from langchain_core.messages import (
     ToolMessage,
 )
 
-from ..aio import AsyncSession
 from ..client import Session
 from ..errors import InvalidArgument, InvalidPart, SessionNotFound
 from ..models import NewMessage
@@ -164,30 +162,22 @@ class PymemChatMessageHistory(SessionBinding, BaseChatMessageHistory):
     # -- async -------------------------------------------------------------------
 
     async def aget_messages(self) -> list[BaseMessage]:
-        if isinstance(self._session, Session):
-            return await asyncio.to_thread(lambda: self.messages)
-        session: AsyncSession = self._session
         try:
             if self.budget is not None:
-                window = await session.context(budget=self.budget, strategy=self.strategy)
+                window = await self._run("context", budget=self.budget, strategy=self.strategy)
                 return _convert([(item.turn(), None) for item in window])
-            stored = await session.messages()
+            stored = await self._run("messages")
         except SessionNotFound:
             return []
         return _convert([(m.turn(), m.metadata.get(ID_KEY)) for m in stored])
 
     async def aadd_messages(self, messages: Sequence[BaseMessage]) -> None:
-        if isinstance(self._session, Session):
-            await asyncio.to_thread(self.add_messages, messages)
-        elif messages:
-            await self._session.append_many([to_new_message(m) for m in messages])
+        if messages:
+            await self._run("append_many", [to_new_message(m) for m in messages])
 
     async def aclear(self) -> None:
-        if isinstance(self._session, Session):
-            await asyncio.to_thread(self.clear)
-        else:
-            with contextlib.suppress(SessionNotFound):
-                await self._session.purge()
+        with contextlib.suppress(SessionNotFound):
+            await self._run("purge")
 
 
 def _convert(turns: list[tuple[Turn, Any]]) -> list[BaseMessage]:

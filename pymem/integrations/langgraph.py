@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from langchain_core.messages import BaseMessage, HumanMessage, RemoveMessage
@@ -65,25 +65,11 @@ class _Stored:
 
 
 def _to_store(messages: Sequence[BaseMessage]) -> list[NewMessage]:
-    out = []
-    for m in messages:
-        message = to_new_message(m)
-        if m.id:
-            out.append(
-                NewMessage(
-                    message.role,
-                    message.content,
-                    message.tokens,
-                    message.metadata,
-                    message.embedding,
-                    f"lc:{m.id}",
-                    parts=message.parts,
-                    name=message.name,
-                )
-            )
-        else:
-            out.append(message)
-    return out
+    """The messages to append, each with its LangChain id as idempotency key."""
+    return [
+        replace(to_new_message(m), idempotency_key=f"lc:{m.id}") if m.id else to_new_message(m)
+        for m in messages
+    ]
 
 
 def _window_messages(window: ContextWindow) -> list[BaseMessage]:

@@ -21,16 +21,13 @@ outputs; hosted items left out). Needs ``pip install 'pymem[openai-agents]'``.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import Mapping
 from typing import Any, Final
 
-from ..aio import AsyncSession
-from ..client import Session
 from ..errors import InvalidArgument, SessionNotFound
-from ..models import NewMessage, StoredMessage
+from ..models import ContextWindow, NewMessage, StoredMessage
 from ..transcript import File, Image, Part, Refusal, Text, ToolCall, to_turns
 from .binding import SessionBinding
 
@@ -168,13 +165,11 @@ class PymemSession(SessionBinding):
     session_settings: Any = None
 
     async def _messages(self, last: int | None = None) -> list[StoredMessage]:
-        session = self._session
         try:
-            if isinstance(session, Session):
-                return await asyncio.to_thread(session.messages, last=last)
-            return await session.messages(last=last)
+            found: list[StoredMessage] = await self._run("messages", last=last)
         except SessionNotFound:
             return []
+        return found
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
         """The stored items, oldest first (the newest ``limit`` when given)."""
@@ -187,14 +182,10 @@ class PymemSession(SessionBinding):
 
     async def _window(self) -> list[StoredMessage]:
         """The messages of a context window, hosted (raw) items left out."""
-        session = self._session
         try:
-            if isinstance(session, Session):
-                window = await asyncio.to_thread(
-                    session.context, budget=self.budget or 0, strategy=self.strategy
-                )
-            else:
-                window = await session.context(budget=self.budget or 0, strategy=self.strategy)
+            window: ContextWindow = await self._run(
+                "context", budget=self.budget or 0, strategy=self.strategy
+            )
         except SessionNotFound:
             return []
         seqs = {i.seq for i in window if i.seq is not None and i.part != "summary"}
@@ -205,32 +196,18 @@ class PymemSession(SessionBinding):
 
     async def add_items(self, items: list[Any]) -> None:
         """Store items in order, in one transaction."""
-        if not items:
-            return
-        messages = [item_message(i) for i in items]
-        session: Session | AsyncSession = self._session
-        if isinstance(session, Session):
-            await asyncio.to_thread(session.append_many, messages)
-        else:
-            await session.append_many(messages)
+        if items:
+            await self._run("append_many", [item_message(i) for i in items])
 
     async def pop_item(self) -> Any | None:
         """Remove the newest item and return it (None when there is none)."""
-        session = self._session
         try:
-            if isinstance(session, Session):
-                popped = await asyncio.to_thread(session.pop)
-            else:
-                popped = await session.pop()
+            popped: StoredMessage | None = await self._run("pop")
         except SessionNotFound:
             return None
         return None if popped is None else message_item(popped)
 
     async def clear_session(self) -> None:
         """Remove the session and everything it stored."""
-        session = self._session
         with contextlib.suppress(SessionNotFound):
-            if isinstance(session, Session):
-                await asyncio.to_thread(session.purge)
-            else:
-                await session.purge()
+            await self._run("purge")
