@@ -21,6 +21,16 @@ as $fn$
 declare
     v_changed integer;
 begin
+    -- Nothing to do while the job waits or runs: a read, not the upsert below,
+    -- which would lock (and write WAL for) the job row on every append.
+    if exists (select
+                 from memory.jobs as j
+                where j.tenant_id = _enqueue.tenant
+                  and j.session_id = _enqueue.session
+                  and j.kind = _enqueue.kind
+                  and j.status <> 'done') then
+        return;
+    end if;
     insert into memory.jobs as j (tenant_id, session_id, kind, trace_context)
     values (_enqueue.tenant, _enqueue.session, _enqueue.kind, _enqueue.trace_context)
     on conflict (tenant_id, session_id, kind) do update

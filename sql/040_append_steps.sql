@@ -93,23 +93,23 @@ ME007, ME008, ME009, ME010 as memory.append documents them.$$;
 -------------------------------------------------------------------------------
 -- _apply_pii_policy: the tenant's personal data policy, applied to the text.
 drop function if exists memory._apply_pii_policy(text, text, integer, jsonb);
+drop function if exists memory._apply_pii_policy(text, text, integer, jsonb, boolean);
 create or replace function memory._apply_pii_policy(
-    tenant              text,
+    policy              jsonb,
     content             text,
     tokens              integer,
     metadata            jsonb,
     structured          boolean default false,
     out stored_content  text,
     out stored_tokens   integer,
-    out stored_metadata jsonb,
-    out encryption      text
+    out stored_metadata jsonb
 )
 language plpgsql
-stable security invoker
+immutable security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-    v_policy jsonb;
+    v_policy jsonb := policy;
     v_kinds  text[];
     v_parts  jsonb;
     r        record;
@@ -117,11 +117,6 @@ begin
     stored_content := content;
     stored_tokens := tokens;
     stored_metadata := metadata;
-    -- One lookup for both of the tenant's policies the append needs.
-    select t.encryption, t.pii_policy
-      into encryption, v_policy
-      from memory.tenants as t
-     where t.tenant_id = _apply_pii_policy.tenant;
     if v_policy is null or v_policy = '{}'::jsonb then
         return;
     end if;
@@ -168,13 +163,13 @@ begin
 end;
 $fn$;
 
-comment on function memory._apply_pii_policy(text, text, integer, jsonb, boolean) is
-$$Apply the tenant's personal data policy (memory.configure_pii) to an
-append's text (with `structured`, to every string of a part document's parts
-but their types, ids, tool names and references) before it is hashed,
-sealed, audited or stored: the text,
-token count and metadata (kinds acted on in `pii`) to store, and the
-tenant's encryption mode, read in the same lookup. Errors: ME019 blocked.$$;
+comment on function memory._apply_pii_policy(jsonb, text, integer, jsonb, boolean) is
+$$Apply a tenant's personal data policy (memory.tenants.pii_policy, set with
+memory.configure_pii; memory.append reads it with the tenant's other
+settings) to an append's text (with `structured`, to every string of a part
+document's parts but their types, ids, tool names and references) before it
+is hashed, sealed, audited or stored: the text, token count and metadata
+(kinds acted on in `pii`) to store. Errors: ME019 blocked.$$;
 
 -------------------------------------------------------------------------------
 -- _choose_data_key: the data key an encrypting tenant seals new rows under.
@@ -235,6 +230,7 @@ and the same role and content; all null when there is none.$$;
 
 -------------------------------------------------------------------------------
 -- _lock_session: create the session or take its row lock, and the next seq.
+drop function if exists memory._lock_session(text, text, text, integer, integer, timestamptz);
 create or replace function memory._lock_session(
     tenant                text,
     session               text,
@@ -242,6 +238,10 @@ create or replace function memory._lock_session(
     tokens                integer,
     key_version           integer,
     moment                timestamptz,
+    tenant_max_messages   integer,
+    tenant_max_tokens     bigint,
+    tenant_summary_every  integer,
+    tenant_embed          boolean,
     out next_seq          bigint,
     out session_first_seq bigint,
     out is_new            boolean,
@@ -279,14 +279,11 @@ begin
      where s.deleted_at is null
        and (s.expires_at is null or s.expires_at > _lock_session.moment)
     returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.unsummarized_tokens,
-              -- The session's own policy, else its tenant's (read in this statement).
-              coalesce(s.max_messages, (select t.max_messages from memory.tenants as t
-                                         where t.tenant_id = s.tenant_id)),
-              coalesce(s.max_tokens, (select t.max_tokens from memory.tenants as t
-                                       where t.tenant_id = s.tenant_id)),
-              coalesce(s.summary_every_tokens, (select t.summary_every_tokens from memory.tenants as t
-                                                 where t.tenant_id = s.tenant_id)),
-              (select t.embed_messages from memory.tenants as t where t.tenant_id = s.tenant_id),
+              -- The session's own policy, else its tenant's (as the caller read it).
+              coalesce(s.max_messages, _lock_session.tenant_max_messages),
+              coalesce(s.max_tokens, _lock_session.tenant_max_tokens),
+              coalesce(s.summary_every_tokens, _lock_session.tenant_summary_every),
+              _lock_session.tenant_embed,
               -- The data key the session's rows are under, as of the lock.
               s.key_version
          into next_seq, session_first_seq, is_new, session_tokens, v_owner, unsummarized,
@@ -323,11 +320,14 @@ begin
 end;
 $fn$;
 
-comment on function memory._lock_session(text, text, text, integer, integer, timestamptz) is
+comment on function memory._lock_session(text, text, text, integer, integer, timestamptz, integer, bigint, integer, boolean) is
 $$Create the session (and its tenant) or lock its row and count the message
 in: the next seq, the session's first seq, whether it is new, its token
 totals, caps, digest cadence, embedding choice, and the data key its rows
-are under (key_mark). Errors: ME003 deleted; ME020 expired; ME012 owner.$$;
+are under (key_mark). The tenant_* arguments are the tenant's settings as
+the caller read them (memory.tenants), used where the session has none of
+its own; a new session reads them again after creating its tenant.
+Errors: ME003 deleted; ME020 expired; ME012 owner.$$;
 
 -------------------------------------------------------------------------------
 -- _key_after_lock: the data key to seal under, re-read if it moved meanwhile.

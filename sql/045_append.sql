@@ -29,7 +29,11 @@ as $fn$
 declare
     v_now      timestamptz := now();
     v_checked  record;  -- checked_tokens, estimated, checked_metadata
-    v_stored   record;  -- stored_content, stored_tokens, stored_metadata, encryption
+    v_tenant   record;  -- the tenant's settings (memory.tenants), read once
+    v_stored   record;  -- stored_content, stored_tokens, stored_metadata (the policy applied)
+    v_text     text;    -- the content to store
+    v_count    integer; -- its token count
+    v_meta     jsonb;   -- its metadata
     v_key      record;  -- key_version, data_keys / version, keys, mode
     v_session  record;  -- next_seq, session_first_seq, is_new, ... (memory._lock_session)
     v_version  integer;  -- the data key to seal under (null: plaintext)
@@ -64,11 +68,26 @@ begin
     if v_structured and append.tokens is null then
         v_checked.estimated := true;
     end if;
+    -- Every setting of the tenant this append needs, in one lookup (no row:
+    -- the tenant's first append, which _lock_session creates it for).
+    select t.encryption, t.pii_policy, t.max_messages, t.max_tokens, t.summary_every_tokens,
+           t.embed_messages
+      into v_tenant
+      from memory.tenants as t
+     where t.tenant_id = append.tenant;
     -- What the tenant's personal data policy removes is never hashed, sealed,
     -- cached, audited or stored.
-    v_stored := memory._apply_pii_policy(append.tenant, v_content, v_checked.checked_tokens,
-                                         v_checked.checked_metadata, v_structured);
-    v_mode := v_stored.encryption;
+    v_text := v_content;
+    v_count := v_checked.checked_tokens;
+    v_meta := v_checked.checked_metadata;
+    if v_tenant.pii_policy is not null and v_tenant.pii_policy <> '{}'::jsonb then
+        v_stored := memory._apply_pii_policy(v_tenant.pii_policy, v_content, v_count, v_meta,
+                                             v_structured);
+        v_text := v_stored.stored_content;
+        v_count := v_stored.stored_tokens;
+        v_meta := v_stored.stored_metadata;
+    end if;
+    v_mode := coalesce(v_tenant.encryption, 'none');
     if v_mode <> 'none' then
         v_key := memory._choose_data_key(append.tenant, v_mode);
         v_version := v_key.key_version;
@@ -76,20 +95,23 @@ begin
     end if;
     -- A retry of a committed append returns the original and writes nothing.
     if append.idempotency_key is not null then
-        v_hash := memory._request_hash(append.role, v_stored.stored_content, v_version, v_keys);
+        v_hash := memory._request_hash(append.role, v_text, v_version, v_keys);
         v_result := memory._find_retry(append.tenant, append.session, append.idempotency_key,
-                                       append.role, v_stored.stored_content, v_keys);
+                                       append.role, v_text, v_keys);
         if v_result.seq is not null then
             return v_result;
         end if;
     end if;
     v_session := memory._lock_session(append.tenant, append.session, append.user_id,
-                                      v_stored.stored_tokens, v_version, v_now);
+                                      v_count, v_version, v_now,
+                                      v_tenant.max_messages, v_tenant.max_tokens,
+                                      v_tenant.summary_every_tokens,
+                                      coalesce(v_tenant.embed_messages, false));
     -- A retried call whose first attempt committed before its reply was lost.
     if append.call_retried and append.call_key is not null then
         v_result := memory._find_call(append.tenant, append.session, append.call_key,
                                       v_session.session_first_seq, v_session.next_seq,
-                                      v_stored.stored_tokens);
+                                      v_count);
         if v_result.seq is not null then
             return v_result;
         end if;
@@ -97,7 +119,7 @@ begin
     if v_session.key_mark is distinct from v_version then
         v_key := memory._key_after_lock(append.tenant, v_version, v_keys, v_mode);
         if v_key.version is distinct from v_version and append.idempotency_key is not null then
-            v_hash := memory._request_hash(append.role, v_stored.stored_content, v_key.version,
+            v_hash := memory._request_hash(append.role, v_text, v_key.version,
                                            v_key.keys);
         end if;
         v_version := v_key.version;
@@ -107,8 +129,8 @@ begin
     if append.idempotency_key is not null then
         v_result := memory._claim_idempotency(append.tenant, append.session,
                                               append.idempotency_key, v_session.next_seq, v_hash,
-                                              append.role, v_stored.stored_content, v_keys,
-                                              v_stored.stored_tokens, v_now);
+                                              append.role, v_text, v_keys,
+                                              v_count, v_now);
         if v_result.seq is not null then
             return v_result;
         end if;
@@ -122,19 +144,19 @@ begin
             tokens_estimated, metadata, embedding, idempotency_key, created_at, structured,
             tool_parts)
     values (append.tenant, append.session, v_session.next_seq, append.role,
-            case when v_version is null then v_stored.stored_content end,
+            case when v_version is null then v_text end,
             case when v_version is not null
-                 then memory._seal(v_stored.stored_content, v_keys[v_version]) end,
+                 then memory._seal(v_text, v_keys[v_version]) end,
             v_version,
-            case when v_mode is distinct from 'content'  -- null: the tenant's first append
-                 then memory._search_vector(v_stored.stored_content, v_structured) end,
-            v_stored.stored_tokens, v_checked.estimated, v_stored.stored_metadata,
+            case when v_mode <> 'content'
+                 then memory._search_vector(v_text, v_structured) end,
+            v_count, v_checked.estimated, v_meta,
             append.embedding, coalesce(append.idempotency_key, append.call_key), v_now,
             v_structured, v_tool_parts);
     if v_session.cap_messages is not null or v_session.cap_tokens is not null then
         v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
                                        v_session.session_first_seq, v_session.session_tokens,
-                                       v_stored.stored_tokens, v_session.cap_messages,
+                                       v_count, v_session.cap_messages,
                                        v_session.cap_tokens);
     end if;
     if v_session.unsummarized >= coalesce(v_session.summary_every, 2147483647)
