@@ -67,6 +67,18 @@ declare
     v_dim      integer;
     v_pool     integer;
     v_min_idf  double precision;
+    v_cands    text[];            -- the terms candidates are found by
+    -- Sessions over `c_window` turns: frequencies from the newest c_window
+    -- turns, exact counts only for terms that may be rare, and candidates
+    -- from about `c_budget` turns at most (memory.recall's comment).
+    c_window   constant integer := 1000;
+    c_budget   constant integer := 250;
+    v_seen     integer;           -- how many of the newest turns were read
+    v_sample   bigint[];          -- each term's count among them
+    v_df       double precision[];
+    v_exact    boolean[];         -- the term's count is exact, not estimated
+    v_floor    bigint;            -- candidates only above this seq (null: any)
+    v_ceiling  bigint;            -- the newest turn recall may return
     -- Words that phrase a question rather than name its subject.
     v_hedges   constant text[] := array['would', 'like', 'might', 'may', 'could', 'think',
                                         'consid', 'say', 'said', 'kind', 'type', 'thing',
@@ -88,7 +100,8 @@ begin
                        from unnest(tsvector_to_array(
                                 to_tsvector('english'::regconfig, coalesce(recall.query, '')))) as t
                       where t <> all (v_hedges));
-    if cardinality(v_terms) > 0 and v_session.message_count > 0 then
+    if cardinality(v_terms) > 0 and v_session.message_count > 0
+       and v_session.message_count <= c_window then
         v_avgdl := greatest(v_session.token_count::double precision / v_session.message_count, 1);
         select array_agg(x.lexeme),
                array_agg(ln(1 + (v_session.message_count - x.df + 0.5) / (x.df + 0.5)))
@@ -102,34 +115,122 @@ begin
                   from unnest(v_terms) as t (lexeme)
                 offset 0) as x  -- evaluate each count once, not once per use
          where x.df > 0;
-    end if;
-    if v_lexemes is not null then
         -- Candidates come from the selective terms: a turn that only holds
         -- words found in over a fifth of the session cannot score high, and
         -- scanning such turns is what makes common words slow.
+        v_cands := array(select w.l
+                           from unnest(v_lexemes, v_idf) as w (l, idf)
+                          where w.idf >= v_min_idf
+                             or w.idf >= (select max(x) from unnest(v_idf) as x));
+    elsif cardinality(v_terms) > 0 and v_session.message_count > 0 then
+        v_ceiling := least(v_session.last_seq, coalesce(recall.before_seq - 1, v_session.last_seq));
+        -- A long session: counting every term over all its turns costs as much
+        -- as the turns that hold it. Count the terms among the newest turns in
+        -- one pass: a term frequent there is frequent in the session (its idf,
+        -- low anyway, is estimated from that sample). The others are counted
+        -- over the whole session, up to the budget. Candidates then come from
+        -- the exactly counted selective terms, rarest first, within the
+        -- budget; when there is none, from the newest turns.
+        v_avgdl := greatest(v_session.token_count::double precision / v_session.message_count, 1);
+        with newest as materialized (
+            select m.search
+              from memory.messages as m
+             where m.tenant_id = recall.tenant
+               and m.session_id = recall.session
+               and m.seq > v_ceiling - c_window
+               and m.seq <= v_ceiling
+        )
+        select (select count(*) from newest),
+               array(select (select count(*) from newest as n where n.search @@ t.q)
+                       from unnest(array(select memory._lexeme_query(l)
+                                           from unnest(v_terms) as l))
+                            with ordinality as t (q, i)
+                      order by t.i)
+          into v_seen, v_sample;
+        select array_agg(x.lexeme order by x.df, x.lexeme),
+               array_agg(x.df order by x.df, x.lexeme),
+               array_agg(x.exact order by x.df, x.lexeme)
+          into v_lexemes, v_df, v_exact
+          from (select t.lexeme,
+                       case when y.n <= c_budget then y.n::double precision
+                            else greatest(y.n, t.sampled::double precision
+                                               * v_session.message_count
+                                               / greatest(v_seen, 1)) end as df,
+                       y.n <= c_budget as exact
+                  from unnest(v_terms, v_sample) as t (lexeme, sampled)
+                 cross join lateral (
+                        -- Frequent among the newest turns: over the budget in all.
+                        select case when t.sampled * v_session.message_count
+                                         > c_budget::bigint * greatest(v_seen, 1)
+                                    then c_budget + 1
+                                    else (select count(*)
+                                            from (select
+                                                    from memory.messages as m
+                                                   where m.tenant_id = recall.tenant
+                                                     and m.session_id = recall.session
+                                                     and m.search
+                                                         @@ memory._lexeme_query(t.lexeme)
+                                                   limit c_budget + 1) as h)
+                               end as n
+                        offset 0) as y  -- one count per term, however often used
+                offset 0) as x
+         where x.df > 0;
+        v_idf := array(select ln(1 + (v_session.message_count - u.d + 0.5) / (u.d + 0.5))
+                         from unnest(v_df) with ordinality as u (d, i)
+                        order by u.i);
+        -- Selective terms, rarest first, while the budget lasts (the rarest always).
+        v_cands := array(select c.l
+                           from (select u.l, u.e, u.idf, u.d,
+                                        sum(u.d) over (order by u.d, u.l) as running
+                                   from unnest(v_lexemes, v_df, v_exact, v_idf)
+                                        as u (l, d, e, idf)) as c
+                          where c.e
+                            and (c.idf >= v_min_idf
+                                 or c.idf >= (select max(x) from unnest(v_idf) as x))
+                            and (c.running <= c_budget or c.running = c.d));
+        if cardinality(v_cands) = 0 then
+            v_floor := v_ceiling - c_window;
+            v_cands := v_lexemes;
+        end if;
+    end if;
+    if v_lexemes is not null then
         v_any := array_to_string(
                      array(select '''' || replace(replace(w.l, '\', '\\'), '''', '''''') || ''''
-                             from unnest(v_lexemes, v_idf) as w (l, idf)
-                            where w.idf >= v_min_idf
-                               or w.idf >= (select max(x) from unnest(v_idf) as x)),
+                             from unnest(v_cands) as w (l)),
                      ' | ')::tsquery;
         -- BM25 of each matching turn, then smoothed along the conversation:
         -- an answer usually sits next to the turn that names the topic, so a
         -- turn also earns half its neighbour's score and 0.3 of the next one's.
-        with bm25 as (
+        with hits as (
+            -- The turns holding a candidate term, found in the recall index...
+            select d.seq, d.tokens, d.search
+              from memory.messages as d
+             where v_floor is null
+               and d.tenant_id = recall.tenant
+               and d.session_id = recall.session
+               and d.search @@ v_any
+               and (recall.before_seq is null or d.seq < recall.before_seq)
+            union all
+            -- ...or, when every term is common, among the newest turns (the
+            -- seq range is the index condition; coalesce keeps @@ out of it).
+            select d.seq, d.tokens, d.search
+              from memory.messages as d
+             where v_floor is not null
+               and d.tenant_id = recall.tenant
+               and d.session_id = recall.session
+               and d.seq > v_floor
+               and d.seq <= v_ceiling
+               and coalesce(d.search @@ v_any, false)
+        ), bm25 as (
             select d.seq,
                    sum(w.idf * u.tf * (k1 + 1)
                        / (u.tf + k1 * (1 - b + b * d.tokens / v_avgdl))) as score
-              from memory.messages as d
+              from hits as d
              cross join lateral (
                     -- Only the query's lexemes: mark them, keep the marked ones.
                     select x.lexeme, coalesce(array_length(x.positions, 1), 1) as tf
                       from unnest(ts_filter(setweight(d.search, 'A', v_lexemes), '{a}')) as x) as u
               join unnest(v_lexemes, v_idf) as w (lexeme, idf) on w.lexeme = u.lexeme
-             where d.tenant_id = recall.tenant
-               and d.session_id = recall.session
-               and d.search @@ v_any
-               and (recall.before_seq is null or d.seq < recall.before_seq)
              group by d.seq
         ), near as (
             -- Every scored turn and its neighbours two either side, with the
@@ -246,6 +347,13 @@ cosine distance. `score` is the BM25 score (text only) or the fused score;
 `text_rank` / `vector_rank` are each list's rank (null when absent from it);
 `parts` and `name` as memory.history returns them. A tool call is found by
 its tool name and argument values.
+Sessions of up to 1,000 turns are ranked over all their turns with exact
+document frequencies. Longer ones cost about the same: frequencies come from
+the newest 1,000 turns (before `before_seq`), and a term rare there is
+counted over the whole session; candidates are the turns holding the rarest
+terms, up to about 250 turns, so a rare word finds its turn however old it
+is; when every word of the query is common, candidates are the newest 1,000
+turns (recent turns rank highest when no word tells the turns apart).
 Errors: ME001/ME003 session missing or deleted; ME002 bad max_rows;
 ME006 bad identifier; ME007 query_embedding of the wrong dimension.
 Example: select seq, score, content from memory.recall('acme', 's-1', 'broken tent pole');$$;

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 from ..models import StoredMessage, Summary
@@ -19,6 +19,10 @@ from ..validation import parts_text
 K1: Final = 1.2
 B: Final = 0.75
 RRF_K: Final = 60.0
+# Sessions longer than WINDOW turns: frequencies sampled from the newest
+# WINDOW turns, candidates from about BUDGET turns (as memory.recall).
+WINDOW: Final = 1000
+BUDGET: Final = 250
 _WORD = re.compile(r"\w+")
 _STOPWORDS_TEXT = """
 a an and are as at be been but by do does did for from had has have he her him his how i
@@ -139,11 +143,17 @@ def bm25_smoothed(
     docs = [Counter(terms(search_text(m))) for m in messages]
     n = len(messages)
     avgdl = max(sum(m.tokens for m in messages) / n, 1.0)
-    df = {t: sum(1 for d in docs if t in d) for t in wanted}
+    if n <= WINDOW:
+        df = {t: float(sum(1 for d in docs if t in d)) for t in wanted}
+        scan = None
+    else:
+        df, scan = _long_session_frequencies(messages, docs, wanted, before_seq)
     idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items() if c}
     raw: dict[int, float] = {}
     for m, d in zip(messages, docs, strict=True):
         if before_seq is not None and m.seq >= before_seq:
+            continue
+        if scan is not None and not scan(m.seq, d):
             continue
         score = sum(
             idf[t] * d[t] * (K1 + 1) / (d[t] + K1 * (1 - B + B * m.tokens / avgdl))
@@ -161,6 +171,46 @@ def bm25_smoothed(
         for s in near
     }
     return sorted(smoothed.items(), key=lambda kv: (-kv[1], -kv[0]))
+
+
+def _long_session_frequencies(
+    messages: Sequence[StoredMessage],
+    docs: Sequence[Counter[str]],
+    wanted: set[str],
+    before_seq: int | None,
+) -> tuple[dict[str, float], Callable[[int, Counter[str]], bool]]:
+    """Document frequencies and the candidate test of a long session, as memory.recall.
+
+    A term frequent among the newest WINDOW turns gets an estimate; the others
+    are counted (exact up to BUDGET). Candidates hold the rarest exactly
+    counted selective terms within BUDGET, else they are the newest turns."""
+    n = len(messages)
+    last = messages[-1].seq
+    ceiling = last if before_seq is None else min(last, before_seq - 1)
+    newest = [d for m, d in zip(messages, docs, strict=True) if ceiling - WINDOW < m.seq <= ceiling]
+    seen = max(len(newest), 1)
+    df: dict[str, float] = {}
+    exact: dict[str, bool] = {}
+    for t in sorted(wanted):
+        sampled = sum(1 for d in newest if t in d)
+        counted = sum(1 for d in docs if t in d) if sampled * n <= BUDGET * seen else BUDGET + 1
+        count = min(counted, BUDGET + 1)  # memory.recall stops counting there
+        exact[t] = count <= BUDGET
+        df[t] = float(count) if exact[t] else max(count, sampled * n / seen)
+    df = {t: c for t, c in df.items() if c > 0}
+    idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+    least = math.log(1 + (n * 0.8 + 0.5) / (n * 0.2 + 0.5))
+    best = max(idf.values(), default=0.0)
+    chosen: set[str] = set()
+    running = 0.0
+    for rank, t in enumerate(sorted(df, key=lambda t: (df[t], t))):
+        running += df[t]
+        selective = idf[t] >= least or idf[t] >= best
+        if exact[t] and selective and (running <= BUDGET or rank == 0):
+            chosen.add(t)
+    if chosen:
+        return df, lambda seq, d: any(t in d for t in chosen)
+    return df, lambda seq, d: ceiling - WINDOW < seq <= ceiling and any(t in d for t in df)
 
 
 def cosine_ranking(

@@ -182,3 +182,49 @@ def test_digests_start_at_the_oldest_kept_turn_after_trimming(backend: MemoryBac
         )
     backend.add_summary(T, S, NewSummary(level=1, seq_from=8, seq_to=9, content="kept", tokens=1))
     assert backend.session_info(T, S).summarized_upto == 9
+
+
+def _long_session(backend: MemoryBackend, n: int, needle_at: int) -> None:
+    """n turns on one recurring topic; turn `needle_at` also names a quokka,
+    turn 20 says "budget" three times."""
+
+    def text(i: int) -> str:
+        if i == needle_at:
+            return "the quokka keeper joined the project meeting about the budget"
+        if i == 20:
+            return "budget budget budget"
+        return f"the project meeting about the budget, point {i}"
+
+    turns = [
+        NewMessage("user" if i % 2 else "assistant", text(i), tokens=10) for i in range(1, n + 1)
+    ]
+    for start in range(0, n, 500):
+        backend.append_many(T, S, turns[start : start + 500])
+
+
+def test_recall_in_a_long_session_finds_an_old_rare_word(backend: MemoryBackend) -> None:
+    # Over 1,000 turns, frequencies are sampled from the newest turns and
+    # candidates come from the rarest terms: an old rare word is still found.
+    _long_session(backend, 1200, needle_at=40)
+    found = backend.recall(T, S, RecallRequest("the quokka at the project meeting", max_rows=5))
+    assert found[0].seq == 40 and "quokka" in found[0].content
+    assert {f.seq for f in found} <= {38, 39, 40, 41, 42}, "the turn and its neighbours"
+    window = backend.context(
+        T, S, ContextRequest(budget=200, query="quokka budget", strategy="hybrid")
+    )
+    assert 40 in {i.seq for i in window if i.part == "recall"}
+
+
+def test_recall_in_a_long_session_of_common_words_ranks_the_newest(
+    backend: MemoryBackend,
+) -> None:
+    # When every word of the query is in most turns, none tells the turns
+    # apart: candidates are the newest 1,000 turns (before before_seq).
+    _long_session(backend, 1500, needle_at=40)
+    found = backend.recall(T, S, RecallRequest("project budget", max_rows=20))
+    assert len(found) == 20 and all(f.seq > 500 for f in found)
+    # The work stays bounded: turn 20, the best match for "budget" in the
+    # whole session, is older than the newest 1,000 turns and is not scanned.
+    assert 20 not in {f.seq for f in backend.recall(T, S, RecallRequest("budget", max_rows=50))}
+    earlier = backend.recall(T, S, RecallRequest("project budget", before_seq=700, max_rows=20))
+    assert len(earlier) == 20 and all(f.seq < 700 for f in earlier)
