@@ -9,7 +9,8 @@ installs pymem with `pymem.db.migrate`, and measures:
    "last 50 rows" read and langchain-postgres reading the session;
 3. appends across 1,000 concurrent sessions (16 threads): throughput, lost and
    duplicated counts, beside raw INSERTs by the same threads;
-4. pgbench at 8 clients: memory.append beside a raw INSERT;
+4. pgbench, 8 clients over 1,000 sessions and 16 clients on 16 sessions:
+   memory.append beside a raw INSERT and a minimal PL/pgSQL append;
 5. the Redis tier; 6. security features;
 7. client metrics off and on (Session.append and context);
 8. retention under eight writers; 9. resilience: the cost of deadlines,
@@ -165,18 +166,7 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
     backend = PostgresBackend(dsn, max_size=1).open()
     for size in sizes:
         session = f"ctx-{size}"
-        texts = synthetic_turns(size, seed=size)
-        for start in range(0, size, 1000):
-            backend.append_many(
-                "t",
-                session,
-                [
-                    NewMessage(
-                        "user" if i % 2 else "assistant", texts[i], tokens=COUNTER.count(texts[i])
-                    )
-                    for i, t in enumerate(texts[start : start + 1000], start=start)
-                ],
-            )
+        _fill(backend, session, synthetic_turns(size, seed=size))
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("vacuum analyze memory.messages")  # as autovacuum would
             last50 = summary(
@@ -193,14 +183,7 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
         recent = summary(
             timed(lambda i, s=session: backend.context("t", s, ContextRequest(budget=2000)), n)
         )
-        queries = synthetic_queries(200, seed=size)
-
-        def ask(i: int, s: str = session, q: list[str] = queries) -> object:
-            return backend.context(
-                "t", s, ContextRequest(budget=2000, query=q[i % len(q)], strategy="hybrid")
-            )
-
-        hybrid = summary(timed(ask, n // 2))
+        hybrid = _hybrid(backend, session, synthetic_queries(200, seed=size), n // 2)
         lc = langchain_read(dsn, size, max(5, n // 50))
         print(f"  session of {size:,} messages")
         print(line("  raw last-50 read (prepared SELECT)", last50))
@@ -214,8 +197,51 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
             "pymem_hybrid_2000": hybrid,
             "langchain_get_messages": lc,
         }
+    print("  sessions on one recurring topic (300-word vocabulary: the query's words recur)")
+    for size in sizes:
+        session = f"topic-{size}"
+        _fill(backend, session, synthetic_turns(size, seed=size, vocabulary=300))
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("vacuum analyze memory.messages")
+        queries = synthetic_queries(200, seed=size, vocabulary=300, ranks=(5, 150))
+        topic = _hybrid(backend, session, queries, n // 2)
+        print(
+            line(
+                f"  pymem context(hybrid), {size:,} topic turns",
+                topic,
+                results[str(size)]["raw_last50"],
+            )
+        )
+        results[str(size)]["pymem_hybrid_2000_topic"] = topic
+    first, last = str(sizes[0]), str(sizes[-1])
+    for key, what in (("pymem_hybrid_2000", "Zipf"), ("pymem_hybrid_2000_topic", "topic")):
+        grown = results[last][key]["p50_ms"] / results[first][key]["p50_ms"]
+        print(f"  hybrid p50 at {sizes[-1]:,} turns / at {sizes[0]:,} ({what}): {grown:5.2f}x")
     backend.close()
     return results
+
+
+def _fill(backend: PostgresBackend, session: str, texts: list[str]) -> None:
+    for start in range(0, len(texts), 1000):
+        backend.append_many(
+            "t",
+            session,
+            [
+                NewMessage("user" if i % 2 else "assistant", t, tokens=COUNTER.count(t))
+                for i, t in enumerate(texts[start : start + 1000], start=start)
+            ],
+        )
+
+
+def _hybrid(backend: PostgresBackend, session: str, queries: list[str], n: int) -> dict[str, float]:
+    def ask(i: int) -> object:
+        return backend.context(
+            "t",
+            session,
+            ContextRequest(budget=2000, query=queries[i % len(queries)], strategy="hybrid"),
+        )
+
+    return summary(timed(ask, n))
 
 
 def langchain_read(dsn: str, size: int, n: int) -> dict[str, float] | None:
@@ -246,10 +272,10 @@ def _vocabulary(size: int, rng: random.Random) -> list[str]:
     return sorted(words)
 
 
-def synthetic_turns(n: int, seed: int) -> list[str]:
-    """Chat-like turns over a 5,000-word vocabulary with Zipf frequencies."""
+def synthetic_turns(n: int, seed: int, vocabulary: int = 5000) -> list[str]:
+    """Chat-like turns over a vocabulary (5,000 words by default) with Zipf frequencies."""
     rng = random.Random(seed)
-    vocab = _vocabulary(5000, rng)
+    vocab = _vocabulary(vocabulary, rng)
     weights = [1 / (rank + 1) for rank in range(len(vocab))]
     turns = []
     for _ in range(n):
@@ -258,16 +284,22 @@ def synthetic_turns(n: int, seed: int) -> list[str]:
     return turns
 
 
-def synthetic_queries(n: int, seed: int) -> list[str]:
+def synthetic_queries(
+    n: int, seed: int, vocabulary: int = 5000, ranks: tuple[int, int] = (20, 2000)
+) -> list[str]:
+    """Five words each, drawn from the vocabulary's ranks [lo, hi)."""
     rng = random.Random(seed + 1)
-    vocab = _vocabulary(5000, random.Random(seed))
-    return [" ".join(rng.sample(vocab[20:2000], 5)) + "?" for _ in range(n)]
+    vocab = _vocabulary(vocabulary, random.Random(seed))
+    return [" ".join(rng.sample(vocab[ranks[0] : ranks[1]], 5)) + "?" for _ in range(n)]
 
 
 # -- 3. many sessions ----------------------------------------------------------
 
 
-def bench_sessions(dsn: str, sessions: int, per_session: int, threads: int) -> dict[str, Any]:
+def bench_sessions(
+    server: EmbeddedPostgres, sessions: int, per_session: int, threads: int
+) -> dict[str, Any]:
+    dsn = server.dsn()
     total = sessions * per_session
     print(f"\n[3] {total:,} appends over {sessions:,} concurrent sessions, {threads} threads")
     work = [(s, k) for k in range(per_session) for s in range(sessions)]
@@ -290,6 +322,8 @@ def bench_sessions(dsn: str, sessions: int, per_session: int, threads: int) -> d
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(pymem_worker, chunks))
     pymem_s = time.perf_counter() - t0
+    server_pids = _server_pids(server)
+    client_mb, server_mb = _pss_mb([os.getpid()]), _pss_mb(server_pids)
     backend.close()
 
     with psycopg.connect(dsn) as conn:
@@ -320,7 +354,13 @@ def bench_sessions(dsn: str, sessions: int, per_session: int, threads: int) -> d
         f"{pymem_rate / raw_rate:5.2f}x   lost {lost}, duplicated {duplicated}, "
         f"sessions with gaps {gaps}"
     )
+    print(
+        f"  memory after the pymem run (proportional set size): client {client_mb:.0f} MB, "
+        f"server {server_mb:.0f} MB over {len(server_pids)} processes"
+    )
     return {
+        "client_pss_mb": client_mb,
+        "server_pss_mb": server_mb,
         "appends": total,
         "sessions": sessions,
         "threads": threads,
@@ -330,6 +370,24 @@ def bench_sessions(dsn: str, sessions: int, per_session: int, threads: int) -> d
         "duplicated": duplicated,
         "sessions_with_gaps": gaps,
     }
+
+
+def _server_pids(server: EmbeddedPostgres) -> list[int]:
+    """The postmaster and its children (backends, checkpointer, walwriter, ...)."""
+    postmaster = int((server.data_dir / "postmaster.pid").read_text().splitlines()[0])
+    children = Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split()
+    return [postmaster, *map(int, children)]
+
+
+def _pss_mb(pids: list[int]) -> float:
+    """Proportional set size in MB: shared pages (shared_buffers) counted once in all."""
+    total_kb = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for row in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if row.startswith("Pss:"):
+                    total_kb += int(row.split()[1])
+    return total_kb / 1024
 
 
 # -- 4. pgbench ----------------------------------------------------------------
@@ -351,75 +409,71 @@ begin
 end $fn$"""
 
 
-def bench_pgbench(server: EmbeddedPostgres, seconds: int, clients: int) -> dict[str, Any]:
+def bench_pgbench(server: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
     pgbench = find_pg_bin() / "pgbench"
     if not pgbench.exists():
         print("\n[4] pgbench not found: skipped")
         return {}
-    print(f"\n[4] pgbench, {clients} clients, {seconds}s each (no Python in the loop)")
-    scripts = {
-        "raw_insert": "\\set s random(1, 1000000000)\n"
-        "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens)"
-        f" values ('pgb', 'raw', :s, 'user', '{TEXT}', 14) "
-        "on conflict do nothing;\n",
-        "minimal_plpgsql_append": "\\set s random(1, 1000)\n"
-        f"select bench_min_append('pgb', 'm' || :s, '{TEXT}');\n",
-        "memory_append": "\\set s random(1, 1000)\n"
-        f"select memory.append('pgb', 's' || :s, 'user', '{TEXT}', 14);\n",
-    }
+    print(f"\n[4] pgbench, {seconds}s each (no Python in the loop)")
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(MIN_APPEND)
     out: dict[str, Any] = {}
+    # 8 clients over 1,000 sessions; 16 clients on 16 sessions of one tenant.
+    for clients, sessions in ((8, 1000), (16, 16)):
+        scripts = {
+            "raw_insert": "\\set s random(1, 1000000000)\n"
+            "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens)"
+            f" values ('pgb', 'raw', :s, 'user', '{TEXT}', 14) "
+            "on conflict do nothing;\n",
+            "minimal_plpgsql_append": f"\\set s random(1, {sessions})\n"
+            f"select bench_min_append('pgb{sessions}', 'm' || :s, '{TEXT}');\n",
+            "memory_append": f"\\set s random(1, {sessions})\n"
+            f"select memory.append('pgb{sessions}', 's' || :s, 'user', '{TEXT}', 14);\n",
+        }
+        tps = {
+            name: _pgbench(pgbench, server, body, clients, seconds)
+            for name, body in scripts.items()
+        }
+        base = tps["raw_insert"] or 1.0
+        print(f"  {clients} clients on {sessions:,} sessions of one tenant")
+        print(f"    raw INSERT                       {tps['raw_insert']:8.0f} tps  (base)")
+        print(
+            f"    minimal PL/pgSQL append          {tps['minimal_plpgsql_append']:8.0f} tps  "
+            f"{tps['minimal_plpgsql_append'] / base:5.2f}x"
+        )
+        print(
+            f"    memory.append                    {tps['memory_append']:8.0f} tps  "
+            f"{tps['memory_append'] / base:5.2f}x  "
+            f"({tps['memory_append'] / (tps['minimal_plpgsql_append'] or 1):.2f}x the minimal)"
+        )
+        out[f"{clients}_clients_{sessions}_sessions"] = tps
+    return out
+
+
+def _pgbench(
+    pgbench: Path, server: EmbeddedPostgres, body: str, clients: int, seconds: int
+) -> float:
+    """Transactions per second of one pgbench script (prepared statements)."""
     workdir = Path(tempfile.mkdtemp(prefix="pymem-pgbench-"))
     workdir.chmod(0o755)
-    for name, body in scripts.items():
-        script = workdir / f"{name}.sql"
-        script.write_text(body)
-        script.chmod(0o644)
-        cmd = [
-            str(pgbench),
-            "-n",
-            "-M",
-            "prepared",
-            "-c",
-            str(clients),
-            "-j",
-            "2",
-            "-T",
-            str(seconds),
-            "-f",
-            str(script),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(server.port),
-            "-U",
-            "pymem",
-            server.dbname,
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        tps = next(
-            (
-                float(w.split("=")[1].split()[0])
-                for w in done.stdout.splitlines()
-                if w.startswith("tps =")
-            ),
-            0.0,
-        )
-        out[name] = tps
+    script = workdir / "script.sql"
+    script.write_text(body)
+    script.chmod(0o644)
+    cmd = [
+        str(pgbench), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
+        "-T", str(seconds), "-f", str(script), "-h", "127.0.0.1", "-p", str(server.port),
+        "-U", "pymem", server.dbname,
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     shutil.rmtree(workdir, ignore_errors=True)
-    base = out.get("raw_insert") or 1.0
-    print(f"  raw INSERT                         {out['raw_insert']:8.0f} tps  (base)")
-    print(
-        f"  minimal PL/pgSQL append            {out['minimal_plpgsql_append']:8.0f} tps  "
-        f"{out['minimal_plpgsql_append'] / base:5.2f}x"
+    return next(
+        (
+            float(w.split("=")[1].split()[0])
+            for w in done.stdout.splitlines()
+            if w.startswith("tps =")
+        ),
+        0.0,
     )
-    print(
-        f"  memory.append                      {out['memory_append']:8.0f} tps  "
-        f"{out['memory_append'] / base:5.2f}x  "
-        f"({out['memory_append'] / (out['minimal_plpgsql_append'] or 1):.2f}x the minimal)"
-    )
-    return out
 
 
 # -- 5. the Redis tier -------------------------------------------------------------
@@ -1028,8 +1082,8 @@ def run_all(args: argparse.Namespace, server: EmbeddedPostgres, n: int) -> None:
     sections: dict[str, Callable[[], Any]] = {
         "append": lambda: bench_append(dsn, n),
         "context": lambda: bench_context(dsn, sizes, n // 2),
-        "sessions": lambda: bench_sessions(dsn, 1000, 3 if args.quick else 10, 16),
-        "pgbench": lambda: bench_pgbench(server, 5 if args.quick else 15, 8),
+        "sessions": lambda: bench_sessions(server, 1000, 3 if args.quick else 10, 16),
+        "pgbench": lambda: bench_pgbench(server, 5 if args.quick else 15),
         "redis_tier": lambda: bench_redis_tier(dsn, n),
         "security": lambda: bench_security(dsn, n),
         "telemetry": lambda: bench_telemetry(dsn, n),

@@ -68,10 +68,11 @@ declare
     v_pool     integer;
     v_min_idf  double precision;
     v_cands    text[];            -- the terms candidates are found by
-    -- Sessions over `c_window` turns: frequencies from the newest c_window
+    -- Sessions over `c_exact` turns: frequencies from the newest `c_window`
     -- turns, exact counts only for terms that may be rare, and candidates
     -- from about `c_budget` turns at most (memory.recall's comment).
-    c_window   constant integer := 1000;
+    c_exact    constant integer := 1000;
+    c_window   constant integer := 500;
     c_budget   constant integer := 250;
     v_seen     integer;           -- how many of the newest turns were read
     v_sample   bigint[];          -- each term's count among them
@@ -101,7 +102,7 @@ begin
                                 to_tsvector('english'::regconfig, coalesce(recall.query, '')))) as t
                       where t <> all (v_hedges));
     if cardinality(v_terms) > 0 and v_session.message_count > 0
-       and v_session.message_count <= c_window then
+       and v_session.message_count <= c_exact then
         v_avgdl := greatest(v_session.token_count::double precision / v_session.message_count, 1);
         select array_agg(x.lexeme),
                array_agg(ln(1 + (v_session.message_count - x.df + 0.5) / (x.df + 0.5)))
@@ -349,11 +350,11 @@ cosine distance. `score` is the BM25 score (text only) or the fused score;
 its tool name and argument values.
 Sessions of up to 1,000 turns are ranked over all their turns with exact
 document frequencies. Longer ones cost about the same: frequencies come from
-the newest 1,000 turns (before `before_seq`), and a term rare there is
-counted over the whole session; candidates are the turns holding the rarest
-terms, up to about 250 turns, so a rare word finds its turn however old it
-is; when every word of the query is common, candidates are the newest 1,000
-turns (recent turns rank highest when no word tells the turns apart).
+the newest 500 turns (before `before_seq`), and a term rare there is counted
+over the whole session; candidates are the turns holding the rarest terms,
+up to about 250 turns, so a rare word finds its turn however old it is; when
+every word of the query is common, candidates are the newest 500 turns
+(recent turns rank highest when no word tells the turns apart).
 Errors: ME001/ME003 session missing or deleted; ME002 bad max_rows;
 ME006 bad identifier; ME007 query_embedding of the wrong dimension.
 Example: select seq, score, content from memory.recall('acme', 's-1', 'broken tent pole');$$;

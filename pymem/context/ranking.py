@@ -19,9 +19,10 @@ from ..validation import parts_text
 K1: Final = 1.2
 B: Final = 0.75
 RRF_K: Final = 60.0
-# Sessions longer than WINDOW turns: frequencies sampled from the newest
+# Sessions longer than EXACT_UPTO turns: frequencies sampled from the newest
 # WINDOW turns, candidates from about BUDGET turns (as memory.recall).
-WINDOW: Final = 1000
+EXACT_UPTO: Final = 1000
+WINDOW: Final = 500
 BUDGET: Final = 250
 _WORD = re.compile(r"\w+")
 _STOPWORDS_TEXT = """
@@ -143,7 +144,7 @@ def bm25_smoothed(
     docs = [Counter(terms(search_text(m))) for m in messages]
     n = len(messages)
     avgdl = max(sum(m.tokens for m in messages) / n, 1.0)
-    if n <= WINDOW:
+    if n <= EXACT_UPTO:
         df = {t: float(sum(1 for d in docs if t in d)) for t in wanted}
         scan = None
     else:

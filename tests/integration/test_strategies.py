@@ -219,12 +219,12 @@ def test_recall_in_a_long_session_of_common_words_ranks_the_newest(
     backend: MemoryBackend,
 ) -> None:
     # When every word of the query is in most turns, none tells the turns
-    # apart: candidates are the newest 1,000 turns (before before_seq).
+    # apart: candidates are the newest 500 turns (before before_seq).
     _long_session(backend, 1500, needle_at=40)
     found = backend.recall(T, S, RecallRequest("project budget", max_rows=20))
-    assert len(found) == 20 and all(f.seq > 500 for f in found)
+    assert len(found) == 20 and all(f.seq > 1000 for f in found)
     # The work stays bounded: turn 20, the best match for "budget" in the
-    # whole session, is older than the newest 1,000 turns and is not scanned.
+    # whole session, is older than the newest 500 turns and is not scanned.
     assert 20 not in {f.seq for f in backend.recall(T, S, RecallRequest("budget", max_rows=50))}
     earlier = backend.recall(T, S, RecallRequest("project budget", before_seq=700, max_rows=20))
     assert len(earlier) == 20 and all(f.seq < 700 for f in earlier)
