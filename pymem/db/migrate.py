@@ -80,21 +80,26 @@ def _with_lock_timeout(dsn: str, seconds: float) -> str:
 def _exclusive_run(dsn: str, deadline: float) -> Iterator[psycopg.Connection[Any]]:
     """A connection holding the migrate advisory lock (waits for another run up to ``deadline``)."""
     with psycopg.connect(dsn, autocommit=True, application_name="pymem-migrate") as conn:
-        conn.execute(
-            sql.SQL("set lock_timeout = {}").format(sql.Literal(f"{int(deadline * 1000)}ms"))
-        )
-        try:
-            conn.execute("select pg_advisory_lock(%s)", (MIGRATE_LOCK,))
-        except psycopg.errors.LockNotAvailable as exc:
-            raise MigrationLockTimeout(
-                f"pymem: another migrate or rollback ran for over {deadline:g} s",
-                hint="see pg_stat_activity where application_name = 'pymem-migrate'",
-            ) from exc
-        conn.execute("reset lock_timeout")
+        # Polled, not waited for: a statement waiting on the lock would hold a
+        # snapshot, which a concurrent index build of the running migrate
+        # would wait for in turn.
+        until = time.monotonic() + deadline
+        while not _try_lock(conn):
+            if time.monotonic() > until:
+                raise MigrationLockTimeout(
+                    f"pymem: another migrate or rollback ran for over {deadline:g} s",
+                    hint="see pg_stat_activity where application_name = 'pymem-migrate'",
+                )
+            time.sleep(0.1)
         try:
             yield conn
         finally:
             conn.execute("select pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
+
+
+def _try_lock(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute("select pg_try_advisory_lock(%s)", (MIGRATE_LOCK,)).fetchone()
+    return bool(row and row[0])
 
 
 def yoyo_uri(dsn: str) -> str:

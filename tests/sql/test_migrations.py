@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from pathlib import Path
 
@@ -33,8 +34,8 @@ def _ids() -> tuple[str, ...]:
     folder = migrations_dir()
     return tuple(
         sorted(
-            p.name[: -len(".sql")]
-            for p in folder.glob("pymem_*.sql")
+            p.stem
+            for p in [*folder.glob("pymem_*.sql"), *folder.glob("pymem_*.py")]
             if not p.name.endswith(".rollback.sql")
         )
     )
@@ -99,6 +100,17 @@ def test_every_migration_has_a_rollback_and_a_header() -> None:
         assert path.name.startswith("pymem_"), path.name
         assert (folder / path.name.replace(".sql", ".rollback.sql")).exists(), path.name
         assert path.read_text().startswith("-- "), f"{path.name} needs a header comment"
+    # Migrations that must run outside a transaction (concurrent index builds)
+    # are Python: a docstring header, and every step with its rollback.
+    for path in sorted(folder.glob("pymem_*.py")):
+        module = ast.parse(path.read_text())
+        assert ast.get_docstring(module), f"{path.name} needs a header docstring"
+        steps = [
+            node
+            for node in ast.walk(module)
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "step"
+        ]
+        assert steps and all(len(s.args) == 2 for s in steps), f"{path.name}: step(apply, rollback)"
 
 
 def test_released_migrations_are_frozen() -> None:
