@@ -29,26 +29,24 @@ NEW = "messages_session_recall_idx"
 OLD = "messages_session_search_idx"
 
 
-def index_by_session(conn: Any) -> None:
+def _replace(conn: Any, *, build: str, columns: str, drop: str) -> None:
+    """Build index `build` on `columns`, then drop index `drop`."""
     create_partitioned_index(
         conn,
         table=TABLE,
         schema="memory",
-        name=NEW,
-        definition="using gin (session_id, search) with (fastupdate = off)",
+        name=build,
+        definition=f"using gin ({columns}) with (fastupdate = off)",
     )
-    drop_partitioned_index(conn, schema="memory", name=OLD)
+    drop_partitioned_index(conn, schema="memory", name=drop)
+
+
+def index_by_session(conn: Any) -> None:
+    _replace(conn, build=NEW, columns="session_id, search", drop=OLD)
 
 
 def index_by_tenant_and_session(conn: Any) -> None:
-    create_partitioned_index(
-        conn,
-        table=TABLE,
-        schema="memory",
-        name=OLD,
-        definition="using gin (tenant_id, session_id, search) with (fastupdate = off)",
-    )
-    drop_partitioned_index(conn, schema="memory", name=NEW)
+    _replace(conn, build=OLD, columns="tenant_id, session_id, search", drop=NEW)
 
 
 steps = [step(index_by_session, index_by_tenant_and_session)]

@@ -17,6 +17,17 @@ from pymem.db.paths import migrations_dir
 TABLES = "memory.messages, memory.sessions, memory.tenants, memory.jobs, memory.audit_log"
 
 
+def _append_until(dsn: str, session: str, stop: threading.Event, latencies: list[float]) -> None:
+    """Append to `session` of tenant acme until `stop`, recording each call's latency."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        i = 0
+        while not stop.is_set():
+            started = time.perf_counter()
+            conn.execute("select memory.append('acme', %s, 'user', %s, 1)", (session, f"turn {i}"))
+            latencies.append(time.perf_counter() - started)
+            i += 1
+
+
 def test_a_migrate_with_nothing_new_takes_no_table_lock(dsn: str) -> None:
     with psycopg.connect(dsn) as holder:
         # Another transaction holds every main table exclusively: a run that
@@ -60,13 +71,7 @@ def test_a_migrate_that_must_lock_gives_way_to_traffic(dsn: str) -> None:
     latencies: list[float] = []
 
     def appender() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            i = 0
-            while not stop.is_set():
-                started = time.perf_counter()
-                conn.execute("select memory.append('acme', 's-1', 'user', %s, 1)", (f"turn {i}",))
-                latencies.append(time.perf_counter() - started)
-                i += 1
+        _append_until(dsn, "s-1", stop, latencies)
 
     with ThreadPoolExecutor(2) as pool:
         reading = pool.submit(long_read)
@@ -125,7 +130,7 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
 
     A plain CREATE INDEX on memory.messages would hold every writer for the
     whole build. Here appends go on at their usual pace while it runs, also
-    while a long read makes the build wait (and give way) for it."""
+    while a long read makes the old index's drop wait (and give way) for it."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         for i in range(100):
             conn.execute(
@@ -154,18 +159,12 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
     latencies: list[float] = []
 
     def appender() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            i = 0
-            while not stop.is_set():
-                started = time.perf_counter()
-                conn.execute("select memory.append('acme', 'w', 'user', %s, 1)", (f"turn {i}",))
-                latencies.append(time.perf_counter() - started)
-                i += 1
+        _append_until(dsn, "w", stop, latencies)
 
     def long_read() -> None:
         with psycopg.connect(dsn) as reader:
             reader.execute("select count(*) from memory.messages")
-            time.sleep(2)
+            time.sleep(4)  # longer than the build: dropping the old index waits for it
             reader.rollback()
 
     with ThreadPoolExecutor(2) as pool:
@@ -178,7 +177,7 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
         appending.result()
         reading.result()
     assert report.applied == ("pymem_0014_index_recall_by_session",)
-    assert report.lock_waits >= 1, "the build waited for the long read, politely"
+    assert report.lock_waits >= 1, "the old index's drop waited for the long read, politely"
     assert _recall_indexes(dsn) == {"messages_session_recall_idx": True}
     print(f"\nappends during the concurrent index build: worst {max(latencies) * 1000:.0f} ms")
     assert len(latencies) > 20 and max(latencies) < 0.5, max(latencies)
