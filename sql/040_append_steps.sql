@@ -229,105 +229,53 @@ $$(seq, created_at, true) of the committed append with this idempotency key
 and the same role and content; all null when there is none.$$;
 
 -------------------------------------------------------------------------------
--- _lock_session: create the session or take its row lock, and the next seq.
+-- The session row lock itself is a statement of memory.append (045_append.sql):
+-- as a function returning its eleven values, it cost an eighth of an append.
 drop function if exists memory._lock_session(text, text, text, integer, integer, timestamptz);
-create or replace function memory._lock_session(
-    tenant                text,
-    session               text,
-    user_id               text,
-    tokens                integer,
-    key_version           integer,
-    moment                timestamptz,
-    tenant_max_messages   integer,
-    tenant_max_tokens     bigint,
-    tenant_summary_every  integer,
-    tenant_embed          boolean,
-    out next_seq          bigint,
-    out session_first_seq bigint,
-    out is_new            boolean,
-    out session_tokens    bigint,
-    out unsummarized      bigint,
-    out cap_messages      integer,
-    out cap_tokens        bigint,
-    out summary_every     integer,
-    out embed             boolean,
-    out key_mark          integer
+drop function if exists memory._lock_session(text, text, text, integer, integer, timestamptz,
+                                             integer, bigint, integer, boolean);
+
+-------------------------------------------------------------------------------
+-- _new_session: what a session's first append sets up besides its row.
+create or replace function memory._new_session(
+    tenant            text,
+    session           text,
+    moment            timestamptz,
+    out max_messages  integer,
+    out max_tokens    bigint,
+    out summary_every integer,
+    out embed         boolean
 )
 language plpgsql
 volatile security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
-#variable_conflict use_column
 declare
-    v_owner  text;
     v_tenant memory.tenants;
 begin
-    -- The counters move under the row lock: the seq is ours alone until commit.
-    insert into memory.sessions as s
-           (tenant_id, session_id, user_id, last_seq, message_count, token_count,
-            unsummarized_tokens, key_version, created_at, updated_at)
-    values (_lock_session.tenant, _lock_session.session, _lock_session.user_id, 1, 1,
-            _lock_session.tokens, _lock_session.tokens, _lock_session.key_version,
-            _lock_session.moment, _lock_session.moment)
-    on conflict (tenant_id, session_id) do update
-       set last_seq = s.last_seq + 1,
-           message_count = s.message_count + 1,
-           token_count = s.token_count + excluded.token_count,
-           unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
-           user_id = coalesce(s.user_id, excluded.user_id),
-           updated_at = excluded.updated_at
-     where s.deleted_at is null
-       and (s.expires_at is null or s.expires_at > _lock_session.moment)
-    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id, s.unsummarized_tokens,
-              -- The session's own policy, else its tenant's (as the caller read it).
-              coalesce(s.max_messages, _lock_session.tenant_max_messages),
-              coalesce(s.max_tokens, _lock_session.tenant_max_tokens),
-              coalesce(s.summary_every_tokens, _lock_session.tenant_summary_every),
-              _lock_session.tenant_embed,
-              -- The data key the session's rows are under, as of the lock.
-              s.key_version
-         into next_seq, session_first_seq, is_new, session_tokens, v_owner, unsummarized,
-              cap_messages, cap_tokens, summary_every, embed, key_mark;
-
-    if not found then
-        -- Deleted or expired: _live_session raises the matching error.
-        perform memory._live_session(_lock_session.tenant, _lock_session.session);
-    end if;
-    if _lock_session.user_id is not null and v_owner is distinct from _lock_session.user_id then
-        raise exception 'memory: session %/% belongs to another user',
-                _lock_session.tenant, _lock_session.session
-            using errcode = 'ME012', hint = 'use a new session id for this user';
-    end if;
-    if not is_new then
-        return;
-    end if;
-    -- A new session: make sure its tenant exists and take the tenant's
-    -- policy now (the statement above ran before the tenant row did).
+    -- The tenant may be new too; its policy is read after the session row
+    -- was created (memory.append's lookup ran before the tenant row did).
     insert into memory.tenants as t (tenant_id)
-    values (_lock_session.tenant)
+    values (_new_session.tenant)
     on conflict do nothing;
-    select t.* into v_tenant from memory.tenants as t where t.tenant_id = _lock_session.tenant;
-    cap_messages := v_tenant.max_messages;
-    cap_tokens := v_tenant.max_tokens;
+    select t.* into v_tenant from memory.tenants as t where t.tenant_id = _new_session.tenant;
+    max_messages := v_tenant.max_messages;
+    max_tokens := v_tenant.max_tokens;
     summary_every := v_tenant.summary_every_tokens;
     embed := v_tenant.embed_messages;
     if v_tenant.default_ttl is not null then
         update memory.sessions as s
-           set expires_at = _lock_session.moment + v_tenant.default_ttl
-         where s.tenant_id = _lock_session.tenant
-           and s.session_id = _lock_session.session;
+           set expires_at = _new_session.moment + v_tenant.default_ttl
+         where s.tenant_id = _new_session.tenant
+           and s.session_id = _new_session.session;
     end if;
 end;
 $fn$;
 
-comment on function memory._lock_session(text, text, text, integer, integer, timestamptz, integer, bigint, integer, boolean) is
-$$Create the session (and its tenant) or lock its row and count the message
-in: the next seq, the session's first seq, whether it is new, its token
-totals, caps, digest cadence, embedding choice, and the data key its rows
-are under (key_mark). The tenant_* arguments are the tenant's settings as
-the caller read them (memory.tenants), used where the session has none of
-its own; a new session reads them again after creating its tenant.
-Errors: ME003 deleted; ME020 expired; ME012 owner.$$;
+comment on function memory._new_session(text, text, timestamptz) is
+$$For a session memory.append has just created: create its tenant if new,
+start the tenant's default TTL, and return the tenant's caps, digest cadence
+and embedding choice (the session has none of its own yet).$$;
 
 -------------------------------------------------------------------------------
 -- _key_after_lock: the data key to seal under, re-read if it moved meanwhile.
@@ -373,7 +321,7 @@ again because the session's key mark (read under its lock) differs from the
 key chosen before it (see memory.reencrypt).$$;
 
 -------------------------------------------------------------------------------
--- _give_back: undo what _lock_session counted for an append that stores nothing.
+-- _give_back: undo what memory.append counted for an append that stores nothing.
 create or replace function memory._give_back(
     tenant  text,
     session text,
@@ -394,7 +342,7 @@ begin atomic
 end;
 
 comment on function memory._give_back(text, text, integer) is
-$$Give back the seq and every counter memory._lock_session moved for an
+$$Give back the seq and every counter memory.append's session lock moved for an
 append that turned out to repeat a stored one (under the session lock:
 nobody else can have seen them).$$;
 
@@ -436,7 +384,7 @@ $fn$;
 comment on function memory._find_call(text, text, text, bigint, bigint, integer) is
 $$Under the session lock, look for the turn a retried call's first attempt
 stored with `call_key` among the session's newest 1,000 turns; when found,
-give back what memory._lock_session counted and return (seq, created_at,
+give back what memory.append's session lock counted and return (seq, created_at,
 true), else all nulls.$$;
 
 -------------------------------------------------------------------------------

@@ -35,7 +35,19 @@ declare
     v_count    integer; -- its token count
     v_meta     jsonb;   -- its metadata
     v_key      record;  -- key_version, data_keys / version, keys, mode
-    v_session  record;  -- next_seq, session_first_seq, is_new, ... (memory._lock_session)
+    -- The session as its row lock leaves it (read in the statement that takes it).
+    v_seq      bigint;   -- this message's seq
+    v_first    bigint;   -- the session's first kept seq
+    v_is_new   boolean;
+    v_held     bigint;   -- the session's token total, this message included
+    v_owner    text;
+    v_unsumm   bigint;   -- tokens not yet covered by a digest
+    v_cap_msgs integer;  -- caps and digest cadence: the session's own, else its tenant's
+    v_cap_toks bigint;
+    v_every    integer;
+    v_embed    boolean;
+    v_mark     integer;  -- the data key the session's rows are under
+    v_new      record;   -- a new session's tenant settings (memory._new_session)
     v_version  integer;  -- the data key to seal under (null: plaintext)
     v_keys     bytea[];
     v_mode     text;
@@ -69,7 +81,7 @@ begin
         v_checked.estimated := true;
     end if;
     -- Every setting of the tenant this append needs, in one lookup (no row:
-    -- the tenant's first append, which _lock_session creates it for).
+    -- the tenant's first append, which memory._new_session creates it for).
     select t.encryption, t.pii_policy, t.max_messages, t.max_tokens, t.summary_every_tokens,
            t.embed_messages
       into v_tenant
@@ -102,21 +114,56 @@ begin
             return v_result;
         end if;
     end if;
-    v_session := memory._lock_session(append.tenant, append.session, append.user_id,
-                                      v_count, v_version, v_now,
-                                      v_tenant.max_messages, v_tenant.max_tokens,
-                                      v_tenant.summary_every_tokens,
-                                      coalesce(v_tenant.embed_messages, false));
+    -- Create the session or lock its row and count the message in: the seq
+    -- is ours alone until commit (gap-free).
+    insert into memory.sessions as s
+           (tenant_id, session_id, user_id, last_seq, message_count, token_count,
+            unsummarized_tokens, key_version, created_at, updated_at)
+    values (append.tenant, append.session, append.user_id, 1, 1, v_count, v_count, v_version,
+            v_now, v_now)
+    on conflict (tenant_id, session_id) do update
+       set last_seq = s.last_seq + 1,
+           message_count = s.message_count + 1,
+           token_count = s.token_count + excluded.token_count,
+           unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
+           user_id = coalesce(s.user_id, excluded.user_id),
+           updated_at = excluded.updated_at
+     where s.deleted_at is null
+       and (s.expires_at is null or s.expires_at > v_now)
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id,
+              s.unsummarized_tokens,
+              coalesce(s.max_messages, v_tenant.max_messages),
+              coalesce(s.max_tokens, v_tenant.max_tokens),
+              coalesce(s.summary_every_tokens, v_tenant.summary_every_tokens),
+              coalesce(v_tenant.embed_messages, false),
+              s.key_version
+         into v_seq, v_first, v_is_new, v_held, v_owner, v_unsumm, v_cap_msgs, v_cap_toks,
+              v_every, v_embed, v_mark;
+    if not found then
+        -- Deleted or expired: _live_session raises the matching error.
+        perform memory._live_session(append.tenant, append.session);
+    end if;
+    if append.user_id is not null and v_owner is distinct from append.user_id then
+        raise exception 'memory: session %/% belongs to another user', append.tenant, append.session
+            using errcode = 'ME012', hint = 'use a new session id for this user';
+    end if;
+    if v_is_new then
+        v_new := memory._new_session(append.tenant, append.session, v_now);
+        v_cap_msgs := v_new.max_messages;
+        v_cap_toks := v_new.max_tokens;
+        v_every := v_new.summary_every;
+        v_embed := v_new.embed;
+    end if;
     -- A retried call whose first attempt committed before its reply was lost.
     if append.call_retried and append.call_key is not null then
         v_result := memory._find_call(append.tenant, append.session, append.call_key,
-                                      v_session.session_first_seq, v_session.next_seq,
+                                      v_first, v_seq,
                                       v_count);
         if v_result.seq is not null then
             return v_result;
         end if;
     end if;
-    if v_session.key_mark is distinct from v_version then
+    if v_mark is distinct from v_version then
         v_key := memory._key_after_lock(append.tenant, v_version, v_keys, v_mode);
         if v_key.version is distinct from v_version and append.idempotency_key is not null then
             v_hash := memory._request_hash(append.role, v_text, v_key.version,
@@ -128,7 +175,7 @@ begin
     end if;
     if append.idempotency_key is not null then
         v_result := memory._claim_idempotency(append.tenant, append.session,
-                                              append.idempotency_key, v_session.next_seq, v_hash,
+                                              append.idempotency_key, v_seq, v_hash,
                                               append.role, v_text, v_keys,
                                               v_count, v_now);
         if v_result.seq is not null then
@@ -143,7 +190,7 @@ begin
            (tenant_id, session_id, seq, role, content, sealed, key_version, search, tokens,
             tokens_estimated, metadata, embedding, idempotency_key, created_at, structured,
             tool_parts)
-    values (append.tenant, append.session, v_session.next_seq, append.role,
+    values (append.tenant, append.session, v_seq, append.role,
             case when v_version is null then v_text end,
             case when v_version is not null
                  then memory._seal(v_text, v_keys[v_version]) end,
@@ -153,27 +200,28 @@ begin
             v_count, v_checked.estimated, v_meta,
             append.embedding, coalesce(append.idempotency_key, append.call_key), v_now,
             v_structured, v_tool_parts);
-    if v_session.cap_messages is not null or v_session.cap_tokens is not null then
-        v_kept := memory._trim_to_caps(append.tenant, append.session, v_session.next_seq,
-                                       v_session.session_first_seq, v_session.session_tokens,
-                                       v_count, v_session.cap_messages,
-                                       v_session.cap_tokens);
+    if v_cap_msgs is not null or v_cap_toks is not null then
+        v_kept := memory._trim_to_caps(append.tenant, append.session, v_seq,
+                                       v_first, v_held,
+                                       v_count, v_cap_msgs,
+                                       v_cap_toks);
     end if;
-    if v_session.unsummarized >= coalesce(v_session.summary_every, 2147483647)
-       or v_session.embed then
+    if v_unsumm >= coalesce(v_every, 2147483647)
+       or v_embed then
         v_queued := memory._queue_background_work(append.tenant, append.session,
-                                                  v_session.unsummarized, v_session.summary_every,
-                                                  v_session.embed, append.embedding is not null,
+                                                  v_unsumm, v_every,
+                                                  v_embed, append.embedding is not null,
                                                   append.trace_context);
     end if;
-    return row(v_session.next_seq, v_now, false)::memory.append_result;
+    return row(v_seq, v_now, false)::memory.append_result;
 end;
 $fn$;
 
 comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean, jsonb, text) is
 $$Store one message and return (seq, created_at, duplicate). Atomic, one round
 trip, in the steps of 040_append_steps.sql (_check_append, _apply_pii_policy,
-_choose_data_key, _find_retry, _lock_session, _key_after_lock,
+_choose_data_key, _find_retry, the session row lock (_new_session for a new
+session), _key_after_lock,
 _claim_idempotency, then the insert, _trim_to_caps, _queue_background_work): creates the session (and tenant) on first use, takes the next `seq` under
 the session row lock (gap-free 1, 2, 3, ...), and trims the oldest messages when
 the session's or tenant's max_messages / max_tokens cap is passed.

@@ -85,7 +85,7 @@ end
 if mm == '' then mm = t_mm end
 if mt == '' then mt = t_mt end
 -- For every message, before the first write: _find_retry, then the checks of
--- _lock_session (deleted, expired, owner), _claim_idempotency and the token cap.
+-- the session lock (deleted, expired, owner), _claim_idempotency and the token cap.
 local plan, seen, checked = {}, {}, false
 for i, m in ipairs(batch) do
   local key, hash, tokens = m[1], m[2], tonumber(m[3])
@@ -125,7 +125,7 @@ if not checked then
   for i, p in ipairs(plan) do out[i] = {p[2], p[3], 1} end
   return out
 end
--- Then the writes: _lock_session (create the session), the inserts, _trim_to_caps.
+-- Then the writes: the session lock (create the session), the inserts, _trim_to_caps.
 local last, first, count, total = 0, 1, 0, 0
 if exists then
   local m = redis.call('HMGET', meta, 'last_seq', 'first_seq', 'message_count', 'token_count')
