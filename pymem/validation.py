@@ -267,7 +267,7 @@ def check_append(
     user_id: str | None,
     embedding_dim: int,
 ) -> CheckedAppend:
-    """Every check ``memory._check_append`` makes before writing, in the same order."""
+    """Every argument check ``memory.append`` makes before writing, in the same order."""
     check_ident("tenant", tenant)
     check_ident("session", session)
     if user_id is not None:

@@ -28,7 +28,9 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_now      timestamptz := now();
-    v_checked  record;  -- checked_tokens, estimated, checked_metadata
+    v_given_key text := coalesce(append.idempotency_key, append.call_key);
+    v_estimated boolean; -- the token count is pymem's estimate
+    v_dim      integer;  -- the database's embedding dimension
     v_tenant   record;  -- the tenant's settings (memory.tenants), read once
     v_stored   record;  -- stored_content, stored_tokens, stored_metadata (the policy applied)
     v_text     text;    -- the content to store
@@ -73,12 +75,56 @@ begin
         raise exception 'memory: give an idempotency_key or a call_key, not both'
             using errcode = 'ME002', hint = 'call_key is for keys a client makes for its own retries';
     end if;
-    v_checked := memory._check_append(append.tenant, append.session, append.role, v_content,
-                                      v_tokens, append.metadata, append.embedding,
-                                      coalesce(append.idempotency_key, append.call_key),
-                                      append.user_id);
-    if v_structured and append.tokens is null then
-        v_checked.estimated := true;
+    -- Every argument check, before any read or write. The common case is one
+    -- inlined expression; the checks that raise run only when it fails.
+    if not (memory._ident_ok(append.tenant)
+            and memory._ident_ok(append.session)
+            and (append.user_id is null or memory._ident_ok(append.user_id))
+            and (v_given_key is null or memory._ident_ok(v_given_key))) then
+        perform memory._check_ident('tenant', append.tenant);
+        perform memory._check_ident('session', append.session);
+        perform memory._check_ident('user_id', append.user_id) where append.user_id is not null;
+        perform memory._check_ident('idempotency_key', v_given_key) where v_given_key is not null;
+    end if;
+    if append.role is null
+       or append.role not in ('system', 'developer', 'user', 'assistant', 'tool') then
+        raise exception 'memory: unknown role %', coalesce(quote_literal(append.role), 'null')
+            using errcode = 'ME010',
+                  hint = 'role must be one of system, developer, user, assistant, tool';
+    end if;
+    if v_content is null then
+        raise exception 'memory: content must not be null'
+            using errcode = 'ME002', hint = 'pass an empty string for a message without text';
+    end if;
+    if octet_length(v_content) > 4194304 then
+        raise exception 'memory: content is % bytes, the limit is 4194304', octet_length(v_content)
+            using errcode = 'ME008', hint = 'split the text or store it elsewhere and keep a reference';
+    end if;
+    -- A structured message's count is an estimate unless the caller gave one.
+    v_estimated := v_tokens is null or (v_structured and append.tokens is null);
+    if v_tokens is null then
+        v_count := memory.estimate_tokens(v_content);
+    elsif v_tokens < 0 then
+        raise exception 'memory: tokens must be >= 0, got %', v_tokens
+            using errcode = 'ME002', hint = 'pass the count from your tokenizer, or null to estimate';
+    else
+        v_count := v_tokens;
+    end if;
+    if append.metadata is not null
+       and jsonb_typeof(append.metadata) = 'object'
+       and pg_column_size(append.metadata) <= 262144 then
+        v_meta := append.metadata;
+    else
+        v_meta := memory._check_metadata(append.metadata);
+    end if;
+    if append.embedding is not null then
+        select s.embedding_dim into v_dim from memory.settings as s;
+        if public.vector_dims(append.embedding) <> v_dim then
+            raise exception 'memory: embedding has % dimensions, this database stores %',
+                    public.vector_dims(append.embedding), v_dim
+                using errcode = 'ME007',
+                      hint = 'use the embedding model the database was configured for (memory.settings)';
+        end if;
     end if;
     -- Every setting of the tenant this append needs, in one lookup (no row:
     -- the tenant's first append, which memory._new_session creates it for).
@@ -90,8 +136,6 @@ begin
     -- What the tenant's personal data policy removes is never hashed, sealed,
     -- cached, audited or stored.
     v_text := v_content;
-    v_count := v_checked.checked_tokens;
-    v_meta := v_checked.checked_metadata;
     if v_tenant.pii_policy is not null and v_tenant.pii_policy <> '{}'::jsonb then
         v_stored := memory._apply_pii_policy(v_tenant.pii_policy, v_content, v_count, v_meta,
                                              v_structured);
@@ -197,7 +241,7 @@ begin
             v_version,
             case when v_mode <> 'content'
                  then memory._search_vector(v_text, v_structured) end,
-            v_count, v_checked.estimated, v_meta,
+            v_count, v_estimated, v_meta,
             append.embedding, coalesce(append.idempotency_key, append.call_key), v_now,
             v_structured, v_tool_parts);
     if v_cap_msgs is not null or v_cap_toks is not null then
@@ -219,7 +263,7 @@ $fn$;
 
 comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean, jsonb, text) is
 $$Store one message and return (seq, created_at, duplicate). Atomic, one round
-trip, in the steps of 040_append_steps.sql (_check_append, _apply_pii_policy,
+trip: its argument checks, then the steps of 040_append_steps.sql (_apply_pii_policy,
 _choose_data_key, _find_retry, the session row lock (_new_session for a new
 session), _key_after_lock,
 _claim_idempotency, then the insert, _trim_to_caps, _queue_background_work): creates the session (and tenant) on first use, takes the next `seq` under
