@@ -84,6 +84,36 @@ $$Return `metadata`, or '{}' for null. Errors: ME009 when it is not a JSON
 object or is larger than 256 KiB.$$;
 
 -------------------------------------------------------------------------------
+-- _check_dimension: an embedding must have the database's dimension.
+create or replace function memory._check_dimension(
+    kind  text,
+    value public.vector,
+    hint  text
+)
+returns integer
+language plpgsql
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_dim integer;
+begin
+    select s.embedding_dim into v_dim from memory.settings as s;
+    if public.vector_dims(value) <> v_dim then
+        raise exception 'memory: % has % dimensions, this database stores %',
+                kind, public.vector_dims(value), v_dim
+            using errcode = 'ME007', hint = _check_dimension.hint;
+    end if;
+    return v_dim;
+end;
+$fn$;
+
+comment on function memory._check_dimension(text, public.vector, text) is
+$$Return the database's embedding dimension (memory.settings). Errors: ME007
+when `value` has another one; `kind` names it in the message (embedding,
+query_embedding) and `hint` says what to do.$$;
+
+-------------------------------------------------------------------------------
 -- estimate_tokens: a token estimate for rows written without a count.
 create or replace function memory.estimate_tokens(
     content text

@@ -35,7 +35,6 @@ immutable security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-    v_policy jsonb := policy;
     v_kinds  text[];
     v_parts  jsonb;
     r        record;
@@ -43,7 +42,7 @@ begin
     stored_content := content;
     stored_tokens := tokens;
     stored_metadata := metadata;
-    if v_policy is null or v_policy = '{}'::jsonb then
+    if _apply_pii_policy.policy is null or _apply_pii_policy.policy = '{}'::jsonb then
         return;
     end if;
     if structured then
@@ -55,7 +54,7 @@ begin
             select c.cleaned, c.kinds
               from jsonb_array_elements(content::jsonb -> 'parts') with ordinality as p
                    cross join lateral memory._pii_json(
-                       v_policy, p.value,
+                       _apply_pii_policy.policy, p.value,
                        '{type,id,call_id,name,url,file_id,detail,filename,is_error}') as c
              order by p.ordinality
         loop
@@ -67,7 +66,7 @@ begin
     else
         select p.content, p.kinds
           into stored_content, v_kinds
-          from memory._apply_pii(v_policy, content) as p;
+          from memory._apply_pii(_apply_pii_policy.policy, content) as p;
     end if;
     if cardinality(v_kinds) > 0 then
         -- Merged with kinds a client-side classifier already listed.

@@ -30,7 +30,6 @@ declare
     v_now      timestamptz := now();
     v_given_key text := coalesce(append.idempotency_key, append.call_key);
     v_estimated boolean; -- the token count is pymem's estimate
-    v_dim      integer;  -- the database's embedding dimension
     v_tenant   record;  -- the tenant's settings (memory.tenants), read once
     v_stored   record;  -- stored_content, stored_tokens, stored_metadata (the policy applied)
     v_text     text;    -- the content to store
@@ -118,13 +117,9 @@ begin
         v_meta := memory._check_metadata(append.metadata);
     end if;
     if append.embedding is not null then
-        select s.embedding_dim into v_dim from memory.settings as s;
-        if public.vector_dims(append.embedding) <> v_dim then
-            raise exception 'memory: embedding has % dimensions, this database stores %',
-                    public.vector_dims(append.embedding), v_dim
-                using errcode = 'ME007',
-                      hint = 'use the embedding model the database was configured for (memory.settings)';
-        end if;
+        perform memory._check_dimension(
+            'embedding', append.embedding,
+            'use the embedding model the database was configured for (memory.settings)');
     end if;
     -- Every setting of the tenant this append needs, in one lookup (no row:
     -- the tenant's first append, which memory._new_session creates it for).

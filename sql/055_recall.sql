@@ -271,12 +271,8 @@ begin
 
     -- Meaning: nearest embeddings by cosine distance, when asked for.
     if recall.query_embedding is not null then
-        select s.embedding_dim into v_dim from memory.settings as s;
-        if public.vector_dims(recall.query_embedding) <> v_dim then
-            raise exception 'memory: query_embedding has % dimensions, this database stores %',
-                    public.vector_dims(recall.query_embedding), v_dim
-                using errcode = 'ME007', hint = 'embed the query with the model used for messages';
-        end if;
+        v_dim := memory._check_dimension('query_embedding', recall.query_embedding,
+                                         'embed the query with the model used for messages');
         -- The dimension is an integer from memory.settings, not user text.
         execute format(
             'select coalesce(array_agg(n.seq order by n.distance), ''{}'')
