@@ -165,7 +165,6 @@ begin
            message_count = s.message_count + 1,
            token_count = s.token_count + excluded.token_count,
            unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
-           user_id = coalesce(s.user_id, excluded.user_id),
            updated_at = excluded.updated_at
      where s.deleted_at is null
        and (s.expires_at is null or s.expires_at > v_now)
@@ -181,6 +180,17 @@ begin
     if not found then
         -- Deleted or expired: _live_session raises the matching error.
         perform memory._live_session(append.tenant, append.session);
+    end if;
+    if append.user_id is not null and v_owner is null and not v_is_new then
+        -- A session started without a user takes the first one named. (Its
+        -- own statement: the counting update above leaves user_id out, so
+        -- the session audit trigger, which fires on updates of user_id among
+        -- others, is not even looked at on an ordinary append.)
+        update memory.sessions as s
+           set user_id = append.user_id
+         where s.tenant_id = append.tenant
+           and s.session_id = append.session;
+        v_owner := append.user_id;
     end if;
     if append.user_id is not null and v_owner is distinct from append.user_id then
         raise exception 'memory: session %/% belongs to another user', append.tenant, append.session

@@ -2,6 +2,11 @@
 -- (the trigger functions are in 100_audit.sql). Creating a trigger locks its
 -- table, so `pymem migrate` re-applies this file only when its text changed
 -- (memory.applied_sql keeps each file's digest), with a short lock_timeout.
+--
+-- An update trigger names the columns it audits: an update that sets none of
+-- them (an append counting its message into the session row) does not look
+-- at the trigger at all, not even to read its WHEN condition. The WHEN
+-- condition still skips updates that set those columns to what they were.
 
 drop trigger if exists tenants_audit on memory.tenants;
 create trigger tenants_audit
@@ -15,7 +20,9 @@ create trigger sessions_audit_insert_delete
 
 drop trigger if exists sessions_audit_update on memory.sessions;
 create trigger sessions_audit_update
-    after update on memory.sessions
+    after update of deleted_at, expires_at, max_messages, max_tokens, summary_every_tokens,
+                    user_id, metadata
+    on memory.sessions
     for each row
     when (old.deleted_at is distinct from new.deleted_at
           or old.expires_at is distinct from new.expires_at

@@ -225,6 +225,15 @@ def test_session_belongs_to_its_user(backend: MemoryBackend) -> None:
     assert backend.session_info(T, S).message_count == 2
 
 
+def test_session_without_user_takes_the_first_one_named(backend: MemoryBackend) -> None:
+    backend.append(T, S, NewMessage("user", "hi", tokens=1))
+    backend.append(T, S, NewMessage("user", "it is me", tokens=1), user_id="u-1")
+    assert backend.session_info(T, S).user_id == "u-1"
+    with pytest.raises(errors.SessionOwnedByAnotherUser):
+        backend.append(T, S, NewMessage("user", "hijack", tokens=1), user_id="u-2")
+    assert [m.content for m in backend.history(T, S)] == ["hi", "it is me"]
+
+
 def test_tenants_do_not_share_sessions(backend: MemoryBackend) -> None:
     backend.append("t1", S, NewMessage("user", "secret of t1", tokens=1))
     backend.append("t2", S, NewMessage("user", "secret of t2", tokens=1))

@@ -55,6 +55,18 @@ def test_lifecycle_is_recorded_without_content(dsn: str) -> None:
         assert conn.execute("select * from memory.verify_audit()").fetchall() == []
 
 
+def test_a_session_claimed_by_a_user_is_recorded_and_plain_appends_are_not(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(3):
+            conn.execute("select memory.append('t', 'c', 'user', 'x', 1)")
+        conn.execute("select memory.append('t', 'c', 'user', 'x', 1, user_id => 'u-9')")
+        conn.execute("select memory.append('t', 'c', 'user', 'x', 1, user_id => 'u-9')")
+        updates = [row[3] for row in _log(conn) if row[1] == "session.update"]
+        assert len(updates) == 1
+        assert "user_ref" in updates[0] and "u-9" not in str(updates[0])  # a digest, not the id
+        assert conn.execute("select * from memory.verify_audit()").fetchall() == []
+
+
 def test_the_log_is_append_only(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("select memory.append('t', 's', 'user', 'x', 1)")
