@@ -115,17 +115,21 @@ create or replace function memory._active_key(
     tenant text
 )
 returns integer
-language sql
+language plpgsql
 stable security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
-    select max(k.key_version)
-      from memory.tenant_keys as k
-      join memory.tenants as t
-        on t.tenant_id = k.tenant_id
-     where k.tenant_id = _active_key.tenant
-       and t.encryption <> 'none'
-       and k.retired_at is null;
+begin
+    -- PL/pgSQL, not SQL: the join is planned with the tenant's value, which
+    -- Citus needs to send it to one worker.
+    return (select max(k.key_version)
+              from memory.tenant_keys as k
+              join memory.tenants as t
+                on t.tenant_id = k.tenant_id
+             where k.tenant_id = _active_key.tenant
+               and t.encryption <> 'none'
+               and k.retired_at is null);
+end;
 $fn$;
 
 comment on function memory._active_key(text) is

@@ -20,6 +20,7 @@ as $fn$
 #variable_conflict use_column
 declare
     v_changed integer;
+    v_now     timestamptz := now(); -- a value: Citus wants DO UPDATE immutable
 begin
     -- Nothing to do while the job waits or runs: a read, not the upsert below,
     -- which would lock (and write WAL for) the job row on every append.
@@ -36,10 +37,10 @@ begin
     on conflict (tenant_id, session_id, kind) do update
        set status = 'queued',
            attempts = 0,
-           run_after = now(),
+           run_after = v_now,
            last_error = null,
            trace_context = excluded.trace_context,
-           updated_at = now()
+           updated_at = v_now
      where j.status = 'done';
     get diagnostics v_changed = row_count;
     if v_changed > 0 then
@@ -201,28 +202,39 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
 declare
-    v_status text;
+    v_status   text;
+    v_attempts integer;
+    v_now      timestamptz := now();
 begin
     perform memory._tenant_guard(fail_job.tenant);
-    update memory.jobs as j
-       set status = case when j.attempts >= fail_job.max_attempts then 'parked' else 'queued' end,
-           -- Exponential backoff: 2, 4, 8, ... seconds, at most 10 minutes.
-           run_after = now() + least(interval '10 minutes',
-                                     make_interval(secs => power(2, j.attempts))),
-           locked_by = null,
-           locked_until = null,
-           last_error = left(fail_job.error, 2000),
-           updated_at = now()
+    -- The job's attempts under its row lock, then the new state as values
+    -- (Citus evaluates no time arithmetic over a column in an UPDATE).
+    select j.attempts
+      into v_attempts
+      from memory.jobs as j
      where j.tenant_id = fail_job.tenant
        and j.session_id = fail_job.session
        and j.kind = fail_job.kind
        and j.status = 'running'
        and j.locked_by = fail_job.worker
-    returning j.status into v_status;
+       for update;
     if not found then
         raise exception 'memory: job %/%/% is not held by %', tenant, session, kind, worker
             using errcode = 'ME013', hint = 'the lease expired and another worker took the job';
     end if;
+    v_status := case when v_attempts >= fail_job.max_attempts then 'parked' else 'queued' end;
+    update memory.jobs as j
+       set status = v_status,
+           -- Exponential backoff: 2, 4, 8, ... seconds, at most 10 minutes.
+           run_after = v_now + least(interval '10 minutes',
+                                     make_interval(secs => power(2, v_attempts))),
+           locked_by = null,
+           locked_until = null,
+           last_error = left(fail_job.error, 2000),
+           updated_at = v_now
+     where j.tenant_id = fail_job.tenant
+       and j.session_id = fail_job.session
+       and j.kind = fail_job.kind;
     return v_status;
 end;
 $fn$;
@@ -241,22 +253,21 @@ create or replace function memory.retry_job(
     kind    text
 )
 returns boolean
-language sql
+language plpgsql
 volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
-    select memory._tenant_guard(retry_job.tenant);
-    with requeued as (
-        update memory.jobs as j
-           set status = 'queued', attempts = 0, run_after = now(), last_error = null,
-               updated_at = now()
-         where j.tenant_id = retry_job.tenant
-           and j.session_id = retry_job.session
-           and j.kind = retry_job.kind
-           and j.status = 'parked'
-        returning 1
-    )
-    select exists (select 1 from requeued);
+begin
+    perform memory._tenant_guard(retry_job.tenant);
+    update memory.jobs as j
+       set status = 'queued', attempts = 0, run_after = now(), last_error = null,
+           updated_at = now()
+     where j.tenant_id = retry_job.tenant
+       and j.session_id = retry_job.session
+       and j.kind = retry_job.kind
+       and j.status = 'parked';
+    return found;
+end;
 $fn$;
 
 comment on function memory.retry_job(text, text, text) is

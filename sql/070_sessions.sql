@@ -135,12 +135,19 @@ begin
             using errcode = 'ME002', hint = 'pass an interval such as ''30 days''';
     end if;
     perform memory._live_session(extend_session.tenant, extend_session.session);
-
-    update memory.sessions as s
-       set expires_at = greatest(s.expires_at, now()) + ttl
+    -- The new expiry is computed here, under the row lock, and written as a
+    -- value: timestamptz + interval depends on the time zone (a stable
+    -- operator), which Citus does not evaluate over a column in an UPDATE.
+    select greatest(s.expires_at, now()) + extend_session.ttl
+      into v_expires
+      from memory.sessions as s
      where s.tenant_id = extend_session.tenant
        and s.session_id = extend_session.session
-    returning s.expires_at into v_expires;
+       for update;
+    update memory.sessions as s
+       set expires_at = v_expires
+     where s.tenant_id = extend_session.tenant
+       and s.session_id = extend_session.session;
     return v_expires;
 end;
 $fn$;
@@ -270,12 +277,13 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_deleted timestamptz;
+    v_now     timestamptz := now(); -- a value, not now() in the statement (Citus)
 begin
     perform memory._tenant_guard(delete_session.tenant);
     perform memory._check_ident('tenant', delete_session.tenant);
     perform memory._check_ident('session', delete_session.session);
     update memory.sessions as s
-       set deleted_at = coalesce(s.deleted_at, now())
+       set deleted_at = coalesce(s.deleted_at, v_now)
      where s.tenant_id = delete_session.tenant
        and s.session_id = delete_session.session
     returning s.deleted_at into v_deleted;

@@ -77,16 +77,18 @@ create or replace function memory.purge_rate_limits(
     as_of timestamptz default now()
 )
 returns integer
-language sql
+language plpgsql
 volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
-    with gone as (
-        delete from memory.rate_limits as r
-         where r.expires_at < purge_rate_limits.as_of
-        returning 1
-    )
-    select count(*)::integer from gone;
+declare
+    v_gone integer;
+begin
+    delete from memory.rate_limits as r
+     where r.expires_at < purge_rate_limits.as_of;
+    get diagnostics v_gone = row_count;
+    return v_gone;
+end;
 $fn$;
 
 comment on function memory.purge_rate_limits(timestamptz) is

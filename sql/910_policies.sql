@@ -6,56 +6,59 @@
 
 -------------------------------------------------------------------------------
 -- Tenant policies: one per table, for every command, with the same test for
--- the rows read (using) and the rows written (with check).
+-- the rows read (using) and the rows written (with check). The function is
+-- called, not wrapped in a subquery: Citus refuses subqueries in the policies
+-- of distributed tables. Reads by tenant and session use it as an index key
+-- (one call per scan); a scan without one calls it per row.
 drop policy if exists tenant_isolation on memory.tenants;
 create policy tenant_isolation on memory.tenants
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.sessions;
 create policy tenant_isolation on memory.sessions
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.messages;
 create policy tenant_isolation on memory.messages
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.idempotency_keys;
 create policy tenant_isolation on memory.idempotency_keys
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.summaries;
 create policy tenant_isolation on memory.summaries
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.jobs;
 create policy tenant_isolation on memory.jobs
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.rate_limits;
 create policy tenant_isolation on memory.rate_limits
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.tenant_keys;
 create policy tenant_isolation on memory.tenant_keys
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.audit_log;
 create policy tenant_isolation on memory.audit_log
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 drop policy if exists tenant_isolation on memory.audit_heads;
 create policy tenant_isolation on memory.audit_heads
-    using (tenant_id = (select memory.current_tenant()))
-    with check (tenant_id = (select memory.current_tenant()));
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
 
 -- Bindings are read by memory.current_tenant (as pymem_owner); a login may
 -- see its own.

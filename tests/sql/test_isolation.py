@@ -298,8 +298,8 @@ def catalog_violations(conn: psycopg.Connection[Any]) -> list[str]:
                    select from pg_policies as p
                     where p.schemaname = 'memory' and p.tablename = c.relname
                       and p.cmd = 'ALL' and p.roles = '{public}'
-                      and p.qual like '%tenant_id = ( SELECT memory.current_tenant()%'
-                      and p.with_check like '%tenant_id = ( SELECT memory.current_tenant()%')
+                      and p.qual like '%tenant_id = memory.current_tenant()%'
+                      and p.with_check like '%tenant_id = memory.current_tenant()%')
             """
         )
     ]
