@@ -112,6 +112,14 @@ declare
     v_digests  bigint := 0;
     v_chunk    integer;
     v_active   integer;
+    -- One chunk's new values, by seq (messages) or summary_id (digests).
+    v_seqs     bigint[];
+    v_times    timestamptz[];
+    v_ids      bigint[];
+    v_plain    text[];
+    v_sealed   bytea[];
+    v_search   tsvector[];
+    v_hashes   text[];
 begin
     perform memory._tenant_guard(reencrypt.tenant);
     perform memory._check_ident('tenant', reencrypt.tenant);
@@ -154,47 +162,67 @@ begin
         -- its lock for one chunk only. Idempotency fingerprints follow the
         -- key, so retries still match.
         v_chunk := greatest(reencrypt.max_rows - v_messages - v_digests, 1);
-        with source as materialized (
-            select m.seq, m.created_at, m.role, m.structured,
-                   memory._reveal(m.content, m.sealed, m.key_version, v_keys) as plain
-              from memory.messages as m
-             where m.tenant_id = reencrypt.tenant
-               and m.session_id = v_session
-               and m.key_version is distinct from v_target
-             order by m.seq
-             limit v_chunk
-        ), fingerprints as (
-            update memory.idempotency_keys as k
-               set request_hash = memory._request_hash(s.role, s.plain, v_target, v_keys)
-              from source as s
-             where k.tenant_id = reencrypt.tenant
-               and k.session_id = v_session
-               and k.seq = s.seq
-        )
+        -- The new values are computed first, in a read, and written as
+        -- arrays: sealing is volatile (a fresh IV each time), and Citus runs
+        -- no volatile function inside an UPDATE of a distributed table.
+        select array_agg(s.seq order by s.seq),
+               array_agg(s.created_at order by s.seq),
+               array_agg(case when v_target is null then s.plain end order by s.seq),
+               array_agg(case when v_target is not null
+                              then memory._seal(s.plain, v_keys[v_target]) end order by s.seq),
+               array_agg(case when v_mode <> 'content'
+                              then memory._search_vector(s.plain, s.structured) end
+                         order by s.seq),
+               array_agg(memory._request_hash(s.role, s.plain, v_target, v_keys) order by s.seq)
+          into v_seqs, v_times, v_plain, v_sealed, v_search, v_hashes
+          from (select m.seq, m.created_at, m.role, m.structured,
+                       memory._reveal(m.content, m.sealed, m.key_version, v_keys) as plain
+                  from memory.messages as m
+                 where m.tenant_id = reencrypt.tenant
+                   and m.session_id = v_session
+                   and m.key_version is distinct from v_target
+                 order by m.seq
+                 limit v_chunk) as s;
+        update memory.idempotency_keys as k
+           set request_hash = u.request_hash
+          from unnest(v_seqs, v_hashes) as u (seq, request_hash)
+         where k.tenant_id = reencrypt.tenant
+           and k.session_id = v_session
+           and k.seq = u.seq;
         update memory.messages as m
-           set content = case when v_target is null then s.plain end,
-               sealed = case when v_target is not null then memory._seal(s.plain, v_keys[v_target]) end,
+           set content = u.content,
+               sealed = u.sealed,
                key_version = v_target,
-               search = case when v_mode = 'content' then null
-                             else memory._search_vector(s.plain, s.structured) end
-          from source as s
+               search = u.search
+          from unnest(v_seqs, v_times, v_plain, v_sealed, v_search)
+               as u (seq, created_at, content, sealed, search)
          where m.tenant_id = reencrypt.tenant
            and m.session_id = v_session
-           and m.seq = s.seq
-           and m.created_at = s.created_at;
+           and m.seq = u.seq
+           and m.created_at = u.created_at;
         get diagnostics v_rows = row_count;
         v_messages := v_messages + v_rows;
 
-        update memory.summaries as d
-           set content = case when v_target is null
-                              then memory._reveal(d.content, d.sealed, d.key_version, v_keys) end,
-               sealed = case when v_target is not null
-                             then memory._seal(memory._reveal(d.content, d.sealed, d.key_version, v_keys),
-                                               v_keys[v_target]) end,
-               key_version = v_target
+        select array_agg(d.summary_id),
+               array_agg(case when v_target is null
+                              then memory._reveal(d.content, d.sealed, d.key_version, v_keys) end),
+               array_agg(case when v_target is not null
+                              then memory._seal(memory._reveal(d.content, d.sealed, d.key_version,
+                                                               v_keys),
+                                                v_keys[v_target]) end)
+          into v_ids, v_plain, v_sealed
+          from memory.summaries as d
          where d.tenant_id = reencrypt.tenant
            and d.session_id = v_session
            and d.key_version is distinct from v_target;
+        update memory.summaries as d
+           set content = u.content,
+               sealed = u.sealed,
+               key_version = v_target
+          from unnest(v_ids, v_plain, v_sealed) as u (summary_id, content, sealed)
+         where d.tenant_id = reencrypt.tenant
+           and d.session_id = v_session
+           and d.summary_id = u.summary_id;
         get diagnostics v_rows = row_count;
         v_digests := v_digests + v_rows;
 
@@ -294,16 +322,30 @@ declare
     v_new      text := memory._master_key();
     v_old      text := memory._master_key('pymem.previous_master_key');
     v_old_mark text := memory._key_fingerprint(v_old);
+    v_new_mark text := memory._key_fingerprint(v_new);
     v_count    integer;
+    v_versions integer[];
+    v_wrapped  bytea[];
 begin
     perform memory._tenant_guard(rewrap_keys.tenant);
-    update memory.tenant_keys as k
-       set wrapped_key = public.pgp_sym_encrypt_bytea(
+    -- Wrapped in a read, locked, then written as values (wrapping is
+    -- volatile, which Citus does not run inside an UPDATE).
+    select array_agg(k.key_version),
+           array_agg(public.pgp_sym_encrypt_bytea(
                public.pgp_sym_decrypt_bytea(k.wrapped_key, v_old), v_new,
-               'cipher-algo=aes256, s2k-mode=1, compress-algo=0'),
-           master_fingerprint = memory._key_fingerprint(v_new)
+               'cipher-algo=aes256, s2k-mode=1, compress-algo=0'))
+      into v_versions, v_wrapped
+      from (select k.key_version, k.wrapped_key
+              from memory.tenant_keys as k
+             where k.tenant_id = rewrap_keys.tenant
+               and k.master_fingerprint = v_old_mark
+               for update) as k;
+    update memory.tenant_keys as k
+       set wrapped_key = u.wrapped_key,
+           master_fingerprint = v_new_mark
+      from unnest(v_versions, v_wrapped) as u (key_version, wrapped_key)
      where k.tenant_id = rewrap_keys.tenant
-       and k.master_fingerprint = v_old_mark;
+       and k.key_version = u.key_version;
     get diagnostics v_count = row_count;
     return v_count;
 end;

@@ -35,13 +35,6 @@ STILL_REFUSED: frozenset[tuple[str, str]] = frozenset(
         # in one statement; on Citus they must claim tenant by tenant.
         ("memory.claim_jobs", "cross-tenant-lock"),
         ("memory.purge_expired", "cross-tenant-lock"),
-        # Sealing is volatile (a fresh IV each time); Citus wants the sealed
-        # values computed first and written as parameters.
-        ("memory.reencrypt", "case-function"),
-        ("memory.reencrypt", "column-function"),
-        ("memory.reencrypt", "volatile-write"),
-        ("memory.rewrap_keys", "column-function"),
-        ("memory.rewrap_keys", "volatile-write"),
     }
 )
 
