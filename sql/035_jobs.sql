@@ -76,6 +76,11 @@ volatile security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
 #variable_conflict use_column
+declare
+    v_now     timestamptz := now();
+    v_until   timestamptz;
+    v_claimed integer := 0;
+    v_job     record;
 begin
     perform memory._check_ident('worker', claim_jobs.worker);
     if max_jobs is null or max_jobs < 1 or max_jobs > 1000
@@ -83,28 +88,44 @@ begin
         raise exception 'memory: max_jobs must be 1..1000 and lease positive'
             using errcode = 'ME002', hint = 'claim a few jobs at a time with a lease longer than one job';
     end if;
-    return query
-        with ready as (
-            select j.tenant_id, j.session_id, j.kind
-              from memory.jobs as j
-             where j.kind = any (claim_jobs.kinds)
-               and ((j.status = 'queued' and j.run_after <= now())
-                    or (j.status = 'running' and j.locked_until < now()))
-             order by j.run_after
-             limit claim_jobs.max_jobs
-               for update skip locked
-        )
-        update memory.jobs as j
-           set status = 'running',
-               attempts = j.attempts + 1,
-               locked_by = claim_jobs.worker,
-               locked_until = now() + claim_jobs.lease,
-               updated_at = now()
-          from ready as r
-         where j.tenant_id = r.tenant_id
-           and j.session_id = r.session_id
-           and j.kind = r.kind
-        returning j.tenant_id, j.session_id, j.kind, j.attempts, j.trace_context;
+    v_until := v_now + claim_jobs.lease;
+    -- Due jobs are found with a plain read across tenants, then claimed one
+    -- at a time within their tenant: the row is locked only if no other
+    -- worker holds it (skip locked) and is still due, so two workers never
+    -- claim the same job. (One lock spanning tenants is one Citus cannot
+    -- take.) Candidates are read beyond max_jobs for the ones others take.
+    for v_job in
+        select j.tenant_id, j.session_id, j.kind
+          from memory.jobs as j
+         where j.kind = any (claim_jobs.kinds)
+           and ((j.status = 'queued' and j.run_after <= v_now)
+                or (j.status = 'running' and j.locked_until < v_now))
+         order by j.run_after
+         limit claim_jobs.max_jobs * 4
+    loop
+        perform
+           from memory.jobs as j
+          where j.tenant_id = v_job.tenant_id
+            and j.session_id = v_job.session_id
+            and j.kind = v_job.kind
+            and ((j.status = 'queued' and j.run_after <= v_now)
+                 or (j.status = 'running' and j.locked_until < v_now))
+            for update skip locked;
+        continue when not found;
+        return query
+            update memory.jobs as j
+               set status = 'running',
+                   attempts = j.attempts + 1,
+                   locked_by = claim_jobs.worker,
+                   locked_until = v_until,
+                   updated_at = v_now
+             where j.tenant_id = v_job.tenant_id
+               and j.session_id = v_job.session_id
+               and j.kind = v_job.kind
+            returning j.tenant_id, j.session_id, j.kind, j.attempts, j.trace_context;
+        v_claimed := v_claimed + 1;
+        exit when v_claimed >= claim_jobs.max_jobs;
+    end loop;
 end;
 $fn$;
 

@@ -404,14 +404,23 @@ begin
         raise exception 'memory: as_of must be given and max_count >= 1'
             using errcode = 'ME002', hint = 'call it repeatedly until it returns 0';
     end if;
+    -- Expired sessions are found with a plain read across tenants, then
+    -- locked one at a time within their tenant (skipping those a writer
+    -- holds): a lock that spans tenants is one Citus cannot take.
     for v_session in
         select s.tenant_id, s.session_id
           from memory.sessions as s
          where s.expires_at <= purge_expired.as_of
          order by s.expires_at
          limit purge_expired.max_count
-           for update skip locked
     loop
+        perform
+           from memory.sessions as s
+          where s.tenant_id = v_session.tenant_id
+            and s.session_id = v_session.session_id
+            and s.expires_at <= purge_expired.as_of
+            for update skip locked;
+        continue when not found;
         -- purge_session acts for one tenant: this transaction takes each in turn.
         perform set_config('pymem.tenant', v_session.tenant_id, true);
         perform memory.purge_session(v_session.tenant_id, v_session.session_id);

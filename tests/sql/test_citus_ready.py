@@ -31,10 +31,6 @@ STILL_REFUSED: frozenset[tuple[str, str]] = frozenset(
         ("memory.summaries", "trigger"),
         ("memory.tenant_keys", "trigger"),
         ("memory.tenants", "trigger"),
-        # The job queue's claim and the expiry sweep lock rows of every tenant
-        # in one statement; on Citus they must claim tenant by tenant.
-        ("memory.claim_jobs", "cross-tenant-lock"),
-        ("memory.purge_expired", "cross-tenant-lock"),
     }
 )
 
