@@ -158,6 +158,15 @@ class SchedulerUnavailable(PymemError):
     )
 
 
+class CitusUnavailable(PymemError):
+    """``pymem migrate --citus`` was pointed at a database without the Citus extension."""
+
+    default_hint = (
+        "run it on the Citus coordinator, where `create extension citus` was run and the "
+        "workers were added (docs/scale-out.md; docker/citus/ starts such a cluster)"
+    )
+
+
 class InsecureTransport(PymemError):
     """The master key would cross a network without TLS."""
 

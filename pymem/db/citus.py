@@ -11,15 +11,21 @@ the coordinator sends the whole call to the tenant's worker. Functions that
 span tenants (maintenance, the job queue's claim, metrics, an audit check
 without a tenant) stay on the coordinator.
 
-This module is the manifest: ``tests/sql/test_citus_ready.py`` checks it
-against the installed catalog (every table and every tenant function is
-placed, and each distributed function really takes the argument named
-here), together with the statements Citus refuses.
+This module is the manifest, and the steps ``pymem migrate --citus`` runs
+on a coordinator with it. ``tests/sql/test_citus_ready.py`` checks the
+manifest against the installed catalog (every table and every tenant
+function is placed, and each distributed function really takes the argument
+named here), together with the statements Citus refuses.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
+
+import psycopg
+from psycopg import sql
+
+from ..errors import CitusUnavailable
 
 SCHEMA: Final = "memory"
 
@@ -103,3 +109,113 @@ COORDINATOR_FUNCTIONS: Final = ("grant_tenant", "revoke_tenant")
 # cannot place a generic plan on a shard, so on Citus `pymem migrate --citus`
 # resets the setting on these and each call is planned with its tenant.
 GENERIC_PLAN_FUNCTIONS: Final = ("_tail", "context", "history", "last_messages", "recall")
+
+# Roles that functions run as (security definer) or that connect for them:
+# Citus opens its connections to the workers as the role running the query,
+# so the owner must be allowed to log in there (pg_hba.conf or
+# pg_dist_authinfo decide how; see docs/scale-out.md).
+OWNER_ROLE: Final = "pymem_owner"
+
+
+def citus_version(conn: psycopg.Connection[Any]) -> str | None:
+    """The Citus extension's version in this database, or None without it."""
+    row = conn.execute(
+        "select extversion from pg_catalog.pg_extension where extname = 'citus'"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def require_citus(conn: psycopg.Connection[Any]) -> str:
+    version = citus_version(conn)
+    if version is None:
+        raise CitusUnavailable("pymem: this database has no Citus extension")
+    return version
+
+
+def prepare_database(conn: psycopg.Connection[Any]) -> None:
+    """Settings the coordinator needs before pymem's objects are distributed.
+
+    - ``citus.enable_unsafe_triggers``: the audit triggers stay on the shards
+      of their tables (each writes its tenant's audit rows, on the same
+      worker); Citus asks for this setting before it distributes a table
+      with triggers.
+    - ``citus.propagate_set_commands = local``: a direct SQL reader's
+      ``SET LOCAL pymem.tenant`` reaches the shard queries of its transaction.
+    """
+    database = conn.info.dbname
+    for name, value in (
+        ("citus.enable_unsafe_triggers", "on"),
+        ("citus.propagate_set_commands", "local"),
+    ):
+        conn.execute(
+            sql.SQL("alter database {} set {} = {}").format(
+                sql.Identifier(database), sql.SQL(name), sql.Literal(value)
+            )
+        )
+        conn.execute("select pg_catalog.set_config(%s, %s, false)", (name, value))
+
+
+def distribute_tables(conn: psycopg.Connection[Any]) -> list[str]:
+    """Distribute (or make reference) every table not yet placed; returns the
+    tables placed by this call. Safe to repeat."""
+    placed = {
+        str(name)
+        for (name,) in conn.execute("select logicalrelid::regclass::text from pg_dist_partition")
+    }
+    done = []
+    first = f"{SCHEMA}.{DISTRIBUTED_TABLES[0]}"
+    for table in DISTRIBUTED_TABLES:
+        name = f"{SCHEMA}.{table}"
+        if name in placed:
+            continue
+        colocate = "none" if name == first else first
+        conn.execute(
+            "select create_distributed_table(%s, %s, colocate_with => %s)",
+            (name, DISTRIBUTION_COLUMN, colocate),
+        )
+        done.append(name)
+    for table in REFERENCE_TABLES:
+        name = f"{SCHEMA}.{table}"
+        if name not in placed:
+            conn.execute("select create_reference_table(%s)", (name,))
+            done.append(name)
+    return done
+
+
+def distribute_functions(conn: psycopg.Connection[Any]) -> int:
+    """Propagate every function of the schema to the workers, and send the
+    tenant functions to their tenant's worker; returns how many. Also lets
+    the readers plan each call with its values (a generic plan cannot be
+    placed on a shard). Run after every change of ``sql/``."""
+    rows = conn.execute(
+        """
+        select p.oid::regprocedure::text, p.proname
+          from pg_catalog.pg_proc as p
+         where p.pronamespace = %s::regnamespace
+           and p.prokind in ('f', 'p')
+           and not exists (select from pg_catalog.pg_depend as d
+                            where d.objid = p.oid and d.deptype = 'e')
+         order by p.proname, p.oid
+        """,
+        (SCHEMA,),
+    ).fetchall()
+    for signature, name in rows:
+        if name in GENERIC_PLAN_FUNCTIONS:
+            conn.execute(
+                sql.SQL("alter function {} reset plan_cache_mode").format(sql.SQL(signature))
+            )
+        argument = DISTRIBUTED_FUNCTIONS.get(name)
+        if argument is None:
+            conn.execute("select create_distributed_function(%s)", (signature,))
+        else:
+            conn.execute(
+                "select create_distributed_function(%s, %s, colocate_with => %s)",
+                (signature, argument, f"{SCHEMA}.{DISTRIBUTED_TABLES[0]}"),
+            )
+    return len(rows)
+
+
+def allow_owner_on_workers(conn: psycopg.Connection[Any]) -> None:
+    """Let the functions' owner log in, so that Citus can open its connections
+    to the workers as that role (pg_hba.conf still decides from where)."""
+    conn.execute(sql.SQL("alter role {} login").format(sql.Identifier(OWNER_ROLE)))

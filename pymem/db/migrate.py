@@ -34,8 +34,10 @@ from psycopg.conninfo import conninfo_to_dict
 from yoyo import get_backend, read_migrations
 
 from ..errors import InvalidArgument, MigrationLockTimeout, translate_errors
+from . import citus as citus_cluster
 from .conninfo import with_settings
 from .paths import migrations_dir, sql_files
+from .statements import split_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +159,10 @@ def apply_sql(conn: psycopg.Connection[Any], *, force: bool = False) -> list[str
         for name, text in files:
             if name not in todo:
                 continue
-            conn.execute(text)  # files shipped with pymem, never user input
+            # One statement at a time (Citus propagates DDL statement by
+            # statement); the files ship with pymem, never user input.
+            for statement in split_sql(text):
+                conn.execute(statement)
             names.append(name)
         if conn.execute("select to_regclass('memory.applied_sql')").fetchone() != (None,):
             conn.execute(
@@ -203,8 +208,15 @@ def migrate(
     partition_interval: str | None = None,
     lock_timeout: float = 2.0,
     deadline: float = 300.0,
+    citus: bool = False,
 ) -> MigrationReport:
     """Apply pending migrations, re-apply what changed in ``sql/``, maintain partitions.
+
+    With ``citus`` the database is a Citus coordinator: its settings are
+    prepared first, the tables are distributed by tenant (or made reference
+    tables) once they exist, and every function is propagated to the
+    workers, the tenant functions sent to their tenant's worker (see
+    :mod:`pymem.db.citus`). Repeating it is as safe as on one node.
 
     ``embedding_dim`` fixes the dimension of stored embeddings when the
     migration that creates their index runs (default 1536); later runs keep
@@ -230,6 +242,10 @@ def migrate(
     waits = 0
     with translate_errors(), _exclusive_run(dsn, deadline):
         applied: list[str] = []
+        if citus:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                citus_cluster.require_citus(conn)
+                citus_cluster.prepare_database(conn)
 
         def apply_pending() -> None:
             with _backend(yoyo_dsn) as backend, backend.lock(timeout=deadline):
@@ -240,10 +256,15 @@ def migrate(
         _, waited = _politely(apply_pending, deadline=deadline, what="a migration")
         waits += waited
         with psycopg.connect(polite, autocommit=True) as conn:
+            if citus:
+                citus_cluster.allow_owner_on_workers(conn)
+                citus_cluster.distribute_tables(conn)
             files, waited = _politely(
                 lambda: apply_sql(conn, force=bool(applied)), deadline=deadline, what="sql/"
             )
             waits += waited
+            if citus:
+                citus_cluster.distribute_functions(conn)
             rows: list[tuple[Any, ...]] = []
             if applied or files:  # else partitions are maintenance's business (no lock here)
                 rows, waited = _politely(

@@ -71,6 +71,14 @@ def migrate(
     deadline: Annotated[
         float, typer.Option(help="Seconds to keep retrying steps that gave way.")
     ] = 300.0,
+    citus: Annotated[
+        bool,
+        typer.Option(
+            "--citus",
+            help="The database is a Citus coordinator: distribute pymem by tenant "
+            "(docs/scale-out.md).",
+        ),
+    ] = False,
 ) -> None:
     """Apply pending migrations, then the sql/ files that changed (safe to repeat).
 
@@ -85,6 +93,7 @@ def migrate(
             partition_interval=partition_interval,
             lock_timeout=lock_timeout,
             deadline=deadline,
+            citus=citus,
         )
     except PymemError as exc:
         _fail(exc)
