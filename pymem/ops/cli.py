@@ -315,6 +315,14 @@ def worker(
         int,
         typer.Option(help="Run maintenance every this many seconds (one worker does; 0: never)."),
     ] = 3600,
+    poll: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            help="Look for due jobs every this many seconds between NOTIFY wake-ups "
+            "(on Citus appends notify on the workers: poll more often, docs/scale-out.md)."
+        ),
+    ] = 5.0,
 ) -> None:
     """Drain the job queue (digests, embeddings) and run maintenance when due."""
     import os
@@ -376,7 +384,7 @@ def worker(
         if once:
             console.print(f"processed {w.drain()} jobs")
         else:
-            w.run_forever()
+            w.run_forever(poll=timedelta(seconds=poll))
     except KeyboardInterrupt:
         console.print("stopped")
     finally:
