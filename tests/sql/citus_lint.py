@@ -20,6 +20,9 @@ catalog and parsing every function body (libpg_query, through pglast):
   of the table an ``UPDATE`` writes.
 - ``cross-tenant-lock``: ``FOR UPDATE``/``FOR SHARE`` on a distributed table
   without ``tenant_id = <value>`` in its ``WHERE`` (one lock spanning shards).
+- ``modifying-cte``: a data-modifying CTE that inserts, that is not pinned to
+  one tenant, or that calls a volatile function (Citus routes such a CTE only
+  to one shard, and never an INSERT one).
 - ``trigger``: a trigger on a distributed or reference table (Citus wants
   ``citus.enable_unsafe_triggers`` for any of them).
 - ``generic-plan``: ``plan_cache_mode = force_generic_plan`` on a function
@@ -276,6 +279,20 @@ def check_statement(
             table = _written(stmt)
             if table in catalog.distributed:
                 found += _check_write(catalog, kind, stmt, table, scope)
+    for cte in nodes(tree, "CommonTableExpr"):
+        query = cte.get("ctequery", {})
+        kind = next((k for k in ("InsertStmt", "UpdateStmt", "DeleteStmt") if k in query), None)
+        if kind is None or _written(query[kind]) not in catalog.distributed:
+            continue
+        table = str(_written(query[kind]))
+        # Citus routes a data-modifying CTE only when it stays on one shard,
+        # writes with UPDATE or DELETE, and calls nothing volatile.
+        if kind == "InsertStmt":
+            found.append(("modifying-cte", f"{table}: INSERT"))
+        elif not _pins_tenant(query[kind].get("whereClause") or {}, scope):
+            found.append(("modifying-cte", f"{table}: across tenants"))
+        for name in _volatile(catalog, query):
+            found.append(("modifying-cte", f"{table}: {name}"))
     for select in nodes(tree, "SelectStmt"):
         if not select.get("lockingClause"):
             continue

@@ -181,6 +181,24 @@ PLANTED = [
         id="sql-function-join",
     ),
     pytest.param(
+        _function(
+            "with moved as (update memory.jobs as j set status = 'queued'"
+            " where j.status = 'parked' returning 1) select count(*) from moved;",
+            language="sql",
+        ),
+        Finding("memory.planted", "modifying-cte", "jobs: across tenants"),
+        id="modifying-cte-across-tenants",
+    ),
+    pytest.param(
+        _function(
+            "with added as (insert into memory.jobs (tenant_id, session_id, kind)"
+            " values (planted.tenant, 's', 'embed') returning 1) select count(*) from added;",
+            language="sql",
+        ),
+        Finding("memory.planted", "modifying-cte", "jobs: INSERT"),
+        id="insert-cte",
+    ),
+    pytest.param(
         _function("perform 1;"),
         Finding("memory.planted", "distributed-function", "not placed"),
         id="tenant-function-not-placed",
