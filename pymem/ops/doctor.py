@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import Settings
+from ..db.citus import citus_version
 from ..db.migrate import pending_migrations
 from ..errors import first_line
 
@@ -72,6 +73,10 @@ def _checks(dsn: str) -> list[Check]:
         if has_schema:
             out.extend(_schema_checks(conn, dsn))
             out.extend(_security_checks(conn))
+            if citus_version(conn) is not None:
+                from .doctor_citus import citus_checks  # it builds on Check, defined here
+
+                out.extend(citus_checks(conn))
             maintenance = _maintenance_check(conn)
             if maintenance is not None:
                 out.append(maintenance)

@@ -15,29 +15,53 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from pymem import errors
 from pymem.db import citus
 from pymem.db.migrate import migrate
+from pymem.ops.doctor_citus import citus_checks
 
 STAND_INS = """
-create table public.pg_dist_partition (logicalrelid regclass primary key);
+create table public.pg_dist_partition (
+    logicalrelid regclass primary key, partmethod "char", partkey text, colocationid integer,
+    repmodel "char"
+);
+create function public.column_to_column_name(rel regclass, key text) returns text
+language sql as $$ select key $$;
+create table public.pg_dist_object (
+    classid oid, objid oid, distribution_argument_index integer, primary key (classid, objid)
+);
+create table public.pg_dist_node (groupid integer, noderole text, isactive boolean);
+insert into public.pg_dist_node values (0, 'primary', true), (1, 'primary', true);
 create table public.citus_calls (n serial, call text, args text[]);
 create function public.create_distributed_table(rel text, col text, colocate_with text)
 returns void language sql as $$
     insert into public.citus_calls (call, args)
     values ('distributed', array[rel, col, colocate_with]);
-    insert into public.pg_dist_partition values (rel::regclass);
+    insert into public.pg_dist_partition values (rel::regclass, 'h', col, 1, 's');
 $$;
 create function public.create_reference_table(rel text) returns void language sql as $$
     insert into public.citus_calls (call, args) values ('reference', array[rel]);
-    insert into public.pg_dist_partition values (rel::regclass);
+    insert into public.pg_dist_partition values (rel::regclass, 'n', null, 2, 't');
 $$;
 create function public.create_distributed_function(sig text, arg text default null,
                                                    colocate_with text default null)
 returns void language sql as $$
     insert into public.citus_calls (call, args) values ('function', array[sig, arg, colocate_with]);
+    insert into public.pg_dist_object
+    values ('pg_catalog.pg_proc'::regclass, sig::regprocedure, case when arg is not null then 0 end)
+    on conflict (classid, objid) do update
+       set distribution_argument_index = excluded.distribution_argument_index;
 $$;
+create function public.run_command_on_workers(command text)
+returns table (nodename text, success boolean, result text) language plpgsql as $$
+declare
+    v_answer boolean;
+begin
+    execute command into v_answer;
+    return query select 'worker1'::text, true, case when v_answer then 't' else 'f' end;
+end $$;
 """
 
 
@@ -129,3 +153,56 @@ def test_migrate_citus_without_citus_says_so_and_changes_nothing(dsn: str) -> No
         assert conn.execute("select count(*) from pg_db_role_setting").fetchone() == before
         login = conn.execute("select rolcanlogin from pg_roles where rolname = 'pymem_owner'")
         assert login.fetchone() == (False,)
+
+
+def test_doctor_finds_a_cluster_placed_as_migrate_places_it(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(STAND_INS)
+        _install(conn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        checks = citus_checks(conn)
+        assert [c.name for c in checks if not c.ok] == []
+        assert {c.name for c in checks} == {
+            "citus workers",
+            "citus tables",
+            "citus co-location",
+            "citus functions",
+            "citus pymem_owner",
+            "citus settings",
+        }
+
+
+def test_doctor_names_what_is_not_placed(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(STAND_INS)
+        _install(conn)
+        conn.execute(
+            "delete from public.pg_dist_partition where logicalrelid = 'memory.jobs'::regclass"
+        )
+        conn.execute(
+            "update public.pg_dist_object set distribution_argument_index = null"
+            " where objid = 'memory.recall'::regproc"
+        )
+        conn.execute(
+            "update public.pg_dist_partition set colocationid = 7"
+            " where logicalrelid = 'memory.summaries'::regclass"
+        )
+        conn.execute("delete from public.pg_dist_node where groupid <> 0")
+        conn.execute("alter role pymem_owner nologin")
+        conn.execute(
+            sql.SQL("alter database {} reset citus.propagate_set_commands").format(
+                sql.Identifier(conn.info.dbname)
+            )
+        )
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        failed = {c.name: c.detail for c in citus_checks(conn) if not c.ok}
+    assert failed.keys() == {
+        "citus workers",
+        "citus tables",
+        "citus co-location",
+        "citus functions",
+        "citus pymem_owner",
+        "citus settings",
+    }
+    assert "memory.jobs" in failed["citus tables"]
+    assert "recall" in failed["citus functions"]
