@@ -37,6 +37,8 @@ catalog and parsing every function body (libpg_query, through pglast):
   :mod:`pymem.db.citus` that has no such required text argument, or a public
   function taking a required tenant that the manifest does not place.
 - ``unplaced-table``: a table of the schema that the manifest does not place.
+- ``identity-column``: an identity or serial column of a distributed table
+  that is not bigint (Citus gives each node a range of a bigint sequence).
 
 Each finding names the function (or table) and the rule, so that a test can
 compare the findings with the ones still expected.
@@ -484,6 +486,23 @@ def check_tables(conn: psycopg.Connection[Any]) -> list[Finding]:
     ):
         if table not in placed:
             found.append(Finding(f"{citus.SCHEMA}.{table}", "unplaced-table"))
+    # Identity and serial columns of distributed tables: Citus hands each node
+    # its own range of a bigint sequence, and refuses narrower ones.
+    for table, column, kind in conn.execute(
+        """
+        select c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod)
+          from pg_catalog.pg_attribute as a
+          join pg_catalog.pg_class as c on c.oid = a.attrelid
+          left join pg_catalog.pg_attrdef as d on d.adrelid = a.attrelid and d.adnum = a.attnum
+         where c.relnamespace = %s::regnamespace and c.relkind in ('r', 'p')
+           and not c.relispartition and not a.attisdropped
+           and (a.attidentity <> ''
+                or pg_catalog.pg_get_expr(d.adbin, d.adrelid) like 'nextval(%%')
+        """,
+        (citus.SCHEMA,),
+    ):
+        if table in citus.DISTRIBUTED_TABLES and kind != "bigint":
+            found.append(Finding(f"{citus.SCHEMA}.{table}", "identity-column", f"{column} {kind}"))
     for table in citus.DISTRIBUTED_TABLES:
         has_column = conn.execute(
             "select 1 from pg_catalog.pg_attribute where attrelid = %s::regclass "

@@ -204,6 +204,11 @@ PLANTED = [
         id="tenant-function-not-placed",
     ),
     pytest.param(
+        "alter table memory.rate_limits add column planted integer generated always as identity",
+        Finding("memory.rate_limits", "identity-column", "planted integer"),
+        id="narrow-identity",
+    ),
+    pytest.param(
         "create table memory.planted (tenant_id text)",
         Finding("memory.planted", "unplaced-table"),
         id="table-not-placed",
