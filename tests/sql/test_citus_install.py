@@ -155,6 +155,16 @@ def test_migrate_citus_without_citus_says_so_and_changes_nothing(dsn: str) -> No
         assert login.fetchone() == (False,)
 
 
+CHECKS = {
+    "citus workers",
+    "citus tables",
+    "citus co-location",
+    "citus functions",
+    "citus pymem_owner",
+    "citus settings",
+}
+
+
 def test_doctor_finds_a_cluster_placed_as_migrate_places_it(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(STAND_INS)
@@ -162,14 +172,7 @@ def test_doctor_finds_a_cluster_placed_as_migrate_places_it(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         checks = citus_checks(conn)
         assert [c.name for c in checks if not c.ok] == []
-        assert {c.name for c in checks} == {
-            "citus workers",
-            "citus tables",
-            "citus co-location",
-            "citus functions",
-            "citus pymem_owner",
-            "citus settings",
-        }
+        assert {c.name for c in checks} == CHECKS
 
 
 def test_doctor_names_what_is_not_placed(dsn: str) -> None:
@@ -196,13 +199,6 @@ def test_doctor_names_what_is_not_placed(dsn: str) -> None:
         )
     with psycopg.connect(dsn, autocommit=True) as conn:
         failed = {c.name: c.detail for c in citus_checks(conn) if not c.ok}
-    assert failed.keys() == {
-        "citus workers",
-        "citus tables",
-        "citus co-location",
-        "citus functions",
-        "citus pymem_owner",
-        "citus settings",
-    }
+    assert failed.keys() == CHECKS
     assert "memory.jobs" in failed["citus tables"]
     assert "recall" in failed["citus functions"]

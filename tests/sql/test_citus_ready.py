@@ -64,6 +64,13 @@ def _function(body: str, *, header: str = "", language: str = "plpgsql") -> str:
     )
 
 
+def _planted_sql(body: str, rule: str, detail: str, name: str) -> Any:
+    """A planted SQL-language function and the finding it must produce."""
+    return pytest.param(
+        _function(body, language="sql"), Finding("memory.planted", rule, detail), id=name
+    )
+
+
 PLANTED = [
     pytest.param(
         "create policy planted on memory.summaries"
@@ -162,41 +169,33 @@ PLANTED = [
         Finding("memory.planted", "generic-plan"),
         id="generic-plan",
     ),
-    pytest.param(
-        _function(
-            "with gone as (delete from memory.rate_limits as r where r.tenant_id = planted.tenant"
-            " returning 1) select;",
-            language="sql",
-        ),
-        Finding("memory.planted", "sql-function", "data-modifying CTE"),
-        id="sql-function-modifying-cte",
+    _planted_sql(
+        "with gone as (delete from memory.rate_limits as r where r.tenant_id = planted.tenant"
+        " returning 1) select;",
+        "sql-function",
+        "data-modifying CTE",
+        "sql-function-modifying-cte",
     ),
-    pytest.param(
-        _function(
-            "select from memory.sessions as s join memory.messages as m"
-            " using (tenant_id, session_id) where s.tenant_id = planted.tenant;",
-            language="sql",
-        ),
-        Finding("memory.planted", "sql-function", "join of sessions, messages"),
-        id="sql-function-join",
+    _planted_sql(
+        "select from memory.sessions as s join memory.messages as m"
+        " using (tenant_id, session_id) where s.tenant_id = planted.tenant;",
+        "sql-function",
+        "join of sessions, messages",
+        "sql-function-join",
     ),
-    pytest.param(
-        _function(
-            "with moved as (update memory.jobs as j set status = 'queued'"
-            " where j.status = 'parked' returning 1) select count(*) from moved;",
-            language="sql",
-        ),
-        Finding("memory.planted", "modifying-cte", "jobs: across tenants"),
-        id="modifying-cte-across-tenants",
+    _planted_sql(
+        "with moved as (update memory.jobs as j set status = 'queued'"
+        " where j.status = 'parked' returning 1) select count(*) from moved;",
+        "modifying-cte",
+        "jobs: across tenants",
+        "modifying-cte-across-tenants",
     ),
-    pytest.param(
-        _function(
-            "with added as (insert into memory.jobs (tenant_id, session_id, kind)"
-            " values (planted.tenant, 's', 'embed') returning 1) select count(*) from added;",
-            language="sql",
-        ),
-        Finding("memory.planted", "modifying-cte", "jobs: INSERT"),
-        id="insert-cte",
+    _planted_sql(
+        "with added as (insert into memory.jobs (tenant_id, session_id, kind)"
+        " values (planted.tenant, 's', 'embed') returning 1) select count(*) from added;",
+        "modifying-cte",
+        "jobs: INSERT",
+        "insert-cte",
     ),
     pytest.param(
         _function("perform 1;"),
