@@ -320,7 +320,7 @@ def worker(
         typer.Option(
             min=0.1,
             help="Look for due jobs every this many seconds between NOTIFY wake-ups "
-            "(on Citus appends notify on the workers: poll more often, docs/scale-out.md).",
+            "(the fallback when a node cannot be listened to, docs/scale-out.md).",
         ),
     ] = 5.0,
 ) -> None:

@@ -19,8 +19,6 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-import psycopg
-
 from ..backends.postgres import PostgresBackend
 from ..client import Memory
 from ..context.embed import Embedder
@@ -30,6 +28,7 @@ from ..correlation import correlation
 from ..errors import PymemError
 from ..models import ClaimedJob, MaintenanceRun, NewSummary, StoredMessage, Summary
 from ..tier.cache import CachedBackend
+from .wakeups import listening
 
 log = logging.getLogger("pymem.worker")
 
@@ -112,18 +111,17 @@ class Worker:
     def run_forever(
         self, *, poll: timedelta = timedelta(seconds=5), stop: threading.Event | None = None
     ) -> None:
-        """Process jobs as they come: woken by NOTIFY pymem_jobs, polling as a fallback."""
+        """Process jobs as they come: woken by NOTIFY pymem_jobs (from every node of
+        a Citus cluster, see :mod:`pymem.ops.wakeups`), polling as a fallback."""
         stop = stop or threading.Event()
-        with psycopg.connect(self.backend.dsn, autocommit=True) as listener:
-            listener.execute("listen pymem_jobs")
+        with listening(self.backend.dsn) as wakeups:
             while not stop.is_set():
                 try:
                     self.drain()
                     self.maintain_if_due()
                 except PymemError as exc:  # e.g. the database restarting
                     log.warning("worker %s: %s", self.name, exc)
-                for _ in listener.notifies(timeout=poll.total_seconds(), stop_after=1):
-                    pass
+                wakeups.wait(poll.total_seconds())
 
     def maintain_if_due(self) -> MaintenanceRun | None:
         """Run maintenance when due (``maintain_every``) and no other instance runs it.
