@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from ..errors import CitusUnavailable
+from .routines import schema_routines
 
 SCHEMA: Final = "memory"
 
@@ -53,6 +54,9 @@ COORDINATOR_TABLES: Final = ("applied_sql", "task_runs")
 
 # The distribution column of every distributed table.
 DISTRIBUTION_COLUMN: Final = "tenant_id"
+
+# The table the others (and the tenant functions) are co-located with.
+COLOCATION_TABLE: Final = f"{SCHEMA}.{DISTRIBUTED_TABLES[0]}"
 
 # Functions sent to the worker that holds their tenant, with the argument
 # that names it. Every public function whose first argument is a required
@@ -163,12 +167,11 @@ def distribute_tables(conn: psycopg.Connection[Any]) -> list[str]:
         for (name,) in conn.execute("select logicalrelid::regclass::text from pg_dist_partition")
     }
     done = []
-    first = f"{SCHEMA}.{DISTRIBUTED_TABLES[0]}"
     for table in DISTRIBUTED_TABLES:
         name = f"{SCHEMA}.{table}"
         if name in placed:
             continue
-        colocate = "none" if name == first else first
+        colocate = "none" if name == COLOCATION_TABLE else COLOCATION_TABLE
         conn.execute(
             "select create_distributed_table(%s, %s, colocate_with => %s)",
             (name, DISTRIBUTION_COLUMN, colocate),
@@ -187,18 +190,7 @@ def distribute_functions(conn: psycopg.Connection[Any]) -> int:
     tenant functions to their tenant's worker; returns how many. Also lets
     the readers plan each call with its values (a generic plan cannot be
     placed on a shard). Run after every change of ``sql/``."""
-    rows = conn.execute(
-        """
-        select p.oid::regprocedure::text, p.proname
-          from pg_catalog.pg_proc as p
-         where p.pronamespace = %s::regnamespace
-           and p.prokind in ('f', 'p')
-           and not exists (select from pg_catalog.pg_depend as d
-                            where d.objid = p.oid and d.deptype = 'e')
-         order by p.proname, p.oid
-        """,
-        (SCHEMA,),
-    ).fetchall()
+    rows = schema_routines(conn)
     for signature, name in rows:
         if name in GENERIC_PLAN_FUNCTIONS:
             conn.execute(
@@ -210,7 +202,7 @@ def distribute_functions(conn: psycopg.Connection[Any]) -> int:
         else:
             conn.execute(
                 "select create_distributed_function(%s, %s, colocate_with => %s)",
-                (signature, argument, f"{SCHEMA}.{DISTRIBUTED_TABLES[0]}"),
+                (signature, argument, COLOCATION_TABLE),
             )
     return len(rows)
 

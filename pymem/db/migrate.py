@@ -37,6 +37,7 @@ from ..errors import InvalidArgument, MigrationLockTimeout, translate_errors
 from . import citus as citus_cluster
 from .conninfo import with_settings
 from .paths import migrations_dir, sql_files
+from .routines import schema_routines
 from .statements import split_sql
 
 
@@ -186,16 +187,7 @@ def drop_sql_objects(conn: psycopg.Connection[Any]) -> None:
     ).fetchall()
     for (view,) in views:
         conn.execute(sql.SQL("drop view if exists {} cascade").format(sql.SQL(view)))
-    rows = conn.execute(
-        """
-        select p.oid::regprocedure::text
-          from pg_catalog.pg_proc as p
-         where p.pronamespace = 'memory'::regnamespace
-           and not exists (select 1 from pg_catalog.pg_depend as d
-                            where d.objid = p.oid and d.deptype = 'e')
-        """
-    ).fetchall()
-    for (signature,) in rows:
+    for signature, _ in schema_routines(conn):
         conn.execute(sql.SQL("drop routine if exists {} cascade").format(sql.SQL(signature)))
     if conn.execute("select to_regclass('memory.applied_sql')").fetchone() != (None,):
         conn.execute("delete from memory.applied_sql")  # the next migrate applies every file

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 
 from ..db import citus
+from ..db.routines import schema_routines
 from .doctor import Check
 
 FIX = "run `pymem migrate --citus` on the coordinator (docs/scale-out.md)"
@@ -78,22 +79,21 @@ def _tables(conn: psycopg.Connection[Any]) -> list[Check]:
 
 
 def _functions(conn: psycopg.Connection[Any]) -> Check:
-    rows = conn.execute(
-        """
-        select p.proname, o.objid is not null, o.distribution_argument_index
-          from pg_catalog.pg_proc as p
-          left join pg_dist_object as o
-            on o.classid = 'pg_catalog.pg_proc'::regclass and o.objid = p.oid
-         where p.pronamespace = %s::regnamespace and p.prokind in ('f', 'p')
-        """,
-        (citus.SCHEMA,),
-    ).fetchall()
-    local = sorted({name for name, known, _ in rows if not known})
+    rows = schema_routines(conn)
+    placed = dict(
+        conn.execute(
+            "select objid::regprocedure::text, distribution_argument_index from pg_dist_object"
+            " where classid = 'pg_catalog.pg_proc'::regclass"
+        ).fetchall()
+    )
+    local = sorted({name for signature, name in rows if signature not in placed})
     undelegated = sorted(
         {
             name
-            for name, known, index in rows
-            if known and name in citus.DISTRIBUTED_FUNCTIONS and index is None
+            for signature, name in rows
+            if signature in placed
+            and name in citus.DISTRIBUTED_FUNCTIONS
+            and placed[signature] is None
         }
     )
     problems = []

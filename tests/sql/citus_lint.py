@@ -59,7 +59,7 @@ from pymem.db import citus
 
 Node = Any  # a parse tree node as JSON: dicts, lists and scalars
 
-VOLATILITY_RANK = {"i": 0, "s": 1, "v": 2}
+WRITES = ("InsertStmt", "UpdateStmt", "DeleteStmt")  # the statements that write a table
 
 
 @dataclass(frozen=True, order=True)
@@ -127,11 +127,7 @@ class Catalog:
     def tables(self, tree: Node) -> list[str]:
         """The distributed tables a statement names (CTE names excluded)."""
         found = []
-        written = [
-            stmt["relation"]
-            for kind in ("InsertStmt", "UpdateStmt", "DeleteStmt")
-            for stmt in nodes(tree, kind)
-        ]
+        written = [stmt["relation"] for kind in WRITES for stmt in nodes(tree, kind)]
         for var in [*nodes(tree, "RangeVar"), *written]:
             schema, name = var.get("schemaname"), var.get("relname")
             if schema == citus.SCHEMA and name in self.distributed:
@@ -276,14 +272,16 @@ def check_statement(
 ) -> list[tuple[str, str]]:
     """(rule, detail) for each refused construct in one parsed statement."""
     found: list[tuple[str, str]] = []
-    for kind in ("InsertStmt", "UpdateStmt", "DeleteStmt"):
+    for kind in WRITES:
         for stmt in nodes(tree, kind):
             table = _written(stmt)
             if table in catalog.distributed:
                 found += _check_write(catalog, kind, stmt, table, scope)
+    modifying_cte = False
     for cte in nodes(tree, "CommonTableExpr"):
         query = cte.get("ctequery", {})
-        kind = next((k for k in ("InsertStmt", "UpdateStmt", "DeleteStmt") if k in query), None)
+        kind = next((k for k in WRITES if k in query), None)
+        modifying_cte = modifying_cte or kind is not None
         if kind is None or _written(query[kind]) not in catalog.distributed:
             continue
         table = str(_written(query[kind]))
@@ -298,19 +296,11 @@ def check_statement(
     for select in nodes(tree, "SelectStmt"):
         if not select.get("lockingClause"):
             continue
-        locked = [
-            var["relname"]
-            for var in nodes(select.get("fromClause", []), "RangeVar")
-            if var.get("schemaname") == citus.SCHEMA and var.get("relname") in catalog.distributed
-        ]
+        locked = catalog.tables(select.get("fromClause", []))
         if locked and not _pins_tenant(select.get("whereClause") or {}, scope):
             found.append(("cross-tenant-lock", ", ".join(locked)))
     if generic:
         tables = catalog.tables(tree)
-        modifying_cte = any(
-            any(k in cte.get("ctequery", {}) for k in ("InsertStmt", "UpdateStmt", "DeleteStmt"))
-            for cte in nodes(tree, "CommonTableExpr")
-        )
         if tables and (len(tables) > 1 or modifying_cte):
             what = "data-modifying CTE" if modifying_cte else "join of " + ", ".join(tables)
             found.append(("sql-function", what))
