@@ -185,18 +185,45 @@ def distribute_tables(conn: psycopg.Connection[Any]) -> list[str]:
     return done
 
 
+def distributed_routines(conn: psycopg.Connection[Any]) -> dict[str, int | None]:
+    """The routines Citus propagates, by signature, with the index of the
+    argument each is distributed on (None: it runs where it is called)."""
+    rows = conn.execute(
+        "select objid::regprocedure::text, distribution_argument_index from pg_dist_object"
+        " where classid = 'pg_catalog.pg_proc'::regclass"
+    ).fetchall()
+    return {str(signature): index for signature, index in rows}
+
+
 def distribute_functions(conn: psycopg.Connection[Any]) -> int:
     """Propagate every function of the schema to the workers, and send the
-    tenant functions to their tenant's worker; returns how many. Also lets
-    the readers plan each call with its values (a generic plan cannot be
-    placed on a shard). Run after every change of ``sql/``."""
-    rows = schema_routines(conn)
-    for signature, name in rows:
-        if name in GENERIC_PLAN_FUNCTIONS:
+    tenant functions to their tenant's worker. Also lets the readers plan
+    each call with its values (a generic plan cannot be placed on a shard;
+    ``sql/`` sets it again when it re-creates them). Only what is not yet
+    so is changed; returns how many routines were."""
+    placed = distributed_routines(conn)
+    generic = {
+        str(signature)
+        for (signature,) in conn.execute(
+            "select p.oid::regprocedure::text from pg_catalog.pg_proc as p"
+            " where p.pronamespace = %s::regnamespace"
+            " and 'plan_cache_mode=force_generic_plan' = any (p.proconfig)",
+            (SCHEMA,),
+        )
+    }
+    changed = 0
+    for signature, name in schema_routines(conn):
+        argument = DISTRIBUTED_FUNCTIONS.get(name)
+        done = signature in placed and (placed[signature] is not None) == (argument is not None)
+        if done and signature not in generic:
+            continue
+        changed += 1
+        if signature in generic:
             conn.execute(
                 sql.SQL("alter function {} reset plan_cache_mode").format(sql.SQL(signature))
             )
-        argument = DISTRIBUTED_FUNCTIONS.get(name)
+        if done:
+            continue
         if argument is None:
             conn.execute("select create_distributed_function(%s)", (signature,))
         else:
@@ -204,7 +231,7 @@ def distribute_functions(conn: psycopg.Connection[Any]) -> int:
                 "select create_distributed_function(%s, %s, colocate_with => %s)",
                 (signature, argument, COLOCATION_TABLE),
             )
-    return len(rows)
+    return changed
 
 
 def allow_owner_on_workers(conn: psycopg.Connection[Any]) -> None:

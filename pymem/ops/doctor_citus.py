@@ -80,12 +80,7 @@ def _tables(conn: psycopg.Connection[Any]) -> list[Check]:
 
 def _functions(conn: psycopg.Connection[Any]) -> Check:
     rows = schema_routines(conn)
-    placed = dict(
-        conn.execute(
-            "select objid::regprocedure::text, distribution_argument_index from pg_dist_object"
-            " where classid = 'pg_catalog.pg_proc'::regclass"
-        ).fetchall()
-    )
+    placed = citus.distributed_routines(conn)
     local = sorted({name for signature, name in rows if signature not in placed})
     undelegated = sorted(
         {

@@ -19,7 +19,8 @@ from psycopg import sql
 
 from pymem import errors
 from pymem.db import citus
-from pymem.db.migrate import migrate
+from pymem.db.migrate import apply_sql, migrate
+from pymem.db.routines import schema_routines
 from pymem.ops.doctor_citus import citus_checks
 
 STAND_INS = """
@@ -127,6 +128,26 @@ def test_every_function_reaches_the_workers_and_tenant_ones_follow_their_tenant(
             "and 'plan_cache_mode=force_generic_plan' = any (proconfig)"
         ).fetchall()
         assert generic == []
+        # A second run changes nothing that is already in place.
+        conn.execute("delete from public.citus_calls")
+        assert citus.distribute_functions(conn) == 0
+        assert _calls(conn, "function") == []
+        # sql/ applied again sets the generic plans again, and the functions it
+        # drops and creates are new objects: only those are acted on.
+        generic_plans = (
+            "select count(*), count(distinct proname) from pg_proc"
+            " where pronamespace = 'memory'::regnamespace"
+            " and 'plan_cache_mode=force_generic_plan' = any (proconfig)"
+        )
+        apply_sql(conn, force=True)
+        row = conn.execute(generic_plans).fetchone()
+        assert row is not None and row[1] == len(citus.GENERIC_PLAN_FUNCTIONS)
+        placed = citus.distributed_routines(conn)
+        new = {signature for signature, _ in schema_routines(conn) if signature not in placed}
+        changed = citus.distribute_functions(conn)
+        assert {call[0] for call in _calls(conn, "function")} == new
+        assert row[0] <= changed <= row[0] + len(new)
+        assert conn.execute(generic_plans).fetchone() == (0, 0)
 
 
 def test_the_owner_may_log_in_and_the_settings_are_the_databases(dsn: str) -> None:
