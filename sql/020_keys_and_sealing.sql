@@ -35,12 +35,21 @@ as $fn$
 declare
     v_key text := nullif(current_setting(_master_key.setting, true), '');
 begin
+    -- No key in the connection's options: the node's key file, where `pymem
+    -- keys node-file` installed one (a Citus worker has no other), for
+    -- pymem's own functions only (they run as pymem_owner).
+    if v_key is null
+       and pg_catalog.to_regprocedure('memory._node_key(text)') is not null
+       and pg_catalog.has_function_privilege('memory._node_key(text)', 'execute') then
+        v_key := memory._node_key(_master_key.setting);
+    end if;
     if v_key is null then
         raise exception 'memory: no master key on this connection (%)', _master_key.setting
             using errcode = 'ME018',
                   hint = 'connect with the key in the startup options: pymem does it from '
                          'PYMEM_MASTER_KEY or a KeyProvider; with psql, '
-                         'PGOPTIONS=''-c pymem.master_key=<64 hex digits>''';
+                         'PGOPTIONS=''-c pymem.master_key=<64 hex digits>''; or let the server read it '
+                         'from a file on each node: pymem keys node-file';
     end if;
     if v_key !~ '^[0-9a-fA-F]{64}$' then
         raise exception 'memory: the master key in % is not 64 hexadecimal digits', _master_key.setting
@@ -52,7 +61,8 @@ $fn$;
 
 comment on function memory._master_key(text) is
 $$The master key of this connection (a setting, pymem.master_key by default),
-as 64 lowercase hex digits. Errors: ME018 when it is missing or malformed.$$;
+else of this node's key file (memory._node_key, when installed), as 64
+lowercase hex digits. Errors: ME018 when it is missing or malformed.$$;
 
 -------------------------------------------------------------------------------
 -- _key_fingerprint: names a master key without revealing it.

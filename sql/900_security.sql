@@ -137,7 +137,10 @@ begin
                             where d.objid = p.oid and d.deptype = 'e')
     loop
         -- Signatures come from the catalog (regprocedure text is quoted).
-        execute format('alter routine %s owner to pymem_owner', v_fn.signature);
+        -- memory._node_key keeps its owner: the role that may read the key file.
+        if v_fn.name <> '_node_key' then
+            execute format('alter routine %s owner to pymem_owner', v_fn.signature);
+        end if;
         execute format('revoke all on routine %s from public', v_fn.signature);
         execute format('grant execute on routine %s to pymem_owner', v_fn.signature);
         if v_fn.name = any (v_app) then

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import Settings
-from ..errors import PymemError
+from ..errors import KeyUnavailable, PymemError
 
 app = typer.Typer(
     help="pymem: conversational memory for LLM applications, in PostgreSQL.",
@@ -504,11 +504,23 @@ BatchOption = Annotated[
 
 
 def _keyed_connection(dsn: str | None, *, previous: bool = False) -> psycopg.Connection[Any]:
+    """A connection with the master key of $PYMEM_MASTER_KEY; without that
+    variable, a plain one where the server reads its key file (keys node-file)."""
     from ..security.keys import EnvKeyProvider, with_master_key
+    from ..security.node_key import node_key_installed
 
     try:
         url = with_master_key(_dsn(dsn), EnvKeyProvider(), previous=previous)
         return psycopg.connect(url, autocommit=True)
+    except KeyUnavailable as exc:
+        if os.environ.get("PYMEM_MASTER_KEY"):
+            _fail(exc)
+        plain = psycopg.connect(_dsn(dsn), autocommit=True)
+        if node_key_installed(plain):
+            return plain
+        plain.close()
+        _fail(exc)
+        raise  # unreachable: _fail exits
     except PymemError as exc:
         _fail(exc)
         raise  # unreachable: _fail exits
@@ -535,6 +547,28 @@ def keys_generate() -> None:
     from ..security.keys import generate_master_key
 
     print(generate_master_key())
+
+
+@keys_app.command("node-file")
+def keys_node_file(
+    path: Annotated[str, typer.Argument(help="Absolute path of the key file on every node.")],
+    dsn: DsnOption = None,
+) -> None:
+    """Let the server read the master key from a file on each node (needed on
+    Citus workers); run as a superuser. Clients may then connect without it."""
+    from ..security.node_key import install_node_key
+
+    with psycopg.connect(_dsn(dsn), autocommit=True) as conn:
+        try:
+            found = install_node_key(conn, path)
+        except PymemError as exc:
+            _fail(exc)
+            return
+    console.print(f"master key {found.fingerprint} read from {found.path}")
+    if found.previous_fingerprint:
+        console.print(f"previous master key {found.previous_fingerprint} read from {path}.previous")
+    for node, fingerprint in sorted(found.workers.items()):
+        console.print(f"  {node}: {fingerprint}")
 
 
 @keys_app.command("configure")

@@ -13,6 +13,7 @@ from ..config import Settings
 from ..db.citus import citus_version
 from ..db.migrate import pending_migrations
 from ..errors import first_line
+from ..security.node_key import node_key_installed
 
 API_FUNCTIONS = (
     "append",
@@ -257,12 +258,18 @@ def _security_checks(conn: psycopg.Connection[Any]) -> list[Check]:
     ).fetchone()
     if encrypting == (True,):
         has_key = Settings.from_env().master_key_set
+        node_key = node_key_installed(conn)
         out.append(
             Check(
                 "master key",
-                has_key,
-                "PYMEM_MASTER_KEY set" if has_key else "tenants encrypt, PYMEM_MASTER_KEY unset",
-                "set PYMEM_MASTER_KEY (or pass keys= to Memory.connect) where pymem runs",
+                has_key or node_key,
+                "PYMEM_MASTER_KEY set"
+                if has_key
+                else "read by the server from its key file"
+                if node_key
+                else "tenants encrypt, PYMEM_MASTER_KEY unset",
+                "set PYMEM_MASTER_KEY (or pass keys= to Memory.connect) where pymem runs,"
+                " or install a key file on every node: pymem keys node-file",
             )
         )
     return out
