@@ -8,7 +8,14 @@ turns, the rest filled by rank) is computed in the same run as the baseline.
 
 Usage:
   python benchmarks/locomo.py [DATA_DIR] [--budgets 1000 2000 4000]
-                              [--strategies recent summary hybrid] [--dsn DSN]
+                              [--strategies recent summary hybrid] [--dsn DSN] [--cv]
+
+--cv judges the hybrid window's tunable shares (summary_share, recent_share)
+by leave-one-conversation-out cross-validation: for each conversation, the
+shares are chosen on the other conversations (best mean recall over the five
+categories) and scored on the held-out one; the pooled held-out recall is
+printed beside the defaults' recall on the same conversations. A setting
+that only looks better on the conversations it was chosen on shows no gain.
 
 DATA_DIR holds NN.json files in the LoCoMo format (default: ../shared/data/locomo).
 Without --dsn a private PostgreSQL is started and removed afterwards.
@@ -157,6 +164,132 @@ def summarize_all(mem: Memory) -> int:
     return Worker(mem, name="locomo").drain()
 
 
+# -- leave-one-conversation-out cross-validation of the hybrid shares ----------------
+
+# (summary_share, recent_share); (None, None) is memory.context's default.
+SHARE_GRID: list[tuple[float | None, float | None]] = [
+    (None, None),
+    *[(s, r) for s in (0.0, 0.05, 0.2) for r in (0.05, 0.1, 0.2)],
+    (0.1, 0.05),
+    (0.1, 0.2),
+]
+
+Hits = dict[str, dict[int, dict[tuple[float | None, float | None], Counter[int]]]]
+
+
+def _grid_hits(
+    mem: Memory, convs: list[Conversation], maps: dict[str, dict[int, str]], budgets: list[int]
+) -> tuple[Hits, dict[str, Counter[int]]]:
+    """Evidence turns found per conversation, budget and share setting, by category."""
+    hits: Hits = {}
+    totals: dict[str, Counter[int]] = {}
+    for conv in convs:
+        chat = mem.session(f"locomo-{conv.name}", tenant="locomo")
+        seq_to_dia = maps[conv.name]
+        per_budget: dict[int, dict[tuple[float | None, float | None], Counter[int]]] = {
+            b: defaultdict(Counter) for b in budgets
+        }
+        total: Counter[int] = Counter()
+        for question, category, evidence in conv.questions:
+            wanted = set(evidence)
+            total[category] += len(wanted)
+            for budget in budgets:
+                for shares in SHARE_GRID:
+                    window = chat.context(
+                        budget=budget,
+                        query=question,
+                        strategy="hybrid",
+                        summary_share=shares[0],
+                        recent_share=shares[1],
+                    )
+                    got = {seq_to_dia[i.seq] for i in window if i.part != "summary"}
+                    per_budget[budget][shares][category] += len(wanted & got)
+        hits[conv.name] = per_budget
+        totals[conv.name] = total
+    return hits, totals
+
+
+def _macro(found: Counter[int], total: Counter[int]) -> float:
+    """Mean recall over the categories (each category counts the same)."""
+    cats = [c for c in CATEGORIES if total[c]]
+    return sum(found[c] / total[c] for c in cats) / len(cats)
+
+
+def _pooled_macro(
+    hits: Hits,
+    totals: dict[str, Counter[int]],
+    names: list[str],
+    budget: int,
+    shares: tuple[float | None, float | None],
+) -> float:
+    found: Counter[int] = Counter()
+    total: Counter[int] = Counter()
+    for name in names:
+        found.update(hits[name][budget][shares])
+        total.update(totals[name])
+    return _macro(found, total)
+
+
+def cross_validate(
+    mem: Memory, convs: list[Conversation], maps: dict[str, dict[int, str]], budgets: list[int]
+) -> dict[str, Any]:
+    hits, totals = _grid_hits(mem, convs, maps, budgets)
+    names = [c.name for c in convs]
+    out: dict[str, Any] = {}
+    print(
+        "\nleave-one-conversation-out: shares chosen on the other conversations, "
+        "scored on the held-out one"
+    )
+    print(
+        f"{'budget':>7}  {'setting':<9}{'overall':>9}"
+        + "".join(f"{CATEGORIES[c]:>13}" for c in sorted(CATEGORIES))
+        + "   macro"
+    )
+    for budget in budgets:
+        pooled: dict[str, Counter[int]] = {"default": Counter(), "cv": Counter()}
+        total: Counter[int] = Counter()
+        chosen = {}
+        for held in names:
+            train = [n for n in names if n != held]
+
+            best = max(
+                SHARE_GRID,
+                key=lambda shares: (
+                    _pooled_macro(hits, totals, train, budget, shares),
+                    shares == (None, None),  # a tie keeps the default
+                ),
+            )
+            chosen[held] = best
+            pooled["cv"].update(hits[held][budget][best])
+            pooled["default"].update(hits[held][budget][(None, None)])
+            total.update(totals[held])
+        row_out = {}
+        for label in ("default", "cv"):
+            found = pooled[label]
+            overall = sum(found[c] for c in CATEGORIES) / sum(total[c] for c in CATEGORIES)
+            row = {c: found[c] / total[c] for c in CATEGORIES if total[c]}
+            row_out[label] = {
+                "overall": overall,
+                "macro": _macro(found, total),
+                **{CATEGORIES[c]: v for c, v in row.items()},
+            }
+            print(
+                f"{budget:>7}  {label:<9}{overall:>9.3f}"
+                + "".join(f"{row.get(c, 0):>13.3f}" for c in sorted(CATEGORIES))
+                + f"   {_macro(found, total):.3f}"
+            )
+        print(
+            "         chosen: "
+            + ", ".join(
+                f"{n} {'default' if s == (None, None) else f'{s[0]}/{s[1]}'}"
+                for n, s in chosen.items()
+            )
+        )
+        row_out["chosen"] = {n: list(s) for n, s in chosen.items()}
+        out[str(budget)] = row_out
+    return out
+
+
 def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
     convs = load(args.data)
     counter = TiktokenCounter("o200k_base")
@@ -217,6 +350,9 @@ def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
                 f"{strategy:<15}{budget:>7}{row[0]:>9.3f}"
                 + "".join(f"{row.get(c, 0):>13.3f}" for c in sorted(CATEGORIES))
             )
+    if args.cv:
+        with Memory.connect(dsn, counter="o200k_base", max_size=2) as mem:
+            results["cross_validation"] = cross_validate(mem, convs, maps, args.budgets)
     for strategy, values in latencies.items():
         values.sort()
         p50 = values[len(values) // 2] * 1000
@@ -236,6 +372,9 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[1000, 2000, 4000])
     parser.add_argument("--strategies", nargs="+", default=["recent", "summary", "hybrid"])
     parser.add_argument("--dsn", help="use this database instead of a private one")
+    parser.add_argument(
+        "--cv", action="store_true", help="cross-validate the hybrid shares (see above)"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/locomo.json")
     args = parser.parse_args()
     if not args.data.is_dir():
