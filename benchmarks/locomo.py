@@ -9,6 +9,7 @@ turns, the rest filled by rank) is computed in the same run as the baseline.
 Usage:
   python benchmarks/locomo.py [DATA_DIR] [--budgets 1000 2000 4000]
                               [--strategies recent summary hybrid] [--dsn DSN] [--cv]
+                              [--embedder MODEL]
 
 --cv judges the hybrid window's tunable shares (summary_share, recent_share)
 by leave-one-conversation-out cross-validation: for each conversation, the
@@ -16,6 +17,11 @@ shares are chosen on the other conversations (best mean recall over the five
 categories) and scored on the held-out one; the pooled held-out recall is
 printed beside the defaults' recall on the same conversations. A setting
 that only looks better on the conversations it was chosen on shows no gain.
+
+--embedder MODEL embeds every turn and question with a sentence-transformers
+model (a name or a folder, loaded offline), so that the hybrid window fuses
+BM25 with pgvector's cosine ranking; the private database is migrated with
+the model's dimension. Without it no embedding model is used.
 
 DATA_DIR holds NN.json files in the LoCoMo format (default: ../shared/data/locomo).
 Without --dsn a private PostgreSQL is started and removed afterwards.
@@ -42,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from pymem import Memory, NewMessage  # noqa: E402
 from pymem.context.tokens import TiktokenCounter  # noqa: E402
 from pymem.db.embedded import EmbeddedPostgres  # noqa: E402
+from pymem.db.migrate import migrate  # noqa: E402
 
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 
@@ -60,6 +67,38 @@ class Conversation:
     name: str
     turns: list[Turn] = field(default_factory=list)
     questions: list[tuple[str, int, list[str]]] = field(default_factory=list)
+
+
+class Vectors:
+    """Embeddings of turns and questions by a sentence-transformers model, or none."""
+
+    def __init__(self, model: str | None) -> None:
+        self.model = model
+        self._by_text: dict[str, list[float]] = {}
+        self._encoder: Any = None
+        if model:
+            from sentence_transformers import SentenceTransformer
+
+            self._encoder = SentenceTransformer(model, device="cpu")
+
+    @property
+    def dimension(self) -> int | None:
+        if self._encoder is None:
+            return None
+        return int(self._encoder.get_sentence_embedding_dimension())
+
+    def prepare(self, texts: list[str]) -> float:
+        """Embed ``texts`` once (normalised); returns the seconds it took."""
+        if self._encoder is None:
+            return 0.0
+        t0 = time.perf_counter()
+        todo = sorted(set(texts) - self._by_text.keys())
+        vectors = self._encoder.encode(todo, batch_size=64, normalize_embeddings=True)
+        self._by_text.update(zip(todo, (v.tolist() for v in vectors), strict=True))
+        return time.perf_counter() - t0
+
+    def get(self, text: str) -> list[float] | None:
+        return self._by_text.get(text) if self._encoder is not None else None
 
 
 def load(data_dir: Path) -> list[Conversation]:
@@ -138,11 +177,15 @@ def bm25_context(conv: Conversation, question: str, budget: int) -> set[str]:
 # -- pymem ------------------------------------------------------------------------
 
 
-def ingest(mem: Memory, conv: Conversation) -> dict[int, str]:
+def ingest(mem: Memory, conv: Conversation, vectors: Vectors) -> dict[int, str]:
     session = mem.session(f"locomo-{conv.name}", tenant="locomo")
     batch = [
         NewMessage(
-            t.role, t.content, tokens=t.tokens, metadata={"dia_id": t.dia_id, "date": t.date}
+            t.role,
+            t.content,
+            tokens=t.tokens,
+            metadata={"dia_id": t.dia_id, "date": t.date},
+            embedding=vectors.get(t.content),
         )
         for t in conv.turns
     ]
@@ -178,7 +221,11 @@ Hits = dict[str, dict[int, dict[tuple[float | None, float | None], Counter[int]]
 
 
 def _grid_hits(
-    mem: Memory, convs: list[Conversation], maps: dict[str, dict[int, str]], budgets: list[int]
+    mem: Memory,
+    convs: list[Conversation],
+    maps: dict[str, dict[int, str]],
+    budgets: list[int],
+    vectors: Vectors,
 ) -> tuple[Hits, dict[str, Counter[int]]]:
     """Evidence turns found per conversation, budget and share setting, by category."""
     hits: Hits = {}
@@ -198,6 +245,7 @@ def _grid_hits(
                     window = chat.context(
                         budget=budget,
                         query=question,
+                        query_embedding=vectors.get(question),
                         strategy="hybrid",
                         summary_share=shares[0],
                         recent_share=shares[1],
@@ -231,9 +279,13 @@ def _pooled_macro(
 
 
 def cross_validate(
-    mem: Memory, convs: list[Conversation], maps: dict[str, dict[int, str]], budgets: list[int]
+    mem: Memory,
+    convs: list[Conversation],
+    maps: dict[str, dict[int, str]],
+    budgets: list[int],
+    vectors: Vectors,
 ) -> dict[str, Any]:
-    hits, totals = _grid_hits(mem, convs, maps, budgets)
+    hits, totals = _grid_hits(mem, convs, maps, budgets, vectors)
     names = [c.name for c in convs]
     out: dict[str, Any] = {}
     print(
@@ -290,7 +342,7 @@ def cross_validate(
     return out
 
 
-def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
+def evaluate(args: argparse.Namespace, dsn: str, vectors: Vectors) -> dict[str, Any]:
     convs = load(args.data)
     counter = TiktokenCounter("o200k_base")
     for conv in convs:
@@ -301,12 +353,18 @@ def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
         f"{len(convs)} conversations, {sum(len(c.turns) for c in convs)} turns, "
         f"{n_q} questions with evidence"
     )
+    if vectors.model:
+        took = vectors.prepare(
+            [t.content for c in convs for t in c.turns]
+            + [q for c in convs for q, _, _ in c.questions]
+        )
+        print(f"embeddings: {vectors.model} ({vectors.dimension} dimensions) in {took:.1f}s")
 
     found: dict[tuple[str, int], Counter[int]] = defaultdict(Counter)
     total: Counter[int] = Counter()
     latencies: dict[str, list[float]] = defaultdict(list)
     with Memory.connect(dsn, counter="o200k_base", max_size=2) as mem:
-        maps = {c.name: ingest(mem, c) for c in convs}
+        maps = {c.name: ingest(mem, c, vectors) for c in convs}
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("vacuum analyze memory.messages")  # as autovacuum would
         t0 = time.perf_counter()
@@ -321,7 +379,12 @@ def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
                     total_key = budget
                     for strategy in args.strategies:
                         t1 = time.perf_counter()
-                        window = chat.context(budget=budget, query=question, strategy=strategy)
+                        window = chat.context(
+                            budget=budget,
+                            query=question,
+                            query_embedding=vectors.get(question),
+                            strategy=strategy,
+                        )
                         latencies[strategy].append(time.perf_counter() - t1)
                         got = {seq_to_dia[i.seq] for i in window if i.part != "summary"}
                         hits = len(wanted & got)
@@ -352,7 +415,7 @@ def evaluate(args: argparse.Namespace, dsn: str) -> dict[str, Any]:
             )
     if args.cv:
         with Memory.connect(dsn, counter="o200k_base", max_size=2) as mem:
-            results["cross_validation"] = cross_validate(mem, convs, maps, args.budgets)
+            results["cross_validation"] = cross_validate(mem, convs, maps, args.budgets, vectors)
     for strategy, values in latencies.items():
         values.sort()
         p50 = values[len(values) // 2] * 1000
@@ -375,15 +438,21 @@ def main() -> None:
     parser.add_argument(
         "--cv", action="store_true", help="cross-validate the hybrid shares (see above)"
     )
+    parser.add_argument(
+        "--embedder", metavar="MODEL", help="a sentence-transformers model for embeddings"
+    )
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/locomo.json")
     args = parser.parse_args()
     if not args.data.is_dir():
         parser.error(f"no data folder {args.data}")
+    vectors = Vectors(args.embedder)
     if args.dsn:
-        results = evaluate(args, args.dsn)
+        results = evaluate(args, args.dsn, vectors)
     else:
-        with EmbeddedPostgres.temporary("pymem-locomo-") as server:
-            results = evaluate(args, server.dsn())
+        with EmbeddedPostgres.temporary("pymem-locomo-", migrated=False) as server:
+            migrate(server.dsn(), embedding_dim=vectors.dimension)
+            results = evaluate(args, server.dsn(), vectors)
+    results["embedder"] = vectors.model
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
 

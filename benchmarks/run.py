@@ -51,9 +51,11 @@ sys.path.insert(0, str(ROOT))
 
 from pymem import Memory, NewMessage  # noqa: E402
 from pymem.backends.postgres import PostgresBackend  # noqa: E402
+from pymem.backends.vectors import vector_param  # noqa: E402
 from pymem.context.tokens import TiktokenCounter  # noqa: E402
 from pymem.db.embedded import EmbeddedPostgres, find_pg_bin  # noqa: E402
 from pymem.models import ContextRequest  # noqa: E402
+from pymem.validation import vector_literal  # noqa: E402
 
 TEXT = "Could you check on my order? It was supposed to arrive yesterday."
 RAW_TABLE = """
@@ -120,6 +122,17 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
     direct = summary(
         timed(lambda i: backend.append("t", "bench-direct", NewMessage("user", TEXT, tokens=14)), n)
     )
+    vector = [random.Random(7).uniform(-1, 1) for _ in range(1536)]
+    embedded = summary(
+        timed(
+            lambda i: backend.append(
+                "t", "bench-vector", NewMessage("user", TEXT, tokens=14, embedding=vector)
+            ),
+            n // 2,
+        )
+    )
+    as_text = summary(timed(lambda i: vector_literal(vector), n // 2))
+    as_binary = summary(timed(lambda i: vector_param(vector), n // 2))
     backend.close()
     with Memory.connect(dsn, max_size=1) as mem:
         chat = mem.session("bench-client", tenant="t")
@@ -130,6 +143,11 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
     print(line("pymem backend.append (tokens given)", direct, raw))
     print(line("pymem Session.append (tiktoken + append)", client, raw))
     print(line("pymem Session.append with idempotency key", keyed, raw))
+    print(line("pymem backend.append, 1,536-float embedding", embedded, raw))
+    print(
+        f"  encoding that embedding in the client: binary {as_binary['p50_ms'] * 1000:.0f} us "
+        f"(as sent), text {as_text['p50_ms'] * 1000:.0f} us (batches)"
+    )
     if lc:
         print(line("langchain-postgres add_messages (1 message)", lc, raw))
     return {
@@ -137,6 +155,9 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         "pymem_backend": direct,
         "pymem_session": client,
         "pymem_session_idempotent": keyed,
+        "pymem_backend_embedding_1536": embedded,
+        "embedding_encode_binary": as_binary,
+        "embedding_encode_text": as_text,
         "langchain_postgres": lc,
     }
 

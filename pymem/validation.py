@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -135,13 +136,17 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str:
     return text
 
 
+def not_finite_embedding() -> InvalidArgument:
+    return InvalidArgument(
+        "memory: embedding must be a non-empty list of finite numbers",
+        hint="pass the vector your embedding model returned",
+    )
+
+
 def _finite_vector(embedding: Sequence[float]) -> list[float]:
     values = [float(x) for x in embedding]
     if not values or any(not math.isfinite(x) for x in values):
-        raise InvalidArgument(
-            "memory: embedding must be a non-empty list of finite numbers",
-            hint="pass the vector your embedding model returned",
-        )
+        raise not_finite_embedding()
     return values
 
 
@@ -158,10 +163,22 @@ def check_embedding(embedding: Sequence[float] | None, dim: int) -> list[float] 
 
 
 def vector_literal(embedding: Sequence[float] | None) -> str | None:
-    """pgvector's text form of an embedding (sent as text, cast by the server)."""
+    """pgvector's text form of an embedding, for batches sent as ``text[]``
+    (one embedding goes in binary: :func:`pymem.backends.vectors.vector_param`).
+
+    Each value is rounded to float4 first, as pgvector stores it, and then
+    written with nine significant digits, which give that float4 back
+    exactly; one format call for the whole vector is about three times
+    faster than a ``repr`` per float."""
     if embedding is None:
         return None
-    return "[" + ",".join(repr(x) for x in _finite_vector(embedding)) + "]"
+    values = _finite_vector(embedding)
+    n = len(values)
+    try:
+        stored = struct.unpack(f"={n}f", struct.pack(f"={n}f", *values))
+    except (OverflowError, struct.error):
+        raise not_finite_embedding() from None
+    return "[" + ",".join(["%.9g"] * n) % stored + "]"
 
 
 def check_budget(budget: object) -> int:

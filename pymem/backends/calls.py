@@ -22,6 +22,7 @@ from ..models import (
     TenantSettings,
 )
 from ..validation import check_text, metadata_json, parts_json, vector_literal
+from .vectors import vector_param
 
 
 def _opt_text(name: str, value: str | None) -> str | None:
@@ -36,8 +37,9 @@ def session_params(tenant: str, session: str) -> dict[str, Any]:
     return {"tenant": _ident("tenant", tenant), "session": _ident("session", session)}
 
 
-def message_params(message: NewMessage) -> dict[str, Any]:
-    """One ``memory.message_input``'s fields, checked and encoded for the server."""
+def message_params(message: NewMessage, *, batch: bool = False) -> dict[str, Any]:
+    """One ``memory.message_input``'s fields, checked and encoded for the server
+    (the embedding as text in a ``batch``, which travels as ``text[]``)."""
     parts = message.parts_json()
     return {
         "role": _ident("role", message.role),
@@ -45,7 +47,7 @@ def message_params(message: NewMessage) -> dict[str, Any]:
         "content": None if parts is not None else _ident("content", message.content),
         "tokens": message.tokens,
         "metadata": metadata_json(message.metadata),
-        "embedding": vector_literal(message.embedding),
+        "embedding": (vector_literal if batch else vector_param)(message.embedding),
         "idempotency_key": _opt_text("idempotency_key", message.idempotency_key),
         "parts": None if parts is None else parts_json(parts),
         "name": _opt_text("name", message.name),
@@ -78,7 +80,7 @@ def append_many_params(
     call_keys: Sequence[str | None] | None = None,
 ) -> dict[str, Any]:
     """The batch as one array per field (unnested into message_input rows by SQL)."""
-    rows = [message_params(m) for m in messages]
+    rows = [message_params(m, batch=True) for m in messages]
     return {
         **session_params(tenant, session),
         **{column: [r[field] for r in rows] for field, column in _BATCH_COLUMNS.items()},
@@ -107,7 +109,7 @@ def context_params(tenant: str, session: str, request: ContextRequest) -> dict[s
         **session_params(tenant, session),
         "budget": request.budget,
         "query": _opt_text("query", request.query),
-        "query_embedding": vector_literal(request.query_embedding),
+        "query_embedding": vector_param(request.query_embedding),
         "strategy": _ident("strategy", request.strategy),
         "message_overhead": request.message_overhead,
         "summary_share": request.summary_share,
@@ -120,7 +122,7 @@ def recall_params(tenant: str, session: str, request: RecallRequest) -> dict[str
     return {
         **session_params(tenant, session),
         "query": _ident("query", request.query),
-        "query_embedding": vector_literal(request.query_embedding),
+        "query_embedding": vector_param(request.query_embedding),
         "before_seq": request.before_seq,
         "max_rows": request.max_rows,
     }

@@ -52,7 +52,11 @@ def test_metadata_json() -> None:
 
 
 def test_vector_literal() -> None:
-    assert vector_literal([1, 2.5]) == "[1.0,2.5]"
+    assert vector_literal([1, 2.5]) == "[1,2.5]"
+    # Rounded to float4 as pgvector stores it, then written exactly.
+    assert vector_literal([0.1]) == "[0.100000001]"
+    with pytest.raises(errors.InvalidArgument):
+        vector_literal([1e39])
     assert vector_literal(None) is None
     with pytest.raises(errors.InvalidArgument):
         vector_literal([])
