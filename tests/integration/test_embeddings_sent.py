@@ -1,5 +1,6 @@
 """Embeddings reach PostgreSQL intact: one message's and a query's in binary,
-a batch's as text, through the sync and the async backend."""
+append_many's and set_embeddings' as text, through the sync and the async
+backend."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def _stored(dsn: str) -> dict[int, list[float]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "select seq, embedding::real[] from memory.messages "
-            "where tenant_id = %s and session_id = %s",
+            "where tenant_id = %s and session_id = %s and embedding is not null",
             (T, S),
         ).fetchall()
     return {seq: _as_float4(values) for seq, values in rows}
@@ -70,5 +71,29 @@ async def test_async_single_append_and_query(dsn: str) -> None:
         assert _stored(dsn) == {1: _as_float4(one), 2: _as_float4(other)}
         found = await backend.recall(T, S, RecallRequest("", query_embedding=other, max_rows=2))
         assert [f.seq for f in found] == [2, 1]
+        assert await backend.set_embeddings(T, S, [1], [other]) == 1
+        assert _stored(dsn) == {1: _as_float4(other), 2: _as_float4(other)}
     finally:
         await backend.close()
+
+
+def test_set_embeddings_stores_each_vector_or_none(dsn: str) -> None:
+    backend = PostgresBackend(dsn, max_size=2).open()
+    try:
+        for i in range(3):
+            backend.append(T, S, NewMessage("user", f"turn {i}", tokens=1))
+        vectors = _vectors(2, seed=3)
+        assert backend.set_embeddings(T, S, [3, 1], vectors) == 2
+        assert _stored(dsn) == {3: _as_float4(vectors[0]), 1: _as_float4(vectors[1])}
+        assert backend.set_embeddings(T, S, [], []) == 0
+        with pytest.raises(errors.EmbeddingDimensionMismatch):
+            backend.set_embeddings(T, S, [1, 2], [vectors[0], [0.5] * 3])
+        with pytest.raises(errors.EmbeddingDimensionMismatch):
+            backend.set_embeddings(T, S, [2], [[0.5] * 3])  # the server's ME007
+        with pytest.raises(errors.InvalidArgument, match="finite"):
+            backend.set_embeddings(T, S, [2], [[float("inf")] + [0.5] * 1535])
+        with pytest.raises(errors.InvalidArgument, match="same length"):
+            backend.set_embeddings(T, S, [1, 2, 3], vectors)
+        assert set(_stored(dsn)) == {1, 3}  # nothing half-written
+    finally:
+        backend.close()
