@@ -51,11 +51,6 @@ def pg_server() -> Iterator[EmbeddedPostgres]:
         settings={
             "max_connections": "200",
             "log_min_messages": "warning",
-            # Commits still write their WAL before returning (synchronous_commit
-            # stays on), so a killed server keeps every acknowledged write; only
-            # the flush to disk, which no test here can observe, is skipped.
-            # The restart and crash tests run private clusters with fsync on.
-            "fsync": "off",
             # The encryption tests scan its statistics for key material;
             # pg_cron schedules maintenance (tests/sql/test_cron.py).
             "shared_preload_libraries": "'pg_stat_statements,pg_cron'",
