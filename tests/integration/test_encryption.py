@@ -251,8 +251,10 @@ def test_wrong_missing_or_altered_keys_are_typed_errors(dsn: str) -> None:
         assert "wrapped by master key" in str(mismatch.value)
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(
-            "update memory.messages set sealed = overlay(sealed placing '\\xff'::bytea "
-            "from octet_length(sealed) - 4) where tenant_id = 'sec'"
+            # Flip every bit of one byte (setting it to a fixed value would
+            # change nothing when the ciphertext already held that value).
+            "update memory.messages set sealed = set_byte(sealed, octet_length(sealed) - 5, "
+            "255 - get_byte(sealed, octet_length(sealed) - 5)) where tenant_id = 'sec'"
         )
         with pytest.raises(DecryptionFailed), Memory.connect(dsn, keys=StaticKeys(MASTER)) as mem:
             mem.session("s1", tenant="sec").messages()
