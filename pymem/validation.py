@@ -136,7 +136,7 @@ def metadata_json(metadata: Mapping[str, Any] | None) -> str:
     return text
 
 
-def not_finite_embedding() -> InvalidArgument:
+def _not_finite_embedding() -> InvalidArgument:
     return InvalidArgument(
         "memory: embedding must be a non-empty list of finite numbers",
         hint="pass the vector your embedding model returned",
@@ -146,7 +146,7 @@ def not_finite_embedding() -> InvalidArgument:
 def _finite_vector(embedding: Sequence[float]) -> list[float]:
     values = [float(x) for x in embedding]
     if not values or any(not math.isfinite(x) for x in values):
-        raise not_finite_embedding()
+        raise _not_finite_embedding()
     return values
 
 
@@ -162,6 +162,20 @@ def check_embedding(embedding: Sequence[float] | None, dim: int) -> list[float] 
     return values
 
 
+def float4_bytes(embedding: Sequence[float]) -> bytes:
+    """An embedding's values as big-endian float4s, as pgvector stores them.
+    An empty vector, NaN, infinities and values beyond float4's range raise."""
+    n = len(embedding)
+    try:
+        # A sum is finite only when every term is: one pass finds NaN and
+        # infinities; values beyond float4's range fail to pack.
+        if n == 0 or not math.isfinite(math.fsum(embedding)):
+            raise ValueError
+        return struct.pack(f">{n}f", *embedding)
+    except (TypeError, ValueError, OverflowError, struct.error):
+        raise _not_finite_embedding() from None
+
+
 def vector_literal(embedding: Sequence[float] | None) -> str | None:
     """pgvector's text form of an embedding, for batches sent as ``text[]``
     (one embedding goes in binary: :func:`pymem.backends.vectors.vector_param`).
@@ -172,13 +186,9 @@ def vector_literal(embedding: Sequence[float] | None) -> str | None:
     faster than a ``repr`` per float."""
     if embedding is None:
         return None
-    values = _finite_vector(embedding)
-    n = len(values)
-    try:
-        stored = struct.unpack(f"={n}f", struct.pack(f"={n}f", *values))
-    except (OverflowError, struct.error):
-        raise not_finite_embedding() from None
-    return "[" + ",".join(["%.9g"] * n) % stored + "]"
+    values = [float(x) for x in embedding]
+    stored = struct.unpack(f">{len(values)}f", float4_bytes(values))
+    return "[" + ",".join(["%.9g"] * len(values)) % stored + "]"
 
 
 def check_budget(budget: object) -> int:
