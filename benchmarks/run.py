@@ -204,24 +204,32 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
         recent = summary(
             timed(lambda i, s=session: backend.context("t", s, ContextRequest(budget=2000)), n)
         )
-        hybrid = _hybrid(backend, session, synthetic_queries(200, seed=size), n // 2)
+        queries = synthetic_queries(200, seed=size)
+        # Without a worker, a session over 1,000 turns has no term statistics.
+        uncounted = _hybrid(backend, session, queries, n // 2) if size > 1000 else None
+        _count_terms(backend, session)
+        hybrid = _hybrid(backend, session, queries, n // 2)
         lc = langchain_read(dsn, size, max(5, n // 50))
         print(f"  session of {size:,} messages")
         print(line("  raw last-50 read (prepared SELECT)", last50))
         print(line("  pymem context(recent, 2000)", recent, last50))
         print(line("  pymem context(hybrid, 2000, query)", hybrid, last50))
+        if uncounted:
+            print(line("  the same without term statistics (no worker)", uncounted, last50))
         if lc:
             print(line("  langchain-postgres get_messages (whole session)", lc, last50))
         results[str(size)] = {
             "raw_last50": last50,
             "pymem_recent_2000": recent,
             "pymem_hybrid_2000": hybrid,
+            "pymem_hybrid_2000_without_term_stats": uncounted,
             "langchain_get_messages": lc,
         }
     print("  sessions on one recurring topic (300-word vocabulary: the query's words recur)")
     for size in sizes:
         session = f"topic-{size}"
         _fill(backend, session, synthetic_turns(size, seed=size, vocabulary=300))
+        _count_terms(backend, session)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("vacuum analyze memory.messages")
         queries = synthetic_queries(200, seed=size, vocabulary=300, ranks=(5, 150))
@@ -252,6 +260,12 @@ def _fill(backend: PostgresBackend, session: str, texts: list[str]) -> None:
                 for i, t in enumerate(texts[start : start + 1000], start=start)
             ],
         )
+
+
+def _count_terms(backend: PostgresBackend, session: str) -> None:
+    """The term statistics a running worker keeps ('count_terms' jobs)."""
+    while backend.count_terms("t", session):
+        pass
 
 
 def _hybrid(backend: PostgresBackend, session: str, queries: list[str], n: int) -> dict[str, float]:

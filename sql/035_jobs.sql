@@ -50,7 +50,7 @@ end;
 $fn$;
 
 comment on function memory._enqueue(text, text, text, text) is
-$$Queue `kind` work ('summarize' or 'embed') for a session and NOTIFY
+$$Queue `kind` work ('summarize', 'embed' or 'count_terms') for a session and NOTIFY
 pymem_jobs, keeping `trace_context` (the W3C traceparent of the append that
 asked) for the worker's span. Queued and running jobs are left alone (a
 finishing worker checks for new work); parked jobs wait for memory.retry_job.$$;
@@ -60,7 +60,7 @@ finishing worker checks for new work); parked jobs wait for memory.retry_job.$$;
 drop function if exists memory.claim_jobs(text, text[], integer, interval);
 create or replace function memory.claim_jobs(
     worker   text,
-    kinds    text[] default array['summarize', 'embed'],
+    kinds    text[] default array['summarize', 'embed', 'count_terms'],
     max_jobs integer default 1,
     lease    interval default '5 minutes'
 )
@@ -163,6 +163,15 @@ begin
           into v_more
           from memory.sessions as s
           left join memory.tenants as t on t.tenant_id = s.tenant_id
+         where s.tenant_id = complete_job.tenant
+           and s.session_id = complete_job.session;
+    elsif complete_job.kind = 'count_terms' then
+        -- Another 250 turns since: memory.append queued nothing (the job was running).
+        select s.last_seq - coalesce(c.last_seq, s.first_seq - 1) >= 250
+          into v_more
+          from memory.sessions as s
+          left join memory.term_stats as c
+            on c.tenant_id = s.tenant_id and c.session_id = s.session_id
          where s.tenant_id = complete_job.tenant
            and s.session_id = complete_job.session;
     else

@@ -419,6 +419,11 @@ begin
         returning m.tokens
     )
     select coalesce(sum(d.tokens), 0) into v_dropped from dropped as d;
+    -- Term statistics may have counted them (none in a capped session,
+    -- usually: memory.append queues no counting there).
+    delete from memory.term_stats as t
+     where t.tenant_id = _trim_to_caps.tenant
+       and t.session_id = _trim_to_caps.session;
     update memory.sessions as s
        set first_seq = v_new_first,
            message_count = s.last_seq - v_new_first + 1,
@@ -435,8 +440,9 @@ again, and move its first_seq and counters; returns the first seq kept. Errors: 
 alone is over the token cap.$$;
 
 -------------------------------------------------------------------------------
--- _queue_background_work: digests and embeddings, never waited for.
+-- _queue_background_work: digests, embeddings and term counts, never waited for.
 drop function if exists memory._queue_background_work(text, text, bigint, integer, boolean, boolean);
+drop function if exists memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text);
 create or replace function memory._queue_background_work(
     tenant        text,
     session       text,
@@ -444,7 +450,8 @@ create or replace function memory._queue_background_work(
     summary_every integer,
     embed         boolean,
     has_embedding boolean,
-    trace_context text
+    trace_context text,
+    count_terms   boolean default false
 )
 returns integer
 language plpgsql
@@ -462,11 +469,16 @@ begin
         perform memory._enqueue(tenant, session, 'embed', trace_context);
         v_queued := v_queued + 1;
     end if;
+    if count_terms then
+        perform memory._enqueue(tenant, session, 'count_terms', trace_context);
+        v_queued := v_queued + 1;
+    end if;
     return v_queued;
 end;
 $fn$;
 
-comment on function memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text) is
-$$Queue a digest once enough tokens are unsummarized, and an embedding when
-the tenant wants them and the message came without one, with the append's
-trace context; returns how many jobs it queued.$$;
+comment on function memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text, boolean) is
+$$Queue a digest once enough tokens are unsummarized, an embedding when
+the tenant wants them and the message came without one, and a term count
+(memory.count_terms) when `count_terms`, with the append's trace context;
+returns how many jobs it queued.$$;

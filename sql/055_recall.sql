@@ -78,6 +78,7 @@ declare
     v_sample   bigint[];          -- each term's count among them
     v_df       double precision[];
     v_exact    boolean[];         -- the term's count is exact, not estimated
+    v_stats    memory.term_stats; -- the session's term statistics, if counted
     v_floor    bigint;            -- candidates only above this seq (null: any)
     v_ceiling  bigint;            -- the newest turn recall may return
     -- Words that phrase a question rather than name its subject.
@@ -126,56 +127,94 @@ begin
     elsif cardinality(v_terms) > 0 and v_session.message_count > 0 then
         v_ceiling := least(v_session.last_seq, coalesce(recall.before_seq - 1, v_session.last_seq));
         -- A long session: counting every term over all its turns costs as much
-        -- as the turns that hold it. Count the terms among the newest turns in
+        -- as the turns that hold it. With term statistics (memory.count_terms)
+        -- at most `c_window` turns behind, a count is a lookup plus the turns
+        -- after them. Without, count the terms among the newest turns in
         -- one pass: a term frequent there is frequent in the session (its idf,
         -- low anyway, is estimated from that sample). The others are counted
         -- over the whole session, up to the budget. Candidates then come from
         -- the exactly counted selective terms, rarest first, within the
         -- budget; when there is none, from the newest turns.
         v_avgdl := greatest(v_session.token_count::double precision / v_session.message_count, 1);
-        with newest as materialized (
-            select m.search
-              from memory.messages as m
-             where m.tenant_id = recall.tenant
-               and m.session_id = recall.session
-               and m.seq > v_ceiling - c_window
-               and m.seq <= v_ceiling
-        )
-        select (select count(*) from newest),
-               array(select (select count(*) from newest as n where n.search @@ t.q)
-                       from unnest(array(select memory._lexeme_query(l)
-                                           from unnest(v_terms) as l))
-                            with ordinality as t (q, i)
-                      order by t.i)
-          into v_seen, v_sample;
-        select array_agg(x.lexeme order by x.df, x.lexeme),
-               array_agg(x.df order by x.df, x.lexeme),
-               array_agg(x.exact order by x.df, x.lexeme)
-          into v_lexemes, v_df, v_exact
-          from (select t.lexeme,
-                       case when y.n <= c_budget then y.n::double precision
-                            else greatest(y.n, t.sampled::double precision
-                                               * v_session.message_count
-                                               / greatest(v_seen, 1)) end as df,
-                       y.n <= c_budget as exact
-                  from unnest(v_terms, v_sample) as t (lexeme, sampled)
-                 cross join lateral (
-                        -- Frequent among the newest turns: over the budget in all.
-                        select case when t.sampled * v_session.message_count
-                                         > c_budget::bigint * greatest(v_seen, 1)
-                                    then c_budget + 1
-                                    else (select count(*)
-                                            from (select
-                                                    from memory.messages as m
-                                                   where m.tenant_id = recall.tenant
-                                                     and m.session_id = recall.session
-                                                     and m.search
-                                                         @@ memory._lexeme_query(t.lexeme)
-                                                   limit c_budget + 1) as h)
-                               end as n
-                        offset 0) as y  -- one count per term, however often used
-                offset 0) as x
-         where x.df > 0;
+        select t.* into v_stats
+          from memory.term_stats as t
+         where t.tenant_id = recall.tenant
+           and t.session_id = recall.session;
+        if v_stats.first_seq = v_session.first_seq
+           and v_stats.last_seq <= v_session.last_seq
+           and v_stats.last_seq >= v_session.last_seq - c_window then
+            -- Term statistics (memory.count_terms) up to a recent turn: each
+            -- frequency is their count plus the turns after it, exactly.
+            with tail as materialized (
+                select m.search
+                  from memory.messages as m
+                 where m.tenant_id = recall.tenant
+                   and m.session_id = recall.session
+                   and m.seq > v_stats.last_seq
+                   and m.seq <= v_session.last_seq
+            )
+            select array_agg(x.lexeme order by x.df, x.lexeme),
+                   array_agg(x.df order by x.df, x.lexeme),
+                   array_agg(x.df <= c_budget order by x.df, x.lexeme)
+              into v_lexemes, v_df, v_exact
+              from (select t.lexeme,
+                           coalesce((select w.turns
+                                       from memory.session_terms as w
+                                      where w.tenant_id = recall.tenant
+                                        and w.session_id = recall.session
+                                        and w.lexeme = t.lexeme), 0)
+                           + (select count(*)
+                                from tail as n
+                               where n.search @@ memory._lexeme_query(t.lexeme))
+                           ::double precision as df
+                      from unnest(v_terms) as t (lexeme)
+                    offset 0) as x  -- one count per term, however often used
+             where x.df > 0;
+        else
+            with newest as materialized (
+                select m.search
+                  from memory.messages as m
+                 where m.tenant_id = recall.tenant
+                   and m.session_id = recall.session
+                   and m.seq > v_ceiling - c_window
+                   and m.seq <= v_ceiling
+            )
+            select (select count(*) from newest),
+                   array(select (select count(*) from newest as n where n.search @@ t.q)
+                           from unnest(array(select memory._lexeme_query(l)
+                                               from unnest(v_terms) as l))
+                                with ordinality as t (q, i)
+                          order by t.i)
+              into v_seen, v_sample;
+            select array_agg(x.lexeme order by x.df, x.lexeme),
+                   array_agg(x.df order by x.df, x.lexeme),
+                   array_agg(x.exact order by x.df, x.lexeme)
+              into v_lexemes, v_df, v_exact
+              from (select t.lexeme,
+                           case when y.n <= c_budget then y.n::double precision
+                                else greatest(y.n, t.sampled::double precision
+                                                   * v_session.message_count
+                                                   / greatest(v_seen, 1)) end as df,
+                           y.n <= c_budget as exact
+                      from unnest(v_terms, v_sample) as t (lexeme, sampled)
+                     cross join lateral (
+                            -- Frequent among the newest turns: over the budget in all.
+                            select case when t.sampled * v_session.message_count
+                                             > c_budget::bigint * greatest(v_seen, 1)
+                                        then c_budget + 1
+                                        else (select count(*)
+                                                from (select
+                                                        from memory.messages as m
+                                                       where m.tenant_id = recall.tenant
+                                                         and m.session_id = recall.session
+                                                         and m.search
+                                                             @@ memory._lexeme_query(t.lexeme)
+                                                       limit c_budget + 1) as h)
+                                   end as n
+                            offset 0) as y  -- one count per term, however often used
+                    offset 0) as x
+             where x.df > 0;
+        end if;
         v_idf := array(select ln(1 + (v_session.message_count - u.d + 0.5) / (u.d + 0.5))
                          from unnest(v_df) with ordinality as u (d, i)
                         order by u.i);

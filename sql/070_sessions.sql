@@ -489,6 +489,11 @@ begin
      where d.tenant_id = pop_message.tenant
        and d.session_id = pop_message.session
        and d.seq_to >= v_gone.seq;
+    -- Nor do term statistics that counted it.
+    delete from memory.term_stats as t
+     where t.tenant_id = pop_message.tenant
+       and t.session_id = pop_message.session
+       and t.last_seq >= v_gone.seq;
     -- The seq is given back: the next append takes it, and seqs stay gap-free.
     update memory.sessions as s
        set last_seq = s.last_seq - 1,

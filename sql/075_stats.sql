@@ -98,6 +98,10 @@ begin
      where k.tenant_id = _settle_removed_turns.tenant
        and k.session_id = _settle_removed_turns.session
        and k.seq < _settle_removed_turns.cut;
+    -- Term statistics counted them (memory.count_terms counts again).
+    delete from memory.term_stats as t
+     where t.tenant_id = _settle_removed_turns.tenant
+       and t.session_id = _settle_removed_turns.session;
     if _settle_removed_turns.cut > v_last then
         delete from memory.jobs as j
          where j.tenant_id = _settle_removed_turns.tenant

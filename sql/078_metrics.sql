@@ -104,7 +104,7 @@ begin
         select 'pymem_db_jobs', jsonb_build_object('kind', k.kind, 'status', st.status),
                count(j.kind)::double precision,
                'Background jobs, by kind and status (queued, running, done, parked).'::text
-          from unnest(array['summarize', 'embed']) as k (kind)
+          from unnest(array['summarize', 'embed', 'count_terms']) as k (kind)
          cross join unnest(array['queued', 'running', 'done', 'parked']) as st (status)
           left join memory.jobs as j
             on j.kind = k.kind
@@ -114,7 +114,7 @@ begin
         select 'pymem_db_job_oldest_ready_age_seconds', jsonb_build_object('kind', k.kind),
                coalesce(extract(epoch from v_now - min(j.run_after)), 0)::double precision,
                'Seconds the oldest queued job that is due has waited for a worker.'::text
-          from unnest(array['summarize', 'embed']) as k (kind)
+          from unnest(array['summarize', 'embed', 'count_terms']) as k (kind)
           left join memory.jobs as j
             on j.kind = k.kind
            and j.status = 'queued'

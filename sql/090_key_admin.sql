@@ -202,6 +202,12 @@ begin
            and m.created_at = u.created_at;
         get diagnostics v_rows = row_count;
         v_messages := v_messages + v_rows;
+        if v_mode = 'content' then
+            -- No full-text index in clear: no term statistics either.
+            delete from memory.term_stats as t
+             where t.tenant_id = reencrypt.tenant
+               and t.session_id = v_session;
+        end if;
 
         select array_agg(d.summary_id),
                array_agg(case when v_target is null

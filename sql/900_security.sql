@@ -113,6 +113,7 @@ declare
     v_app constant text[] := array[
         'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
         'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',
+        'count_terms',
         'current_tenant',
         'delete_session', 'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session',
         'fail_job', 'history', 'last_messages', 'list_sessions', 'list_summaries',

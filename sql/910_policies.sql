@@ -35,6 +35,16 @@ create policy tenant_isolation on memory.summaries
     using (tenant_id = memory.current_tenant())
     with check (tenant_id = memory.current_tenant());
 
+drop policy if exists tenant_isolation on memory.term_stats;
+create policy tenant_isolation on memory.term_stats
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
+
+drop policy if exists tenant_isolation on memory.session_terms;
+create policy tenant_isolation on memory.session_terms
+    using (tenant_id = memory.current_tenant())
+    with check (tenant_id = memory.current_tenant());
+
 drop policy if exists tenant_isolation on memory.jobs;
 create policy tenant_isolation on memory.jobs
     using (tenant_id = memory.current_tenant())

@@ -451,6 +451,13 @@ class AsyncPostgresBackend:
         cadence: int | None = await self._scalar("summary_cadence", params)
         return cadence
 
+    async def count_terms(self, tenant: str, session: str, max_turns: int = 20000) -> int:
+        """Bring the session's term statistics for recall up to date, at most
+        ``max_turns`` turns per call; returns the turns counted (0: up to date)."""
+        params = {**calls.session_params(tenant, session), "max_turns": max_turns}
+        turns: int = await self._scalar("count_terms", params)
+        return turns
+
     async def messages_to_embed(
         self, tenant: str, session: str, max_count: int = 64
     ) -> list[tuple[int, str]]:

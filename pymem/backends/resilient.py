@@ -51,6 +51,7 @@ IDEMPOTENT: Final = frozenset(
         "configure_session",
         "configure_tenant",
         "context",
+        "count_terms",  # counting again from the last counted turn is the same
         "export_subject",
         "history",
         "job_stats",

@@ -184,6 +184,11 @@ select memory.set_embeddings(t.tenant, %(session)s, %(seqs)s::bigint[],
 select memory.summary_cadence(t.tenant, %(session)s) as cadence
   from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
 
+-- name: count_terms
+-- Count the lexemes of a session's uncounted turns for recall; returns turns read.
+select memory.count_terms(t.tenant, %(session)s, %(max_turns)s::integer) as turns
+  from set_config('pymem.tenant', %(tenant)s, true) as t (tenant);
+
 -- name: export_subject
 -- Everything held about one user, as JSON.
 select memory.export_subject(t.tenant, %(user_id)s) as document

@@ -85,7 +85,9 @@ class Worker:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        return ("summarize", "embed") if self.embedder else ("summarize",)
+        if self.embedder:
+            return ("summarize", "embed", "count_terms")
+        return ("summarize", "count_terms")
 
     # -- the loop --------------------------------------------------------------
 
@@ -177,6 +179,10 @@ class Worker:
                 self._summarize(job.tenant_id, job.session_id)
             elif job.kind == "embed" and self.embedder is not None:
                 self._embed(job.tenant_id, job.session_id, self.embedder)
+            elif job.kind == "count_terms":
+                # In chunks, each its own short transaction.
+                while self.backend.count_terms(job.tenant_id, job.session_id):
+                    pass
             return self.backend.complete_job(job, self.name)
         except Exception as exc:  # any failure is recorded on the job, never lost
             # The error's type only: an upstream error's text may echo a prompt.

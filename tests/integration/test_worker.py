@@ -16,7 +16,7 @@ from pymem import Memory, errors
 from pymem.backends.postgres import PostgresBackend
 from pymem.context.embed import HashingEmbedder
 from pymem.context.summarize import ExtractiveSummarizer
-from pymem.models import ClaimedJob, StoredMessage, Summary
+from pymem.models import ClaimedJob, NewMessage, StoredMessage, Summary
 from pymem.ops.worker import Worker
 
 TOPICS = ["tent", "pole", "invoice", "garden", "violin", "marathon", "passport", "bakery"]
@@ -147,6 +147,27 @@ def test_embeddings_are_filled_in_the_background(mem: Memory, dsn: str) -> None:
     assert found[0].content == "we booked the violin lesson" and found[0].vector_rank == 1
     window = chat.context(budget=12, query="violin", query_embedding=query, strategy="hybrid")
     assert window.tokens <= 12
+
+
+def test_long_sessions_get_term_statistics_in_the_background(mem: Memory, dsn: str) -> None:
+    mem.configure_recall(tenant="acme", summary_every_tokens=None)
+    chat = mem.session("long", tenant="acme")
+    chat.append_many(
+        [
+            NewMessage("user" if i % 2 else "assistant", f"turn {i} about the {TOPICS[i % 8]}")
+            for i in range(1, 751)
+        ]
+    )
+    assert _jobs(dsn) == [("long", "count_terms", "queued", 0)]
+    assert Worker(mem, name="w").drain() == 1
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(
+            "select first_seq, last_seq from memory.term_stats where session_id = 'long'"
+        ).fetchone() == (1, 750)
+        assert conn.execute(
+            "select turns from memory.session_terms where session_id = 'long' and lexeme = 'violin'"
+        ).fetchone() == (94,)
+    assert _jobs(dsn) == [("long", "count_terms", "done", 0)]
 
 
 def test_notify_wakes_a_waiting_worker(mem: Memory) -> None:

@@ -10,8 +10,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
+from yoyo import read_migrations
 
-from pymem.db.migrate import apply_sql, migrate, rollback
+from pymem.db.migrate import _backend, apply_sql, migrate, rollback
 from pymem.db.paths import migrations_dir
 
 TABLES = "memory.messages, memory.sessions, memory.tenants, memory.jobs, memory.audit_log"
@@ -110,6 +111,20 @@ def test_two_migrates_at_once_take_turns(empty_dsn: str) -> None:
     assert sorted(len(r.sql_files) for r in reports)[0] == 0
 
 
+INDEX_MIGRATION = "pymem_0014_index_recall_by_session"
+
+
+def _undo_the_index_migration(dsn: str) -> None:
+    """Roll 0014 back; the migrations after it, which do not touch the recall
+    index, are rolled back and applied again, so that today's sql/ applies."""
+    every = read_migrations(str(migrations_dir()))
+    later = [m for m in every if m.id > INDEX_MIGRATION]
+    rollback(dsn, steps=len(later) + 1)
+    with _backend(dsn) as backend, backend.lock():
+        for migration in later:
+            backend.apply_one(migration)
+
+
 def _recall_indexes(dsn: str) -> dict[str, bool]:
     """Partitioned indexes of memory.messages on `search`: name -> valid."""
     with psycopg.connect(dsn) as conn:
@@ -149,9 +164,9 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
               from generate_series(1, 300000) as g
             """
         )
-    rollback(dsn, steps=1)  # back to the tenant-keyed index of 0003
+    _undo_the_index_migration(dsn)  # back to the tenant-keyed index of 0003
     migrate(dsn)
-    rollback(dsn, steps=1)
+    _undo_the_index_migration(dsn)
     assert _recall_indexes(dsn) == {"messages_session_search_idx": True}
     with psycopg.connect(dsn, autocommit=True) as conn:
         apply_sql(conn, force=True)  # the functions, for the appends during the migrate
@@ -176,7 +191,7 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
         stop.set()
         appending.result()
         reading.result()
-    assert report.applied == ("pymem_0014_index_recall_by_session",)
+    assert report.applied == (INDEX_MIGRATION,)
     assert report.lock_waits >= 1, "the old index's drop waited for the long read, politely"
     assert _recall_indexes(dsn) == {"messages_session_recall_idx": True}
     print(f"\nappends during the concurrent index build: worst {max(latencies) * 1000:.0f} ms")
@@ -194,7 +209,7 @@ def test_an_interrupted_index_build_is_redone(dsn: str) -> None:
         (partition,) = conn.execute(
             "select tableoid::regclass::text from memory.messages limit 1"
         ).fetchone() or ("",)
-    rollback(dsn, steps=1)
+    _undo_the_index_migration(dsn)
     child = partition.split(".")[-1] + "_session_recall_idx"
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A concurrent build that fails (a unique index over equal values)
