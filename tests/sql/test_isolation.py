@@ -83,6 +83,7 @@ def _seed(conn: psycopg.Connection[Any]) -> None:
             "select memory.add_summary(%s, %s, 1, 1, 2, %s, 3)", (tenant, f"{tenant}-s", text)
         )
         conn.execute("select memory.rate_limit(%s, %s, 10, '1 minute')", (tenant, f"{tenant}-u"))
+        conn.execute("select memory.count_terms(%s, %s)", (tenant, f"{tenant}-s"))
         conn.execute("select memory.export_subject(%s, %s)", (tenant, f"{tenant}-user"))
     conn.execute("select memory.grant_tenant('a', 'iso_reader')")
 
@@ -124,6 +125,8 @@ def _b_snapshot(conn: psycopg.Connection[Any]) -> tuple[Any, ...]:
                 "jobs",
                 "rate_limits",
                 "audit_log",
+                "term_stats",
+                "session_terms",
             ],
         )
     )

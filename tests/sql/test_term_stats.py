@@ -193,3 +193,31 @@ def test_bad_arguments_are_refused(dsn: str) -> None:
             conn.execute("select memory.count_terms('acme', '')")
         assert bad.value.sqlstate == "ME006"
         assert conn.execute("select memory.count_terms('acme', 'missing')").fetchone() == (0,)
+
+
+def test_counting_while_appends_go_on_misses_and_doubles_nothing(dsn: str) -> None:
+    import threading
+
+    done = threading.Event()
+
+    def writer() -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for i in range(1, 1201):
+                conn.execute(
+                    "select memory.append('acme', 's-1', 'user', %s, 5)",
+                    (f"turn {i} about the {WORDS[i % 8]} {'lantern' if i % 7 == 0 else ''}",),
+                )
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    rounds = 0
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while not done.is_set():
+            _drain(conn, "s-1", max_turns=97)
+            rounds += 1
+        thread.join()
+        _drain(conn, "s-1", max_turns=97)
+        assert rounds > 3, "counted while the session grew"
+        assert _stats(conn, "s-1") == (1, 1200, 1200)
+        assert _stored(conn, "s-1") == _exact(conn, "s-1")
