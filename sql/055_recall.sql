@@ -384,12 +384,15 @@ cosine distance. `score` is the BM25 score (text only) or the fused score;
 `parts` and `name` as memory.history returns them. A tool call is found by
 its tool name and argument values.
 Sessions of up to 1,000 turns are ranked over all their turns with exact
-document frequencies. Longer ones cost about the same: frequencies come from
-the newest 500 turns (before `before_seq`), and a term rare there is counted
-over the whole session; candidates are the turns holding the rarest terms,
-up to about 250 turns, so a rare word finds its turn however old it is; when
-every word of the query is common, candidates are the newest 500 turns
-(recent turns rank highest when no word tells the turns apart).
+document frequencies. Longer ones cost about the same: frequencies are
+looked up in the session's term statistics (memory.count_terms, kept by the
+worker) plus the turns after them when those lag by at most 500 turns, else
+they come from the newest 500 turns (before `before_seq`), and a term rare
+there is counted over the whole session; candidates are the turns holding
+the rarest terms, up to about 250 turns, so a rare word finds its turn
+however old it is; when every word of the query is common, candidates are
+the newest 500 turns (recent turns rank highest when no word tells the
+turns apart).
 Errors: ME001/ME003 session missing or deleted; ME002 bad max_rows;
 ME006 bad identifier; ME007 query_embedding of the wrong dimension.
 Example: select seq, score, content from memory.recall('acme', 's-1', 'broken tent pole');$$;

@@ -94,6 +94,6 @@ turns that were removed since (trimming, retention, memory.pop_message) are
 counted again from the session's first turn. The worker runs it for
 'count_terms' jobs, which memory.append queues every 250 turns of an
 uncapped session from its 750th on; memory.recall uses the statistics of a
-session over 1,000 turns while they lag its newest turn by at most 1,000
+session over 1,000 turns while they lag its newest turn by at most 500
 turns. Errors: ME002 bad max_turns; ME006 bad identifier.
 Example: select memory.count_terms('acme', 's-1');$$;
