@@ -74,8 +74,11 @@ declare
     c_exact    constant integer := 1000;
     c_window   constant integer := 500;
     c_budget   constant integer := 250;
-    v_seen     integer;           -- how many of the newest turns were read
+    v_seen     integer;           -- how many recent turns were read
     v_sample   bigint[];          -- each term's count among them
+    v_low      bigint;            -- those turns: seq above v_low, up to v_high
+    v_high     bigint;
+    v_counted  boolean;           -- term statistics give the other turns' counts
     v_df       double precision[];
     v_exact    boolean[];         -- the term's count is exact, not estimated
     v_stats    memory.term_stats; -- the session's term statistics, if counted
@@ -140,52 +143,45 @@ begin
           from memory.term_stats as t
          where t.tenant_id = recall.tenant
            and t.session_id = recall.session;
-        if v_stats.first_seq = v_session.first_seq
-           and v_stats.last_seq <= v_session.last_seq
-           and v_stats.last_seq >= v_session.last_seq - c_window then
+        v_counted := coalesce(v_stats.first_seq = v_session.first_seq
+                              and v_stats.last_seq <= v_session.last_seq
+                              and v_stats.last_seq >= v_session.last_seq - c_window, false);
+        -- The turns whose terms are counted now: those after the statistics,
+        -- or without them the newest `c_window` turns (before before_seq).
+        v_low := case when v_counted then v_stats.last_seq else v_ceiling - c_window end;
+        v_high := case when v_counted then v_session.last_seq else v_ceiling end;
+        with newest as materialized (
+            select m.search
+              from memory.messages as m
+             where m.tenant_id = recall.tenant
+               and m.session_id = recall.session
+               and m.seq > v_low
+               and m.seq <= v_high
+        )
+        select (select count(*) from newest),
+               array(select (select count(*) from newest as n where n.search @@ t.q)
+                       from unnest(array(select memory._lexeme_query(l)
+                                           from unnest(v_terms) as l))
+                            with ordinality as t (q, i)
+                      order by t.i)
+          into v_seen, v_sample;
+        if v_counted then
             -- Term statistics (memory.count_terms) up to a recent turn: each
             -- frequency is their count plus the turns after it, exactly.
-            with tail as materialized (
-                select m.search
-                  from memory.messages as m
-                 where m.tenant_id = recall.tenant
-                   and m.session_id = recall.session
-                   and m.seq > v_stats.last_seq
-                   and m.seq <= v_session.last_seq
-            )
             select array_agg(x.lexeme order by x.df, x.lexeme),
                    array_agg(x.df order by x.df, x.lexeme),
                    array_agg(x.df <= c_budget order by x.df, x.lexeme)
               into v_lexemes, v_df, v_exact
               from (select t.lexeme,
-                           coalesce((select w.turns
-                                       from memory.session_terms as w
-                                      where w.tenant_id = recall.tenant
-                                        and w.session_id = recall.session
-                                        and w.lexeme = t.lexeme), 0)
-                           + (select count(*)
-                                from tail as n
-                               where n.search @@ memory._lexeme_query(t.lexeme))
-                           ::double precision as df
-                      from unnest(v_terms) as t (lexeme)
-                    offset 0) as x  -- one count per term, however often used
+                           (coalesce((select w.turns
+                                        from memory.session_terms as w
+                                       where w.tenant_id = recall.tenant
+                                         and w.session_id = recall.session
+                                         and w.lexeme = t.lexeme), 0)
+                            + t.sampled)::double precision as df
+                      from unnest(v_terms, v_sample) as t (lexeme, sampled)) as x
              where x.df > 0;
         else
-            with newest as materialized (
-                select m.search
-                  from memory.messages as m
-                 where m.tenant_id = recall.tenant
-                   and m.session_id = recall.session
-                   and m.seq > v_ceiling - c_window
-                   and m.seq <= v_ceiling
-            )
-            select (select count(*) from newest),
-                   array(select (select count(*) from newest as n where n.search @@ t.q)
-                           from unnest(array(select memory._lexeme_query(l)
-                                               from unnest(v_terms) as l))
-                                with ordinality as t (q, i)
-                          order by t.i)
-              into v_seen, v_sample;
             select array_agg(x.lexeme order by x.df, x.lexeme),
                    array_agg(x.df order by x.df, x.lexeme),
                    array_agg(x.exact order by x.df, x.lexeme)
