@@ -443,15 +443,14 @@ alone is over the token cap.$$;
 -- _queue_background_work: digests, embeddings and term counts, never waited for.
 drop function if exists memory._queue_background_work(text, text, bigint, integer, boolean, boolean);
 drop function if exists memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text);
+drop function if exists memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text, boolean);
 create or replace function memory._queue_background_work(
     tenant        text,
     session       text,
-    unsummarized  bigint,
-    summary_every integer,
+    summarize     boolean,
     embed         boolean,
-    has_embedding boolean,
-    trace_context text,
-    count_terms   boolean default false
+    count_terms   boolean,
+    trace_context text
 )
 returns integer
 language plpgsql
@@ -461,11 +460,11 @@ as $fn$
 declare
     v_queued integer := 0;
 begin
-    if unsummarized >= coalesce(summary_every, 2147483647) then
+    if summarize then
         perform memory._enqueue(tenant, session, 'summarize', trace_context);
         v_queued := v_queued + 1;
     end if;
-    if embed and not has_embedding then
+    if embed then
         perform memory._enqueue(tenant, session, 'embed', trace_context);
         v_queued := v_queued + 1;
     end if;
@@ -477,8 +476,8 @@ begin
 end;
 $fn$;
 
-comment on function memory._queue_background_work(text, text, bigint, integer, boolean, boolean, text, boolean) is
-$$Queue a digest once enough tokens are unsummarized, an embedding when
-the tenant wants them and the message came without one, and a term count
-(memory.count_terms) when `count_terms`, with the append's trace context;
-returns how many jobs it queued.$$;
+comment on function memory._queue_background_work(text, text, boolean, boolean, boolean, text) is
+$$Queue the background work memory.append found due, with the append's trace
+context: a digest (`summarize`), an embedding (`embed`) and a term count
+(memory.count_terms, `count_terms`); returns how many kinds it asked for
+(memory._enqueue leaves a job that already waits or runs alone).$$;

@@ -56,6 +56,7 @@ declare
     v_result   memory.append_result;
     v_kept     bigint;   -- the first seq the session keeps after trimming
     v_queued   integer;  -- background jobs queued
+    v_summarize boolean;    -- time to queue a digest
     v_count_terms boolean;  -- time to count the session's terms (memory.count_terms)
     v_content  text := append.content;  -- the text, or a structured message's document
     v_tokens   integer := append.tokens;
@@ -256,16 +257,22 @@ begin
                                        v_count, v_cap_msgs,
                                        v_cap_toks);
     end if;
-    -- Term statistics for recall, every 250 turns of a long session whose
-    -- turns stay (a capped session drops them as it trims) and are indexed.
+    -- Background work is asked for where it falls due, not on every append
+    -- after: a digest each time the unsummarized tokens pass a multiple of the
+    -- session's cadence (a job that waits or runs then is left alone, and
+    -- memory.complete_job queues it again if it finished short; the next
+    -- multiple asks again should that check have run before this commit), an
+    -- embedding for each message the tenant wants embedded that came without
+    -- one, and term statistics for recall every 250 turns of a long session
+    -- whose turns stay (a capped session drops them as it trims) and are
+    -- indexed.
+    v_summarize := v_every is not null and v_unsumm / v_every > (v_unsumm - v_count) / v_every;
+    v_embed := v_embed and append.embedding is null;
     v_count_terms := v_seq >= 750 and v_seq % 250 = 0 and v_cap_msgs is null
                      and v_cap_toks is null and v_mode <> 'content';
-    if v_unsumm >= coalesce(v_every, 2147483647)
-       or v_embed or v_count_terms then
-        v_queued := memory._queue_background_work(append.tenant, append.session,
-                                                  v_unsumm, v_every,
-                                                  v_embed, append.embedding is not null,
-                                                  append.trace_context, v_count_terms);
+    if v_summarize or v_embed or v_count_terms then
+        v_queued := memory._queue_background_work(append.tenant, append.session, v_summarize,
+                                                  v_embed, v_count_terms, append.trace_context);
     end if;
     return row(v_seq, v_now, false)::memory.append_result;
 end;

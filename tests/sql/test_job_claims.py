@@ -67,3 +67,37 @@ def test_a_job_claimed_by_a_worker_is_not_due_for_another(dsn: str) -> None:
         again = conn.execute("select kind from memory.claim_jobs('w2', max_jobs => 5)").fetchall()
     assert sorted(first) == [("embed",), ("summarize",)]
     assert again == []
+
+
+def _digest_job(conn: psycopg.Connection[object]) -> str | None:
+    row = conn.execute(
+        "select status from memory.jobs"
+        " where tenant_id = 'acme' and session_id = 's' and kind = 'summarize'"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def test_a_digest_is_asked_for_each_time_the_cadence_is_passed(dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("insert into memory.tenants (tenant_id, summary_every_tokens) values ('acme', 100)")
+
+        def append(turns: int) -> None:
+            for _ in range(turns):
+                conn.execute("select memory.append('acme', 's', 'user', 'ten tokens', 10)")
+
+        append(9)  # 90 unsummarized tokens
+        assert _digest_job(conn) is None
+        append(1)  # 100: the cadence is reached
+        assert _digest_job(conn) == "queued"
+        # A worker finished as if its check ran before these appends committed:
+        # the appends between two multiples ask for nothing (they would only
+        # find the job), the next multiple asks again.
+        conn.execute("update memory.jobs set status = 'done' where kind = 'summarize'")
+        append(9)  # 190
+        assert _digest_job(conn) == "done"
+        append(1)  # 200
+        assert _digest_job(conn) == "queued"
+        # One message that passes several multiples at once asks once.
+        conn.execute("update memory.jobs set status = 'done' where kind = 'summarize'")
+        conn.execute("select memory.append('acme', 's', 'user', 'a long one', 250)")  # 450
+        assert _digest_job(conn) == "queued"
