@@ -79,7 +79,9 @@ def _digest_job(conn: psycopg.Connection[object]) -> str | None:
 
 def test_a_digest_is_asked_for_each_time_the_cadence_is_passed(dsn: str) -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("insert into memory.tenants (tenant_id, summary_every_tokens) values ('acme', 100)")
+        conn.execute(
+            "insert into memory.tenants (tenant_id, summary_every_tokens) values ('acme', 100)"
+        )
 
         def append(turns: int) -> None:
             for _ in range(turns):
