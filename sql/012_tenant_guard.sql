@@ -17,43 +17,82 @@ definer function) is a superuser or a member of pymem_owner. Such logins may
 name any tenant in a call.$$;
 
 -------------------------------------------------------------------------------
--- current_tenant: the tenant this transaction acts for, as the row-level
--- security policies see it.
-create or replace function memory.current_tenant()
+-- _granted_tenant: the tenant a login that is not privileged may act for.
+create or replace function memory._granted_tenant(
+    tenant text
+)
 returns text
 language plpgsql
 stable security definer
 set search_path = pg_catalog, pg_temp
 as $fn$
-declare
-    v_tenant text := nullif(current_setting('pymem.tenant', true), '');
 begin
-    if v_tenant is null then
-        return null;
-    end if;
-    if memory._privileged() then
-        return v_tenant;
-    end if;
     -- A bound login (any pymem_reader member, or any login listed in
-    -- tenant_grants) sees only the tenants it was granted.
-    if (pg_catalog.pg_has_role(session_user, 'pymem_reader', 'member')
-        or exists (select from memory.tenant_grants as g where g.role_name = session_user))
-       and not exists (select from memory.tenant_grants as g
-                        where g.role_name = session_user and g.tenant_id = v_tenant) then
-        return null;
+    -- tenant_grants) acts only for the tenants it was granted; one query
+    -- answers both questions.
+    if tenant is null
+       or (exists (select from memory.tenant_grants as g
+                    where g.role_name = session_user and g.tenant_id = _granted_tenant.tenant)
+           or not (pg_catalog.pg_has_role(session_user, 'pymem_reader', 'member')
+                   or exists (select from memory.tenant_grants as g
+                               where g.role_name = session_user))) then
+        return tenant;
     end if;
-    return v_tenant;
+    return null;
 end;
 $fn$;
+
+comment on function memory._granted_tenant(text) is
+$$`tenant` when the login may act for it although not privileged (it is not
+bound by memory.tenant_grants, or was granted that tenant), else null. Runs
+as pymem_owner to read the grants; memory.current_tenant calls it for logins
+that memory._privileged does not let act for any tenant.$$;
+
+-------------------------------------------------------------------------------
+-- current_tenant: the tenant this transaction acts for, as the row-level
+-- security policies see it. An expression PostgreSQL inlines into each
+-- caller, policies and memory.append included (no `set search_path`, no
+-- security definer: either would make it a call of its own, with a settings
+-- save and restore, where owners, superusers and the API functions need two
+-- cheap tests). The body names only pg_catalog and memory functions,
+-- resolved when it was created.
+create or replace function memory.current_tenant()
+returns text
+language sql
+stable security invoker
+return case
+           when memory._privileged()
+               then nullif(pg_catalog.current_setting('pymem.tenant', true), '')
+           else memory._granted_tenant(nullif(pg_catalog.current_setting('pymem.tenant', true), ''))
+       end;
 
 comment on function memory.current_tenant() is
 $$The tenant of this transaction: the setting pymem.tenant, which a client sets
 with `select set_config('pymem.tenant', 'acme', true)` (true: for this
 transaction only, so a pooled connection never carries it over). Null when
 unset, or when the login is bound by memory.tenant_grants (every pymem_reader
-member is) and was not granted that tenant. Every row-level security policy
-compares tenant_id with it, so with no tenant set a query sees no rows.
+member is) and was not granted that tenant (memory._granted_tenant). Every
+row-level security policy compares tenant_id with it, so with no tenant set a
+query sees no rows.
 Example: select memory.current_tenant();$$;
+
+-------------------------------------------------------------------------------
+-- _acting_for: the guard's test, as an expression hot paths inline.
+create or replace function memory._acting_for(
+    tenant text
+)
+returns boolean
+language sql
+stable security invoker
+return nullif(pg_catalog.current_setting('pymem.tenant', true), '') is not distinct from tenant
+   and (tenant is null or memory.current_tenant() is not distinct from tenant);
+
+comment on function memory._acting_for(text) is
+$$True when this transaction already acts for `tenant` (the test
+memory._tenant_guard passes without a word). Inlined: the API functions on
+hot paths run `if not memory._acting_for(t) then perform
+memory._tenant_guard(t); end if;`, which costs two cheap tests instead of a
+function call when it holds.$$;
 
 -------------------------------------------------------------------------------
 -- _tenant_guard: the first statement of every function that takes a tenant.
@@ -68,7 +107,7 @@ as $fn$
 declare
     v_set text := nullif(current_setting('pymem.tenant', true), '');
 begin
-    if v_set is not distinct from tenant and (v_set is null or memory.current_tenant() = v_set) then
+    if memory._acting_for(tenant) then
         return;
     end if;
     if memory._privileged() then

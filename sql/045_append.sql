@@ -64,7 +64,9 @@ declare
     v_tool_parts smallint := 0;
     v_parts    record;   -- document, plain, tool_parts, estimate (memory._check_parts)
 begin
-    perform memory._tenant_guard(append.tenant);
+    if not memory._acting_for(append.tenant) then
+        perform memory._tenant_guard(append.tenant);
+    end if;
     if append.parts is not null or append.name is not null then
         v_parts := memory._check_parts(append.role, append.content, append.parts, append.name);
         v_structured := v_parts.document is not null;
@@ -343,7 +345,9 @@ declare
     v_message memory.turn_input;
     v_at      integer := 0;
 begin
-    perform memory._tenant_guard(append_many.tenant);
+    if not memory._acting_for(append_many.tenant) then
+        perform memory._tenant_guard(append_many.tenant);
+    end if;
     if messages is null or cardinality(messages) = 0 then
         raise exception 'memory: messages must be a non-empty array'
             using errcode = 'ME002', hint = 'pass at least one memory.turn_input';

@@ -27,7 +27,9 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
 begin
-    perform memory._tenant_guard(history.tenant);
+    if not memory._acting_for(history.tenant) then
+        perform memory._tenant_guard(history.tenant);
+    end if;
     if after_seq is null or after_seq < 0 then
         raise exception 'memory: after_seq must be >= 0, got %', after_seq
             using errcode = 'ME002', hint = 'pass 0 for the first page, then the last seq you saw';
@@ -94,7 +96,9 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
 begin
-    perform memory._tenant_guard(last_messages.tenant);
+    if not memory._acting_for(last_messages.tenant) then
+        perform memory._tenant_guard(last_messages.tenant);
+    end if;
     if last_messages.count is null or last_messages.count < 1 or last_messages.count > 10000 then
         raise exception 'memory: count must be between 1 and 10000, got %', last_messages.count
             using errcode = 'ME002', hint = 'use memory.history to page through more';

@@ -89,7 +89,9 @@ declare
                                         'consid', 'say', 'said', 'kind', 'type', 'thing',
                                         'someth', 'probabl', 'possibl'];
 begin
-    perform memory._tenant_guard(recall.tenant);
+    if not memory._acting_for(recall.tenant) then
+        perform memory._tenant_guard(recall.tenant);
+    end if;
     if max_rows is null or max_rows < 1 or max_rows > 10000 then
         raise exception 'memory: max_rows must be between 1 and 10000, got %', max_rows
             using errcode = 'ME002', hint = 'ask for the few dozen turns a context can hold';

@@ -529,7 +529,9 @@ declare
     v_digests  record;  -- summary_ids, used
     v_recalled record;  -- seqs, roles, contents, token_counts, scores, part_lists, names, used
 begin
-    perform memory._tenant_guard(context.tenant);
+    if not memory._acting_for(context.tenant) then
+        perform memory._tenant_guard(context.tenant);
+    end if;
     select *
       into v_shares
       from memory._check_context(budget, message_overhead, strategy, summary_share, recent_share);

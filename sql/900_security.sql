@@ -114,7 +114,7 @@ declare
         'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
         'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',
         'count_terms',
-        'current_tenant',
+        'current_tenant', '_granted_tenant', '_privileged',
         'delete_session', 'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session',
         'fail_job', 'history', 'last_messages', 'list_sessions', 'list_summaries',
         'messages_to_embed', 'pii_policy', 'pii_scan', 'pop_message', 'purge_session', 'rate_limit',
@@ -122,11 +122,12 @@ declare
         'redact', 'restore_session', 'retry_job', 'reveal', 'session_info', 'set_embeddings',
         'stats', 'summary_cadence'];
     v_reader constant text[] := array[
-        'context', 'current_tenant', 'estimate_tokens', 'export_subject', 'history',
-        'last_messages', 'list_sessions', 'list_summaries', 'pii_scan', 'recall', 'redact',
-        'reveal', 'session_info', 'stats'];
+        'context', 'current_tenant', '_granted_tenant', '_privileged', 'estimate_tokens',
+        'export_subject', 'history', 'last_messages', 'list_sessions', 'list_summaries',
+        'pii_scan', 'recall', 'redact', 'reveal', 'session_info', 'stats'];
     v_auditor constant text[] := array[
-        'audit_checkpoint', 'audit_hash_at', 'current_tenant', 'verify_audit'];
+        'audit_checkpoint', 'audit_hash_at', 'current_tenant', '_granted_tenant', '_privileged',
+        'verify_audit'];
     v_monitor constant text[] := array['metrics'];
     v_fn record;
 begin
