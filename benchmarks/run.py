@@ -9,7 +9,8 @@ installs pymem with `pymem.db.migrate`, and measures:
    "last 50 rows" read and langchain-postgres reading the session;
 3. appends across 1,000 concurrent sessions (16 threads): throughput, lost and
    duplicated counts, beside raw INSERTs by the same threads;
-4. pgbench, 8 clients over 1,000 sessions and 16 clients on 16 sessions:
+4. pgbench, 8 clients over 1,000 sessions, 16 clients on 16 sessions (a
+   random one per append) and 16 clients each on a session of its own:
    memory.append beside a raw INSERT and a minimal PL/pgSQL append;
 5. the Redis tier; 6. security features;
 7. client metrics off and on (Session.append and context);
@@ -453,24 +454,30 @@ def bench_pgbench(server: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(MIN_APPEND)
     out: dict[str, Any] = {}
-    # 8 clients over 1,000 sessions; 16 clients on 16 sessions of one tenant.
-    for clients, sessions in ((8, 1000), (16, 16)):
+    # 8 clients over 1,000 sessions; 16 clients on 16 sessions of one tenant,
+    # each transaction on a random one of them (two clients may want the same
+    # session row: appends to one session serialize), then each client on a
+    # session of its own.
+    for clients, sessions, own in ((8, 1000, False), (16, 16, False), (16, 16, True)):
+        pick = "\\set s :client_id + 1\n" if own else f"\\set s random(1, {sessions})\n"
+        tag = "o" if own else ""
         scripts = {
             "raw_insert": "\\set s random(1, 1000000000)\n"
             "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens)"
             f" values ('pgb', 'raw', :s, 'user', '{TEXT}', 14) "
             "on conflict do nothing;\n",
-            "minimal_plpgsql_append": f"\\set s random(1, {sessions})\n"
-            f"select bench_min_append('pgb{sessions}', 'm' || :s, '{TEXT}');\n",
-            "memory_append": f"\\set s random(1, {sessions})\n"
-            f"select memory.append('pgb{sessions}', 's' || :s, 'user', '{TEXT}', 14);\n",
+            "minimal_plpgsql_append": pick
+            + f"select bench_min_append('pgb{sessions}{tag}', 'm' || :s, '{TEXT}');\n",
+            "memory_append": pick
+            + f"select memory.append('pgb{sessions}{tag}', 's' || :s, 'user', '{TEXT}', 14);\n",
         }
         tps = {
             name: _pgbench(pgbench, server, body, clients, seconds)
             for name, body in scripts.items()
         }
         base = tps["raw_insert"] or 1.0
-        print(f"  {clients} clients on {sessions:,} sessions of one tenant")
+        how = "each on its own session" if own else f"on {sessions:,} sessions"
+        print(f"  {clients} clients {how} of one tenant")
         print(f"    raw INSERT                       {tps['raw_insert']:8.0f} tps  (base)")
         print(
             f"    minimal PL/pgSQL append          {tps['minimal_plpgsql_append']:8.0f} tps  "
@@ -481,7 +488,7 @@ def bench_pgbench(server: EmbeddedPostgres, seconds: int) -> dict[str, Any]:
             f"{tps['memory_append'] / base:5.2f}x  "
             f"({tps['memory_append'] / (tps['minimal_plpgsql_append'] or 1):.2f}x the minimal)"
         )
-        out[f"{clients}_clients_{sessions}_sessions"] = tps
+        out[f"{clients}_clients_{sessions}_sessions" + ("_own" if own else "")] = tps
     return out
 
 
