@@ -111,12 +111,13 @@ def test_two_migrates_at_once_take_turns(empty_dsn: str) -> None:
     assert sorted(len(r.sql_files) for r in reports)[0] == 0
 
 
-INDEX_MIGRATION = "pymem_0014_index_recall_by_session"
+INDEX_MIGRATION = "pymem_0016_recall_index_pending_list"
 
 
 def _undo_the_index_migration(dsn: str) -> None:
-    """Roll 0014 back; the migrations after it, which do not touch the recall
-    index, are rolled back and applied again, so that today's sql/ applies."""
+    """Roll the newest recall index migration back; any after it, which do not
+    touch the recall index, are rolled back and applied again, so that
+    today's sql/ applies."""
     every = read_migrations(str(migrations_dir()))
     later = [m for m in every if m.id > INDEX_MIGRATION]
     rollback(dsn, steps=len(later) + 1)
@@ -140,8 +141,22 @@ def _recall_indexes(dsn: str) -> dict[str, bool]:
     return dict(rows)
 
 
+def _pending_lists(dsn: str) -> set[str]:
+    """The options of every partition's recall index (and the parent's)."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            """
+            select distinct coalesce(c.reloptions::text, '')
+              from pg_class as c
+             where c.relname like 'messages%recall_idx'
+            """
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
 def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
-    """Migration 0014 builds its GIN index partition by partition, concurrently.
+    """The recall index migrations build their GIN index partition by partition,
+    concurrently (pymem_0014 and pymem_0016 alike; this runs the newest).
 
     A plain CREATE INDEX on memory.messages would hold every writer for the
     whole build. Here appends go on at their usual pace while it runs, also
@@ -164,10 +179,10 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
               from generate_series(1, 300000) as g
             """
         )
-    _undo_the_index_migration(dsn)  # back to the tenant-keyed index of 0003
+    _undo_the_index_migration(dsn)  # back to the index of 0014
     migrate(dsn)
     _undo_the_index_migration(dsn)
-    assert _recall_indexes(dsn) == {"messages_session_search_idx": True}
+    assert _recall_indexes(dsn) == {"messages_session_recall_idx": True}
     with psycopg.connect(dsn, autocommit=True) as conn:
         apply_sql(conn, force=True)  # the functions, for the appends during the migrate
     stop = threading.Event()
@@ -193,7 +208,8 @@ def test_the_recall_index_is_rebuilt_while_appends_go_on(dsn: str) -> None:
         reading.result()
     assert report.applied == (INDEX_MIGRATION,)
     assert report.lock_waits >= 1, "the old index's drop waited for the long read, politely"
-    assert _recall_indexes(dsn) == {"messages_session_recall_idx": True}
+    assert _recall_indexes(dsn) == {"messages_recall_idx": True}
+    assert _pending_lists(dsn) == {"{fastupdate=on,gin_pending_list_limit=64}"}
     print(f"\nappends during the concurrent index build: worst {max(latencies) * 1000:.0f} ms")
     assert len(latencies) > 20 and max(latencies) < 0.5, max(latencies)
     with psycopg.connect(dsn) as conn:
@@ -210,7 +226,7 @@ def test_an_interrupted_index_build_is_redone(dsn: str) -> None:
             "select tableoid::regclass::text from memory.messages limit 1"
         ).fetchone() or ("",)
     _undo_the_index_migration(dsn)
-    child = partition.split(".")[-1] + "_session_recall_idx"
+    child = partition.split(".")[-1] + "_recall_idx"
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A concurrent build that fails (a unique index over equal values)
         # stays behind, invalid, under the name the migration uses.
@@ -228,4 +244,35 @@ def test_an_interrupted_index_build_is_redone(dsn: str) -> None:
         ).fetchone()
     assert definition is not None
     assert "gin (session_id, search)" in definition[0] and definition[1] is True
-    assert _recall_indexes(dsn) == {"messages_session_recall_idx": True}
+    assert _recall_indexes(dsn) == {"messages_recall_idx": True}
+
+
+def test_recall_finds_turns_still_in_the_pending_list(dsn: str) -> None:
+    """New turns wait in the recall index's pending list until it fills;
+    recall finds them there, and in the tree after the list is merged."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for i in range(30):
+            conn.execute(
+                "select memory.append('acme', 's', 'user', %s, 3)",
+                (f"turn {i} about the {'quokka' if i % 10 == 3 else 'meeting'}",),
+            )
+        (partition,) = conn.execute(
+            "select distinct tableoid::regclass::text from memory.messages"
+        ).fetchone() or ("",)
+        index = f"{partition}_recall_idx"
+
+        def quokkas() -> list[tuple[int]]:
+            return conn.execute(
+                "select seq from memory.recall('acme', 's', 'quokka')"
+                " where content like '%quokka%' order by seq"
+            ).fetchall()
+
+        in_the_list = quokkas()
+        merged = conn.execute("select gin_clean_pending_list(%s::regclass)", (index,)).fetchone()
+        assert merged is not None and merged[0] > 0, "the turns were in the pending list"
+        assert in_the_list == [(4,), (14,), (24,)]
+        assert quokkas() == in_the_list
+        # Negative control: the list is empty now.
+        assert conn.execute("select gin_clean_pending_list(%s::regclass)", (index,)).fetchone() == (
+            0,
+        )
