@@ -15,38 +15,21 @@ on memory.messages and its partitions (under migrate's lock_timeout, retried).
 Runs outside a transaction; the rollback builds the old index the same way.
 """
 
-from typing import Any
-
 from yoyo import step
 
-from pymem.db.online_index import create_partitioned_index, drop_partitioned_index
+from pymem.db.online_index import index_swap
 
 __depends__ = {"pymem_0013_add_message_parts"}
 __transactional__ = False
 
-TABLE = "memory.messages"
-NEW = "messages_session_recall_idx"
-OLD = "messages_session_search_idx"
-
-
-def _replace(conn: Any, *, build: str, columns: str, drop: str) -> None:
-    """Build index `build` on `columns`, then drop index `drop`."""
-    create_partitioned_index(
-        conn,
-        table=TABLE,
-        schema="memory",
-        name=build,
-        definition=f"using gin ({columns}) with (fastupdate = off)",
-    )
-    drop_partitioned_index(conn, schema="memory", name=drop)
-
-
-def index_by_session(conn: Any) -> None:
-    _replace(conn, build=NEW, columns="session_id, search", drop=OLD)
-
-
-def index_by_tenant_and_session(conn: Any) -> None:
-    _replace(conn, build=OLD, columns="tenant_id, session_id, search", drop=NEW)
-
+index_by_session, index_by_tenant_and_session = index_swap(
+    table="memory.messages",
+    schema="memory",
+    new=("messages_session_recall_idx", "using gin (session_id, search) with (fastupdate = off)"),
+    old=(
+        "messages_session_search_idx",
+        "using gin (tenant_id, session_id, search) with (fastupdate = off)",
+    ),
+)
 
 steps = [step(index_by_session, index_by_tenant_and_session)]

@@ -19,41 +19,21 @@ EXCLUSIVE lock (under migrate's lock_timeout, retried). Runs outside a
 transaction; the rollback builds the old index the same way.
 """
 
-from typing import Any
-
 from yoyo import step
 
-from pymem.db.online_index import create_partitioned_index, drop_partitioned_index
+from pymem.db.online_index import index_swap
 
 __depends__ = {"pymem_0015_add_session_terms"}
 __transactional__ = False
 
-TABLE = "memory.messages"
-NEW = "messages_recall_idx"
-OLD = "messages_session_recall_idx"
-COLUMNS = "session_id, search"
-
-
-def take_entries_into_a_pending_list(conn: Any) -> None:
-    create_partitioned_index(
-        conn,
-        table=TABLE,
-        schema="memory",
-        name=NEW,
-        definition=f"using gin ({COLUMNS}) with (fastupdate = on, gin_pending_list_limit = 64)",
-    )
-    drop_partitioned_index(conn, schema="memory", name=OLD)
-
-
-def write_entries_into_the_tree(conn: Any) -> None:
-    create_partitioned_index(
-        conn,
-        table=TABLE,
-        schema="memory",
-        name=OLD,
-        definition=f"using gin ({COLUMNS}) with (fastupdate = off)",
-    )
-    drop_partitioned_index(conn, schema="memory", name=NEW)
-
+take_entries_into_a_pending_list, write_entries_into_the_tree = index_swap(
+    table="memory.messages",
+    schema="memory",
+    new=(
+        "messages_recall_idx",
+        "using gin (session_id, search) with (fastupdate = on, gin_pending_list_limit = 64)",
+    ),
+    old=("messages_session_recall_idx", "using gin (session_id, search) with (fastupdate = off)"),
+)
 
 steps = [step(take_entries_into_a_pending_list, write_entries_into_the_tree)]

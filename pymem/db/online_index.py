@@ -11,6 +11,7 @@ job. Migrations call these functions with their own fixed index definitions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from psycopg import sql
@@ -100,3 +101,20 @@ def create_partitioned_index(
 def drop_partitioned_index(conn: Any, *, schema: str, name: str) -> None:
     """Drop a partitioned index and its partitions' indexes (a short exclusive lock)."""
     conn.cursor().execute(sql.SQL("drop index if exists {}").format(sql.Identifier(schema, name)))
+
+
+def index_swap(
+    *, table: str, schema: str, new: tuple[str, str], old: tuple[str, str]
+) -> tuple[Callable[[Any], None], Callable[[Any], None]]:
+    """A migration's two steps for replacing index ``old`` by ``new`` on the
+    partitioned ``table``: apply builds ``new`` and drops ``old``, rollback the
+    reverse, neither blocking writers. ``new`` and ``old`` are (name,
+    definition), the definition as ``create_partitioned_index`` takes it."""
+
+    def replace(conn: Any, build: tuple[str, str], drop: tuple[str, str]) -> None:
+        create_partitioned_index(
+            conn, table=table, schema=schema, name=build[0], definition=build[1]
+        )
+        drop_partitioned_index(conn, schema=schema, name=drop[0])
+
+    return (lambda conn: replace(conn, new, old)), (lambda conn: replace(conn, old, new))
