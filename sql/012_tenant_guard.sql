@@ -17,6 +17,20 @@ definer function) is a superuser or a member of pymem_owner. Such logins may
 name any tenant in a call.$$;
 
 -------------------------------------------------------------------------------
+-- _tenant_setting: pymem.tenant as set for this transaction, empty as unset.
+-- No `set search_path`, so that it inlines: the body uses pg_catalog only.
+create or replace function memory._tenant_setting()
+returns text
+language sql
+stable security invoker
+return nullif(pg_catalog.current_setting('pymem.tenant', true), '');
+
+comment on function memory._tenant_setting() is
+$$The setting pymem.tenant, null when unset or empty (a setting once set in a
+session reads as empty after its transaction ends). Inlined into
+memory.current_tenant, memory._acting_for and memory._tenant_guard.$$;
+
+-------------------------------------------------------------------------------
 -- _granted_tenant: the tenant a login that is not privileged may act for.
 create or replace function memory._granted_tenant(
     tenant text
@@ -61,9 +75,8 @@ returns text
 language sql
 stable security invoker
 return case
-           when memory._privileged()
-               then nullif(pg_catalog.current_setting('pymem.tenant', true), '')
-           else memory._granted_tenant(nullif(pg_catalog.current_setting('pymem.tenant', true), ''))
+           when memory._privileged() then memory._tenant_setting()
+           else memory._granted_tenant(memory._tenant_setting())
        end;
 
 comment on function memory.current_tenant() is
@@ -84,7 +97,7 @@ create or replace function memory._acting_for(
 returns boolean
 language sql
 stable security invoker
-return nullif(pg_catalog.current_setting('pymem.tenant', true), '') is not distinct from tenant
+return memory._tenant_setting() is not distinct from tenant
    and (tenant is null or memory.current_tenant() is not distinct from tenant);
 
 comment on function memory._acting_for(text) is
@@ -105,7 +118,7 @@ volatile security invoker
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-    v_set text := nullif(current_setting('pymem.tenant', true), '');
+    v_set text := memory._tenant_setting();
 begin
     if memory._acting_for(tenant) then
         return;

@@ -110,24 +110,26 @@ declare
     v_worker constant text[] := array[
         'claim_jobs', 'job_stats', 'maintain_if_due', 'maintain_in_steps', '_check_every',
         '_maintenance_due', '_maintenance_lock', '_maintenance_step', '_record_task'];
-    v_app constant text[] := array[
+    -- memory.current_tenant and what it inlines (each login that reads the
+    -- tables under the tenant policy runs them as itself).
+    v_tenant_test constant text[] := array[
+        'current_tenant', '_granted_tenant', '_privileged', '_tenant_setting'];
+    v_app constant text[] := v_tenant_test || array[
         'add_summary', 'append', 'append_many', 'apply_pii_policy', 'complete_job',
         'configure_pii', 'configure_recall', 'configure_session', 'configure_tenant', 'context',
         'count_terms',
-        'current_tenant', '_granted_tenant', '_privileged',
         'delete_session', 'erase_subject', 'estimate_tokens', 'export_subject', 'extend_session',
         'fail_job', 'history', 'last_messages', 'list_sessions', 'list_summaries',
         'messages_to_embed', 'pii_policy', 'pii_scan', 'pop_message', 'purge_session', 'rate_limit',
         'recall',
         'redact', 'restore_session', 'retry_job', 'reveal', 'session_info', 'set_embeddings',
         'stats', 'summary_cadence'];
-    v_reader constant text[] := array[
-        'context', 'current_tenant', '_granted_tenant', '_privileged', 'estimate_tokens',
-        'export_subject', 'history', 'last_messages', 'list_sessions', 'list_summaries',
-        'pii_scan', 'recall', 'redact', 'reveal', 'session_info', 'stats'];
-    v_auditor constant text[] := array[
-        'audit_checkpoint', 'audit_hash_at', 'current_tenant', '_granted_tenant', '_privileged',
-        'verify_audit'];
+    v_reader constant text[] := v_tenant_test || array[
+        'context', 'estimate_tokens', 'export_subject', 'history', 'last_messages',
+        'list_sessions', 'list_summaries', 'pii_scan', 'recall', 'redact', 'reveal',
+        'session_info', 'stats'];
+    v_auditor constant text[] := v_tenant_test || array[
+        'audit_checkpoint', 'audit_hash_at', 'verify_audit'];
     v_monitor constant text[] := array['metrics'];
     v_fn record;
 begin
