@@ -270,32 +270,22 @@ begin
                       from unnest(ts_filter(setweight(d.search, 'A', v_lexemes), '{a}')) as x) as u
               join unnest(v_lexemes, v_idf) as w (lexeme, idf) on w.lexeme = u.lexeme
              group by d.seq
-        ), near as (
-            -- Every scored turn and its neighbours two either side, with the
-            -- turn's own score (0 for neighbours that matched nothing).
-            select n.seq, coalesce(max(c.score) filter (where c.seq = n.seq), 0) as score
+        ), smoothed as (
+            -- Every scored turn and its neighbours two either side, in one
+            -- grouping: a turn's own score (0 for one that matched nothing),
+            -- plus 0.5 of its best direct neighbour's and 0.3 of the best
+            -- one two turns away.
+            select n.seq,
+                   coalesce(max(c.score) filter (where n.offs = 0), 0)
+                   + 0.5 * coalesce(max(c.score) filter (where abs(n.offs) = 1), 0)
+                   + 0.3 * coalesce(max(c.score) filter (where abs(n.offs) = 2), 0) as score
               from bm25 as c
-             cross join lateral (select c.seq + o.offs as seq
+             cross join lateral (select c.seq + o.offs as seq, o.offs
                                    from (values (-2), (-1), (0), (1), (2)) as o (offs)) as n
              where n.seq >= v_session.first_seq
                and n.seq <= v_session.last_seq
                and (recall.before_seq is null or n.seq < recall.before_seq)
              group by n.seq
-        ), smoothed as (
-            -- One ordered pass: a neighbour counts only when it is the adjacent seq.
-            select w.seq,
-                   w.score
-                   + 0.5 * greatest(case when w.p1 = w.seq - 1 then w.s_p1 else 0 end,
-                                    case when w.n1 = w.seq + 1 then w.s_n1 else 0 end)
-                   + 0.3 * greatest(case when w.p2 = w.seq - 2 then w.s_p2 else 0 end,
-                                    case when w.n2 = w.seq + 2 then w.s_n2 else 0 end) as score
-              from (select x.seq, x.score,
-                           lag(x.seq, 1) over o as p1, lag(x.score, 1) over o as s_p1,
-                           lead(x.seq, 1) over o as n1, lead(x.score, 1) over o as s_n1,
-                           lag(x.seq, 2) over o as p2, lag(x.score, 2) over o as s_p2,
-                           lead(x.seq, 2) over o as n2, lead(x.score, 2) over o as s_n2
-                      from near as x
-                    window o as (order by x.seq)) as w
         )
         select coalesce(array_agg(r.seq order by r.score desc, r.seq desc), '{}'),
                coalesce(array_agg(r.score order by r.score desc, r.seq desc), '{}')
