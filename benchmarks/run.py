@@ -504,7 +504,55 @@ def bench_pgbench(server: EmbeddedPostgres, seconds: int, rounds: int = 3) -> di
         )
         key = f"{clients}_clients_{sessions}_sessions" + ("_own" if own else "")
         out[key] = {"tps": tps, "cpu_us_per_txn": cpu}
+    out["function_time_us"] = _function_times(pgbench, server, rounds)
     return out
+
+
+def _function_times(pgbench: Path, server: EmbeddedPostgres, rounds: int) -> dict[str, float]:
+    """Server time spent inside each append function per call, one client on
+    one session (track_functions): the function's own work, without the round
+    trip, the commit or other clients. It moves a few microseconds between
+    runs where whole-transaction figures move by tens."""
+    functions = {
+        "minimal_plpgsql_append": (
+            "bench_min_append",
+            f"select bench_min_append('pgbf', 'm1', '{TEXT}');\n",
+        ),
+        "memory_append": (
+            "append",
+            f"select memory.append('pgbf', 's1', 'user', '{TEXT}', 14);\n",
+        ),
+    }
+    per_call: dict[str, list[float]] = {name: [] for name in functions}
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        for _ in range(rounds):
+            for name, (function, body) in functions.items():
+                conn.execute("select pg_stat_reset()")
+                _pgbench(pgbench, server, body, 1, transactions=3000,
+                         options="-c track_functions=pl")  # fmt: skip
+                per_call[name].append(_function_time(conn, function))
+    times = {name: statistics.median(t) for name, t in per_call.items()}
+    minimal, pymem = times["minimal_plpgsql_append"], times["memory_append"]
+    print(
+        f"  one client, server time inside the function per call (track_functions): "
+        f"minimal {minimal:.0f} us, memory.append {pymem:.0f} us ({pymem / (minimal or 1):.2f}x)"
+    )
+    return times
+
+
+def _function_time(conn: psycopg.Connection[Any], function: str) -> float:
+    """Microseconds per call of ``function`` since the last stats reset, once
+    the pgbench backends' statistics have reached the shared counters."""
+    for _ in range(50):
+        row = conn.execute(
+            "select sum(total_time) * 1000 / nullif(sum(calls), 0) from pg_stat_user_functions"
+            " where funcname = %s",
+            (function,),
+        ).fetchone()
+        if row and row[0] is not None:
+            return float(row[0])
+        time.sleep(0.1)
+    return 0.0
 
 
 def _busy_jiffies() -> int:
@@ -515,10 +563,19 @@ def _busy_jiffies() -> int:
 
 
 def _pgbench(
-    pgbench: Path, server: EmbeddedPostgres, body: str, clients: int, seconds: int
+    pgbench: Path,
+    server: EmbeddedPostgres,
+    body: str,
+    clients: int,
+    seconds: int = 0,
+    *,
+    transactions: int = 0,
+    options: str = "",
 ) -> tuple[float, float]:
-    """Transactions per second of one pgbench script (prepared statements),
-    and the machine's busy CPU time per transaction in microseconds."""
+    """Transactions per second of one pgbench script (prepared statements), run
+    for ``seconds`` or ``transactions`` per client, and the machine's busy CPU
+    time per transaction in microseconds. ``options``: server settings for the
+    pgbench sessions (PGOPTIONS)."""
     workdir = Path(tempfile.mkdtemp(prefix="pymem-pgbench-"))
     workdir.chmod(0o755)
     script = workdir / "script.sql"
@@ -526,29 +583,21 @@ def _pgbench(
     script.chmod(0o644)
     cmd = [
         str(pgbench), "-n", "-M", "prepared", "-c", str(clients), "-j", "2",
-        "-T", str(seconds), "-f", str(script), "-h", "127.0.0.1", "-p", str(server.port),
+        *(["-t", str(transactions)] if transactions else ["-T", str(seconds)]),
+        "-f", str(script), "-h", "127.0.0.1", "-p", str(server.port),
         "-U", "pymem", server.dbname,
     ]  # fmt: skip
+    env = {**os.environ, "PGOPTIONS": options} if options else None
     busy = _busy_jiffies()
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     busy = _busy_jiffies() - busy
     shutil.rmtree(workdir, ignore_errors=True)
-    tps = next(
-        (
-            float(w.split("=")[1].split()[0])
-            for w in done.stdout.splitlines()
-            if w.startswith("tps =")
-        ),
-        0.0,
-    )
-    txns = next(
-        (
-            int(w.split(":")[1].split("/")[0])
-            for w in done.stdout.splitlines()
-            if w.startswith("number of transactions actually processed")
-        ),
-        0,
-    )
+    tps, txns = 0.0, 0
+    for row in done.stdout.splitlines():
+        if row.startswith("tps ="):
+            tps = float(row.split("=")[1].split()[0])
+        elif row.startswith("number of transactions actually processed"):
+            txns = int(row.split(":")[1].split("/")[0])
     cpu_us = busy * 1e6 / os.sysconf("SC_CLK_TCK") / txns if txns else 0.0
     return tps, cpu_us
 
