@@ -264,6 +264,34 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
     for key, what in (("pymem_hybrid_2000", "Zipf"), ("pymem_hybrid_2000_topic", "topic")):
         grown = results[last][key]["p50_ms"] / results[first][key]["p50_ms"]
         print(f"  hybrid p50 at {sizes[-1]:,} turns / at {sizes[0]:,} ({what}): {grown:5.2f}x")
+    # The same two sessions again, in turn, query by query: the runs above are
+    # minutes apart, and these machines drift by tens of percent in minutes.
+    for prefix, what, words, ranks in (
+        ("ctx", "Zipf", 5000, (20, 2000)),
+        ("topic", "topic", 300, (5, 150)),
+    ):
+        asked = [
+            (f"{prefix}-{size}", synthetic_queries(200, seed=size, vocabulary=words, ranks=ranks))
+            for size in (sizes[0], sizes[-1])
+        ]
+        small, large = map(
+            summary,
+            timed_in_turn(
+                [
+                    lambda i, s=session, q=queries: backend.context(
+                        "t", s, ContextRequest(budget=2000, query=q[i % len(q)], strategy="hybrid")
+                    )
+                    for session, queries in asked
+                ],
+                n // 2,
+            ),
+        )
+        grown = large["p50_ms"] / small["p50_ms"]
+        results[f"hybrid_in_turn_{what.lower()}"] = {first: small, last: large, "ratio": grown}
+        print(
+            f"  the same in turn, query by query ({what}): {small['p50_ms']:.2f} / "
+            f"{large['p50_ms']:.2f} ms, {grown:5.2f}x"
+        )
     backend.close()
     return results
 
