@@ -89,14 +89,8 @@ def summary(samples_s: list[float]) -> dict[str, float]:
 
 
 def timed(fn: Callable[[int], Any], n: int, warmup: int = 50) -> list[float]:
-    for i in range(warmup):
-        fn(-1 - i)
-    out = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn(i)
-        out.append(time.perf_counter() - t0)
-    return out
+    """Seconds per call of ``fn(i)`` for i in 0..n-1, after ``warmup`` calls."""
+    return timed_in_turn([fn], n, warmup)[0]
 
 
 def timed_in_turn(
@@ -202,6 +196,8 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
         "synthetic turns with a Zipf vocabulary"
     )
     results: dict[str, Any] = {}
+    # Each kind of session's name and queries by size, asked again in turn below.
+    asked: dict[str, dict[int, tuple[str, list[str]]]] = {"Zipf": {}, "topic": {}}
     backend = PostgresBackend(dsn, max_size=1).open()
     for size in sizes:
         session = f"ctx-{size}"
@@ -223,6 +219,7 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
             timed(lambda i, s=session: backend.context("t", s, ContextRequest(budget=2000)), n)
         )
         queries = synthetic_queries(200, seed=size)
+        asked["Zipf"][size] = (session, queries)
         # Without a worker, a session over 1,000 turns has no term statistics.
         uncounted = _hybrid(backend, session, queries, n // 2) if size > 1000 else None
         _count_terms(backend, session)
@@ -251,6 +248,7 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("vacuum analyze memory.messages")
         queries = synthetic_queries(200, seed=size, vocabulary=300, ranks=(5, 150))
+        asked["topic"][size] = (session, queries)
         topic = _hybrid(backend, session, queries, n // 2)
         print(
             line(
@@ -266,23 +264,11 @@ def bench_context(dsn: str, sizes: list[int], n: int) -> dict[str, Any]:
         print(f"  hybrid p50 at {sizes[-1]:,} turns / at {sizes[0]:,} ({what}): {grown:5.2f}x")
     # The same two sessions again, in turn, query by query: the runs above are
     # minutes apart, and these machines drift by tens of percent in minutes.
-    for prefix, what, words, ranks in (
-        ("ctx", "Zipf", 5000, (20, 2000)),
-        ("topic", "topic", 300, (5, 150)),
-    ):
-        asked = [
-            (f"{prefix}-{size}", synthetic_queries(200, seed=size, vocabulary=words, ranks=ranks))
-            for size in (sizes[0], sizes[-1])
-        ]
+    for what, by_size in asked.items():
         small, large = map(
             summary,
             timed_in_turn(
-                [
-                    lambda i, s=session, q=queries: backend.context(
-                        "t", s, ContextRequest(budget=2000, query=q[i % len(q)], strategy="hybrid")
-                    )
-                    for session, queries in asked
-                ],
+                [_hybrid_call(backend, *by_size[size]) for size in (sizes[0], sizes[-1])],
                 n // 2,
             ),
         )
@@ -314,7 +300,11 @@ def _count_terms(backend: PostgresBackend, session: str) -> None:
         pass
 
 
-def _hybrid(backend: PostgresBackend, session: str, queries: list[str], n: int) -> dict[str, float]:
+def _hybrid_call(
+    backend: PostgresBackend, session: str, queries: list[str]
+) -> Callable[[int], object]:
+    """Call i: a hybrid window of 2,000 tokens with the i-th query (round robin)."""
+
     def ask(i: int) -> object:
         return backend.context(
             "t",
@@ -322,7 +312,11 @@ def _hybrid(backend: PostgresBackend, session: str, queries: list[str], n: int) 
             ContextRequest(budget=2000, query=queries[i % len(queries)], strategy="hybrid"),
         )
 
-    return summary(timed(ask, n))
+    return ask
+
+
+def _hybrid(backend: PostgresBackend, session: str, queries: list[str], n: int) -> dict[str, float]:
+    return summary(timed(_hybrid_call(backend, session, queries), n))
 
 
 def langchain_read(dsn: str, size: int, n: int) -> dict[str, float] | None:
