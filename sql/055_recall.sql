@@ -260,16 +260,20 @@ begin
                and d.seq <= v_ceiling
                and coalesce(d.search @@ v_any, false)
         ), bm25 as (
-            select d.seq,
+            select u.seq,
                    sum(w.idf * u.tf * (k1 + 1)
-                       / (u.tf + k1 * (1 - b + b * d.tokens / v_avgdl))) as score
-              from hits as d
-             cross join lateral (
-                    -- Only the query's lexemes: mark them, keep the marked ones.
-                    select x.lexeme, coalesce(array_length(x.positions, 1), 1) as tf
-                      from unnest(ts_filter(setweight(d.search, 'A', v_lexemes), '{a}')) as x) as u
+                       / (u.tf + k1 * (1 - b + b * u.tokens / v_avgdl))) as score
+              from (select x.seq, x.tokens, (x.entry).lexeme,
+                           coalesce(array_length((x.entry).positions, 1), 1) as tf
+                      -- Only the query's lexemes: mark them, keep the marked ones
+                      -- (unnest in the select list: one pass over the turns, where
+                      -- a lateral function scan is set up again for each turn).
+                      from (select d.seq, d.tokens,
+                                   unnest(ts_filter(setweight(d.search, 'A', v_lexemes), '{a}'))
+                                       as entry
+                              from hits as d) as x) as u
               join unnest(v_lexemes, v_idf) as w (lexeme, idf) on w.lexeme = u.lexeme
-             group by d.seq
+             group by u.seq
         ), smoothed as (
             -- Every scored turn and its neighbours two either side, in one
             -- grouping: a turn's own score (0 for one that matched nothing),
