@@ -581,7 +581,8 @@ def _function_times(pgbench: Path, server: EmbeddedPostgres, rounds: int) -> dic
 
 def _function_time(conn: psycopg.Connection[Any], function: str) -> float:
     """Microseconds per call of ``function`` since the last stats reset, once
-    the pgbench backends' statistics have reached the shared counters."""
+    the pgbench backends' statistics have reached the shared counters (an
+    error when they never do, rather than a figure of 0)."""
     for _ in range(50):
         row = conn.execute(
             "select sum(total_time) * 1000 / nullif(sum(calls), 0) from pg_stat_user_functions"
@@ -591,7 +592,10 @@ def _function_time(conn: psycopg.Connection[Any], function: str) -> float:
         if row and row[0] is not None:
             return float(row[0])
         time.sleep(0.1)
-    return 0.0
+    raise RuntimeError(
+        f"no call of {function} reached pg_stat_user_functions within 5 s: "
+        "pgbench's sessions ran without track_functions, or failed"
+    )
 
 
 def _busy_jiffies() -> int:
