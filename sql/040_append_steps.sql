@@ -203,6 +203,44 @@ start the tenant's default TTL, and return the tenant's caps, digest cadence
 and embedding choice (the session has none of its own yet).$$;
 
 -------------------------------------------------------------------------------
+-- _bind_user: a session's user, named by an append that differs from its own.
+create or replace function memory._bind_user(
+    tenant  text,
+    session text,
+    user_id text,
+    owner   text
+)
+returns void
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    if owner is null then
+        -- A session started without a user takes the first one named. (Its
+        -- own statement: the counting update of the session lock leaves
+        -- user_id out, so the session audit trigger, which fires on updates
+        -- of user_id among others, is not even looked at on an ordinary
+        -- append.)
+        update memory.sessions as s
+           set user_id = _bind_user.user_id
+         where s.tenant_id = _bind_user.tenant
+           and s.session_id = _bind_user.session;
+        return;
+    end if;
+    raise exception 'memory: session %/% belongs to another user', tenant, session
+        using errcode = 'ME012', hint = 'use a new session id for this user';
+end;
+$fn$;
+
+comment on function memory._bind_user(text, text, text, text) is
+$$Under the session row lock, for an append that names `user_id` while the
+session's user (`owner`, read under the lock) is another: a session without
+a user takes it (audited), one with another user refuses the append.
+memory.append and memory._append_plain_batch call it only then. Errors:
+ME012 the session belongs to another user.$$;
+
+-------------------------------------------------------------------------------
 -- _key_after_lock: the data key to seal under, re-read if it moved meanwhile.
 create or replace function memory._key_after_lock(
     tenant          text,

@@ -185,20 +185,8 @@ begin
         -- Deleted or expired: _live_session raises the matching error.
         perform memory._live_session(append.tenant, append.session);
     end if;
-    if append.user_id is not null and v_owner is null and not v_is_new then
-        -- A session started without a user takes the first one named. (Its
-        -- own statement: the counting update above leaves user_id out, so
-        -- the session audit trigger, which fires on updates of user_id among
-        -- others, is not even looked at on an ordinary append.)
-        update memory.sessions as s
-           set user_id = append.user_id
-         where s.tenant_id = append.tenant
-           and s.session_id = append.session;
-        v_owner := append.user_id;
-    end if;
     if append.user_id is not null and v_owner is distinct from append.user_id then
-        raise exception 'memory: session %/% belongs to another user', append.tenant, append.session
-            using errcode = 'ME012', hint = 'use a new session id for this user';
+        perform memory._bind_user(append.tenant, append.session, append.user_id, v_owner);
     end if;
     if v_is_new then
         v_new := memory._new_session(append.tenant, append.session, v_now);
@@ -283,8 +271,8 @@ $fn$;
 comment on function memory.append(text, text, text, text, integer, jsonb, public.vector, text, text, text, text, boolean, jsonb, text) is
 $$Store one message and return (seq, created_at, duplicate). Atomic, one round
 trip: its argument checks, then the steps of 040_append_steps.sql (_apply_pii_policy,
-_choose_data_key, _find_retry, the session row lock (_new_session for a new
-session), _key_after_lock,
+_choose_data_key, _find_retry, the session row lock (_bind_user when it
+names another user, _new_session for a new session), _key_after_lock,
 _claim_idempotency, then the insert, _trim_to_caps, _queue_background_work): creates the session (and tenant) on first use, takes the next `seq` under
 the session row lock (gap-free 1, 2, 3, ...), and trims the oldest messages when
 the session's or tenant's max_messages / max_tokens cap is passed.
@@ -324,6 +312,160 @@ select * from memory.append('acme', 's-1', 'tool', null, parts =>
   '[{"type": "tool_result", "call_id": "call_1", "content": "12 C"}]');$$;
 
 -------------------------------------------------------------------------------
+-- _append_plain_batch: a batch of plain messages, counted in and stored at once.
+create or replace function memory._append_plain_batch(
+    tenant        text,
+    session       text,
+    messages      memory.turn_input[],
+    user_id       text,
+    trace_context text,
+    call_keys     text[]
+)
+returns bigint
+language plpgsql
+volatile security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+    v_now       timestamptz := now();
+    v_n         integer := cardinality(_append_plain_batch.messages);
+    v_tenant    record;   -- the tenant's settings (memory.tenants)
+    v_plain     boolean;  -- every message is plain and passes memory.append's checks
+    v_total     bigint;   -- the batch's tokens
+    v_seq       bigint;   -- the session's last seq, the batch included
+    v_is_new    boolean;
+    v_owner     text;
+    v_unsumm    bigint;   -- tokens not yet covered by a digest, the batch included
+    v_every     integer;
+    v_embed     boolean;
+    v_new       record;   -- a new session's tenant settings (memory._new_session)
+    v_mark      bigint;   -- the newest multiple of 250 turns up to v_seq
+    v_summarize boolean;
+    v_count_terms boolean;
+begin
+    -- Only a batch memory.append would store as it came, with no personal
+    -- data policy, data key or cap to apply, and whose every message passes
+    -- memory.append's checks. Otherwise null, before anything is written:
+    -- memory.append_many then goes message by message (and raises
+    -- memory.append's error for the first bad message).
+    select t.encryption, t.pii_policy, t.max_messages, t.max_tokens, t.summary_every_tokens,
+           t.embed_messages
+      into v_tenant
+      from memory.tenants as t
+     where t.tenant_id = _append_plain_batch.tenant;
+    if not found
+       or coalesce(v_tenant.encryption, 'none') <> 'none'
+       or coalesce(v_tenant.pii_policy, '{}'::jsonb) <> '{}'::jsonb
+       or v_tenant.max_messages is not null
+       or v_tenant.max_tokens is not null
+       or not (memory._ident_ok(_append_plain_batch.tenant)
+               and memory._ident_ok(_append_plain_batch.session)
+               and (_append_plain_batch.user_id is null
+                    or memory._ident_ok(_append_plain_batch.user_id)))
+       or exists (select from unnest(_append_plain_batch.call_keys) as k
+                   where k is not null and not memory._ident_ok(k)) then
+        return null;
+    end if;
+    select bool_and(coalesce(
+               m.idempotency_key is null and m.parts is null and m.name is null
+               and m.role in ('system', 'developer', 'user', 'assistant', 'tool')
+               and m.content is not null
+               and octet_length(m.content) <= 4194304
+               and (m.tokens is null or m.tokens >= 0)
+               and (m.metadata is null
+                    or (jsonb_typeof(m.metadata) = 'object'
+                        and pg_column_size(m.metadata) <= 262144))
+               and (m.embedding is null
+                    or public.vector_dims(m.embedding)
+                       = (select s.embedding_dim from memory.settings as s)),
+               false)),
+           sum(coalesce(m.tokens, memory.estimate_tokens(m.content)))
+      into v_plain, v_total
+      from unnest(_append_plain_batch.messages) as m;
+    if not v_plain then
+        return null;
+    end if;
+    -- The session row lock, counting the whole batch in: its seqs are
+    -- v_seq - v_n + 1 .. v_seq, gap-free. A session with caps or sealed
+    -- turns of its own is locked but not counted (memory.append trims and
+    -- seals message by message).
+    insert into memory.sessions as s
+           (tenant_id, session_id, user_id, last_seq, message_count, token_count,
+            unsummarized_tokens, created_at, updated_at)
+    values (_append_plain_batch.tenant, _append_plain_batch.session, _append_plain_batch.user_id,
+            v_n, v_n, v_total, v_total, v_now, v_now)
+    on conflict (tenant_id, session_id) do update
+       set last_seq = s.last_seq + v_n,
+           message_count = s.message_count + v_n,
+           token_count = s.token_count + excluded.token_count,
+           unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
+           updated_at = excluded.updated_at
+     where s.deleted_at is null
+       and (s.expires_at is null or s.expires_at > v_now)
+       and s.key_version is null
+       and s.max_messages is null
+       and s.max_tokens is null
+    returning s.last_seq, (s.xmax = 0), s.user_id, s.unsummarized_tokens,
+              coalesce(s.summary_every_tokens, v_tenant.summary_every_tokens),
+              coalesce(v_tenant.embed_messages, false)
+         into v_seq, v_is_new, v_owner, v_unsumm, v_every, v_embed;
+    if not found then
+        -- Deleted or expired: _live_session raises the matching error.
+        perform memory._live_session(_append_plain_batch.tenant, _append_plain_batch.session);
+        return null;
+    end if;
+    if _append_plain_batch.user_id is not null
+       and v_owner is distinct from _append_plain_batch.user_id then
+        perform memory._bind_user(_append_plain_batch.tenant, _append_plain_batch.session,
+                                  _append_plain_batch.user_id, v_owner);
+    end if;
+    if v_is_new then
+        v_new := memory._new_session(_append_plain_batch.tenant, _append_plain_batch.session,
+                                     v_now);
+        v_every := v_new.summary_every;
+        v_embed := v_new.embed;
+    end if;
+    insert into memory.messages
+           (tenant_id, session_id, seq, role, content, search, tokens, tokens_estimated,
+            metadata, embedding, idempotency_key, created_at, structured, tool_parts)
+    select _append_plain_batch.tenant, _append_plain_batch.session, v_seq - v_n + m.i, m.role,
+           m.content, memory._search_vector(m.content, false),
+           coalesce(m.tokens, memory.estimate_tokens(m.content)), m.tokens is null,
+           coalesce(m.metadata, '{}'::jsonb), m.embedding, _append_plain_batch.call_keys[m.i],
+           v_now, false, 0
+      from unnest(_append_plain_batch.messages) with ordinality
+           as m (role, content, tokens, metadata, embedding, idempotency_key, parts, name, i);
+    -- The background work the batch's appends would each have asked for,
+    -- asked for once: a digest when the unsummarized tokens pass a multiple
+    -- of the cadence, an embedding when a message came without one, term
+    -- statistics when a seq from 750 on is a multiple of 250.
+    v_summarize := v_every is not null and v_unsumm / v_every > (v_unsumm - v_total) / v_every;
+    v_embed := v_embed and exists (select from unnest(_append_plain_batch.messages) as m
+                                    where m.embedding is null);
+    v_mark := v_seq - v_seq % 250;
+    v_count_terms := v_mark >= 750 and v_mark > v_seq - v_n;
+    if v_summarize or v_embed or v_count_terms then
+        perform memory._queue_background_work(_append_plain_batch.tenant,
+                                              _append_plain_batch.session, v_summarize, v_embed,
+                                              v_count_terms, _append_plain_batch.trace_context);
+    end if;
+    return v_seq;
+end;
+$fn$;
+
+comment on function memory._append_plain_batch(text, text, memory.turn_input[], text, text, text[]) is
+$$Store a batch of memory.append_many in one insert under one session row
+lock, when that is what memory.append would do message by message: plain
+messages (no idempotency key, parts or sender name) that pass its checks, a
+tenant without a personal data policy, encryption or caps, a session without
+caps or sealed turns. Returns the session's last seq (the batch holds the
+`cardinality(messages)` seqs up to it), or null, having written nothing,
+for memory.append_many to store the batch message by message. The same
+session counters, user binding, new-session set-up and background work as
+that many appends; the errors of a deleted or expired session or another
+user's (ME003, ME020, ME012).$$;
+
+-------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
 drop function if exists memory.append_many(text, text, memory.message_input[], text);
 drop function if exists memory.append_many(text, text, memory.message_input[], text, text);
@@ -344,6 +486,7 @@ as $fn$
 declare
     v_message memory.turn_input;
     v_at      integer := 0;
+    v_last    bigint;  -- the batch's last seq, when stored at once
 begin
     if not memory._acting_for(append_many.tenant) then
         perform memory._tenant_guard(append_many.tenant);
@@ -360,6 +503,18 @@ begin
         raise exception 'memory: % call keys for % messages', cardinality(call_keys),
                         cardinality(messages)
             using errcode = 'ME002', hint = 'give one call key per message (null where none)';
+    end if;
+    if not append_many.call_retried then
+        v_last := memory._append_plain_batch(append_many.tenant, append_many.session,
+                                             append_many.messages, append_many.user_id,
+                                             append_many.trace_context, append_many.call_keys);
+        if v_last is not null then
+            return query
+                select v_last - cardinality(append_many.messages) + i, now(), false
+                  from generate_series(1, cardinality(append_many.messages)) as i
+                 order by i;
+            return;
+        end if;
     end if;
     foreach v_message in array messages loop
         v_at := v_at + 1;
@@ -378,6 +533,11 @@ $$Store a batch of messages in array order, all or nothing, and return one
 (seq, created_at, duplicate) row per message. Same rules and errors as
 memory.append, plus ME002 for an empty batch, one over 10000 messages, or
 `call_keys` (memory.append's call_key, one per message) of another length.
+A batch of plain messages (no idempotency key, parts or name; not a retry)
+for a tenant without a personal data policy, encryption or caps is stored in
+one insert under one session lock (memory._append_plain_batch), several
+times cheaper per message; any other batch goes through memory.append
+message by message.
 memory.turn_input is memory.message_input with memory.append's `parts` and
 `name` last.
 Example: select * from memory.append_many('acme', 's-1', array[
