@@ -70,6 +70,14 @@ RAW_INSERT = (
     "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens) "
     "values (%s, %s, %s, %s, %s, %s)"
 )
+# A batch as one prepared statement: seqs from the first given, in array order.
+RAW_BATCH_INSERT = (
+    "insert into bench_raw (tenant_id, session_id, seq, role, content, tokens) "
+    "select %s, %s, %s + m.i, m.role, m.content, m.tokens "
+    "from unnest(%s::text[], %s::text[], %s::integer[])"
+    " with ordinality as m (role, content, tokens, i)"
+)
+BATCH = 100  # messages per batch in the batch-append comparison
 
 
 def pct(samples: list[float], p: float) -> float:
@@ -150,6 +158,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         chat = mem.session("bench-client", tenant="t")
         client = summary(timed(lambda i: chat.append("user", TEXT), n))
         keyed = summary(timed(lambda i: chat.append("user", TEXT, idempotency_key=f"k{i}"), n))
+    raw_batch, batched = batch_append(dsn, max(10, n // 10))
     lc = langchain_append(dsn, n)
     print(line("raw prepared INSERT (psycopg)", raw))
     print(line("pymem backend.append (tokens given)", direct, raw))
@@ -162,8 +171,18 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
     )
     if lc:
         print(line("langchain-postgres add_messages (1 message)", lc, raw))
+    print(line(f"raw INSERT of {BATCH} rows (one statement)", raw_batch))
+    print(line(f"pymem backend.append_many, {BATCH} messages", batched, raw_batch))
+    print(
+        f"  per message: raw {raw_batch['p50_ms'] * 1000 / BATCH:.0f} us, "
+        f"pymem {batched['p50_ms'] * 1000 / BATCH:.0f} us "
+        f"(one append: {direct['p50_ms'] * 1000:.0f} us)"
+    )
     return {
         "raw_insert": raw,
+        "raw_insert_batch": raw_batch,
+        "pymem_append_many_batch": batched,
+        "batch_size": BATCH,
         "pymem_backend": direct,
         "pymem_session": client,
         "pymem_session_idempotent": keyed,
@@ -172,6 +191,30 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         "embedding_encode_text": as_text,
         "langchain_postgres": lc,
     }
+
+
+def batch_append(dsn: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Batches of BATCH plain messages: one raw prepared INSERT of the rows
+    beside backend.append_many (stored in one insert under one session lock)."""
+    roles = ["user" if i % 2 else "assistant" for i in range(BATCH)]
+    contents = [f"{TEXT} ({i})" for i in range(BATCH)]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(RAW_TABLE)
+        raw = summary(
+            timed(
+                lambda i: conn.execute(
+                    RAW_BATCH_INSERT,
+                    ("t", "raw-batch", (i + 10) * BATCH, roles, contents, [14] * BATCH),
+                    prepare=True,
+                ),
+                n,
+            )
+        )
+    messages = [NewMessage(r, c, tokens=14) for r, c in zip(roles, contents, strict=True)]
+    backend = PostgresBackend(dsn, max_size=1).open()
+    batched = summary(timed(lambda i: backend.append_many("t", "bench-batch", messages), n))
+    backend.close()
+    return raw, batched
 
 
 def langchain_append(dsn: str, n: int) -> dict[str, float] | None:
