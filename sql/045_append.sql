@@ -333,6 +333,10 @@ declare
     v_plain     boolean;  -- every message is plain and passes memory.append's checks
     v_total     bigint;   -- the batch's tokens
     v_seq       bigint;   -- the session's last seq, the batch included
+    v_first     bigint;   -- the session's first kept seq
+    v_held      bigint;   -- the session's tokens, the batch included
+    v_cap_msgs  integer;  -- caps: the session's own, else its tenant's
+    v_cap_toks  bigint;
     v_is_new    boolean;
     v_owner     text;
     v_unsumm    bigint;   -- tokens not yet covered by a digest, the batch included
@@ -344,7 +348,7 @@ declare
     v_count_terms boolean;
 begin
     -- Only a batch memory.append would store as it came, with no personal
-    -- data policy, data key or cap to apply, and whose every message passes
+    -- data policy or data key to apply, and whose every message passes
     -- memory.append's checks. Otherwise null, before anything is written:
     -- memory.append_many then goes message by message (and raises
     -- memory.append's error for the first bad message).
@@ -356,8 +360,6 @@ begin
     if not found
        or coalesce(v_tenant.encryption, 'none') <> 'none'
        or coalesce(v_tenant.pii_policy, '{}'::jsonb) <> '{}'::jsonb
-       or v_tenant.max_messages is not null
-       or v_tenant.max_tokens is not null
        or not (memory._ident_ok(_append_plain_batch.tenant)
                and memory._ident_ok(_append_plain_batch.session)
                and (_append_plain_batch.user_id is null
@@ -386,9 +388,8 @@ begin
         return null;
     end if;
     -- The session row lock, counting the whole batch in: its seqs are
-    -- v_seq - v_n + 1 .. v_seq, gap-free. A session with caps or sealed
-    -- turns of its own is locked but not counted (memory.append trims and
-    -- seals message by message).
+    -- v_seq - v_n + 1 .. v_seq, gap-free. A session with sealed turns is
+    -- locked but not counted (memory.append seals message by message).
     insert into memory.sessions as s
            (tenant_id, session_id, user_id, last_seq, message_count, token_count,
             unsummarized_tokens, created_at, updated_at)
@@ -403,12 +404,14 @@ begin
      where s.deleted_at is null
        and (s.expires_at is null or s.expires_at > v_now)
        and s.key_version is null
-       and s.max_messages is null
-       and s.max_tokens is null
-    returning s.last_seq, (s.xmax = 0), s.user_id, s.unsummarized_tokens,
+    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id,
+              s.unsummarized_tokens,
+              coalesce(s.max_messages, v_tenant.max_messages),
+              coalesce(s.max_tokens, v_tenant.max_tokens),
               coalesce(s.summary_every_tokens, v_tenant.summary_every_tokens),
               coalesce(v_tenant.embed_messages, false)
-         into v_seq, v_is_new, v_owner, v_unsumm, v_every, v_embed;
+         into v_seq, v_first, v_is_new, v_held, v_owner, v_unsumm, v_cap_msgs, v_cap_toks,
+              v_every, v_embed;
     if not found then
         -- Deleted or expired: _live_session raises the matching error.
         perform memory._live_session(_append_plain_batch.tenant, _append_plain_batch.session);
@@ -422,6 +425,8 @@ begin
     if v_is_new then
         v_new := memory._new_session(_append_plain_batch.tenant, _append_plain_batch.session,
                                      v_now);
+        v_cap_msgs := v_new.max_messages;
+        v_cap_toks := v_new.max_tokens;
         v_every := v_new.summary_every;
         v_embed := v_new.embed;
     end if;
@@ -435,15 +440,30 @@ begin
            v_now, false, 0
       from unnest(_append_plain_batch.messages) with ordinality
            as m (role, content, tokens, metadata, embedding, idempotency_key, parts, name, i);
+    if v_cap_msgs is not null or v_cap_toks is not null then
+        -- Trimmed once to the caps, to what trimming after each message
+        -- leaves; a message over the token cap alone fails the batch (the
+        -- first such, as message by message).
+        perform memory._trim_to_caps(
+            _append_plain_batch.tenant, _append_plain_batch.session, v_seq, v_first, v_held,
+            coalesce((select coalesce(m.tokens, memory.estimate_tokens(m.content))
+                        from unnest(_append_plain_batch.messages) with ordinality as m
+                       where coalesce(m.tokens, memory.estimate_tokens(m.content)) > v_cap_toks
+                       order by m.ordinality
+                       limit 1), 0),
+            v_cap_msgs, v_cap_toks);
+    end if;
     -- The background work the batch's appends would each have asked for,
     -- asked for once: a digest when the unsummarized tokens pass a multiple
     -- of the cadence, an embedding when a message came without one, term
-    -- statistics when a seq from 750 on is a multiple of 250.
+    -- statistics when a seq from 750 on is a multiple of 250 in a session
+    -- without caps.
     v_summarize := v_every is not null and v_unsumm / v_every > (v_unsumm - v_total) / v_every;
     v_embed := v_embed and exists (select from unnest(_append_plain_batch.messages) as m
                                     where m.embedding is null);
     v_mark := v_seq - v_seq % 250;
-    v_count_terms := v_mark >= 750 and v_mark > v_seq - v_n;
+    v_count_terms := v_mark >= 750 and v_mark > v_seq - v_n and v_cap_msgs is null
+                     and v_cap_toks is null;
     if v_summarize or v_embed or v_count_terms then
         perform memory._queue_background_work(_append_plain_batch.tenant,
                                               _append_plain_batch.session, v_summarize, v_embed,
@@ -457,13 +477,14 @@ comment on function memory._append_plain_batch(text, text, memory.turn_input[], 
 $$Store a batch of memory.append_many in one insert under one session row
 lock, when that is what memory.append would do message by message: plain
 messages (no idempotency key, parts or sender name) that pass its checks, a
-tenant without a personal data policy, encryption or caps, a session without
-caps or sealed turns. Returns the session's last seq (the batch holds the
+tenant without a personal data policy or encryption, a session without
+sealed turns. Over the session's or tenant's caps it trims once
+(memory._trim_to_caps) to what trimming after each message leaves. Returns the session's last seq (the batch holds the
 `cardinality(messages)` seqs up to it), or null, having written nothing,
 for memory.append_many to store the batch message by message. The same
 session counters, user binding, new-session set-up and background work as
-that many appends; the errors of a deleted or expired session or another
-user's (ME003, ME020, ME012).$$;
+that many appends; the errors of a deleted or expired session, another
+user's, or a message over the token cap (ME003, ME020, ME012, ME008).$$;
 
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
@@ -534,10 +555,10 @@ $$Store a batch of messages in array order, all or nothing, and return one
 memory.append, plus ME002 for an empty batch, one over 10000 messages, or
 `call_keys` (memory.append's call_key, one per message) of another length.
 A batch of plain messages (no idempotency key, parts or name; not a retry)
-for a tenant without a personal data policy, encryption or caps is stored in
-one insert under one session lock (memory._append_plain_batch), several
-times cheaper per message; any other batch goes through memory.append
-message by message.
+for a tenant without a personal data policy or encryption is stored in one
+insert under one session lock, and trimmed to the caps once
+(memory._append_plain_batch), several times cheaper per message; any other
+batch goes through memory.append message by message.
 memory.turn_input is memory.message_input with memory.append's `parts` and
 `name` last.
 Example: select * from memory.append_many('acme', 's-1', array[

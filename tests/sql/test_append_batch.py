@@ -1,8 +1,8 @@
 """memory.append_many stores a batch of plain messages in one insert under one
 session lock (memory._append_plain_batch): the same rows, counters, user
-binding, TTL and background jobs as memory.append called message by message,
-and message by message whenever a message, the tenant or the session asks for
-more (idempotency keys, parts, caps, a retry) or a message is bad."""
+binding, TTL, trimming and background jobs as memory.append called message by
+message, and message by message whenever a message asks for more
+(idempotency keys, parts, a retry) or is bad."""
 
 from __future__ import annotations
 
@@ -197,16 +197,59 @@ def test_a_batch_asking_for_more_or_holding_a_bad_message_goes_message_by_messag
             assert _appends_called(conn) == before + 4
 
 
-def test_caps_and_retries_go_message_by_message(conn: Conn) -> None:
-    _append_many(conn, "capped", _batch(conn, 0, 1))
-    conn.execute("select memory.configure_session('acme', 'capped', max_messages => 3)")
-    with conn.transaction():
+def _deleted(conn: Conn, session: str) -> tuple[int, int, int]:
+    """Turns the audit log says were deleted: how many, the first and the last."""
+    row = conn.execute(
+        "select coalesce(sum((details ->> 'count')::int), 0),"
+        " min((details ->> 'seq_from')::int), max((details ->> 'seq_to')::int)"
+        " from memory.audit_log where action = 'messages.delete' and object_key = %s",
+        (session,),
+    ).fetchone()
+    assert row is not None
+    return row
+
+
+@pytest.mark.parametrize(
+    "caps",
+    ["max_messages => 7", "max_tokens => 60", "max_messages => 9, max_tokens => 80"],
+)
+def test_a_capped_session_is_trimmed_once_to_what_trimming_each_time_leaves(
+    conn: Conn, caps: str
+) -> None:
+    with conn.transaction():  # one now(): the same expires_at
+        for session in ("s-batch", "s-each"):
+            _append_each(conn, session, _batch(conn, 0, 3))
+            conn.execute(f"select memory.configure_session('acme', %s, {caps})", (session,))
         conn.execute("set local track_functions = 'pl'")
         before = _appends_called(conn)
-        _append_many(conn, "capped", _batch(conn, 1, 5))
-        assert _appends_called(conn) == before + 5
-    rows, counters, _ = _stored(conn, "capped")
-    assert [r[0] for r in rows] == [4, 5, 6] and counters[:3] == (4, 6, 3), "trimmed to 3"
+        batched = _append_many(conn, "s-batch", _batch(conn, 3, 12))
+        assert _appends_called(conn) == before, "stored and trimmed at once"
+        each = _append_each(conn, "s-each", _batch(conn, 3, 12))
+        got, want = _stored(conn, "s-batch"), _stored(conn, "s-each")
+    assert batched == each
+    assert got[0] == want[0] and got[1] == want[1], "the same turns kept, the same counters"
+    assert len(got[0]) < 15, "trimmed"
+    gone, gone_each = _deleted(conn, "s-batch"), _deleted(conn, "s-each")
+    assert gone == gone_each, "the same turns deleted (in one audited statement, not many)"
+
+
+def test_a_message_over_the_token_cap_fails_the_batch_as_it_fails_alone(conn: Conn) -> None:
+    conn.execute("select memory.configure_tenant('acme', max_tokens => 50)")
+    batch = _batch(conn, 0, 4)
+    batch[1] = ("user", "x", 70, None, None, None)
+    batch[2] = ("user", "y", 90, None, None, None)
+    with pytest.raises(psycopg.Error) as alone:
+        _append_each(conn, "s-each", batch)
+    with pytest.raises(psycopg.Error) as batched:
+        _append_many(conn, "s-batch", batch)
+    assert batched.value.sqlstate == alone.value.sqlstate == "ME008"
+    assert batched.value.diag.message_primary == alone.value.diag.message_primary, (
+        "the first message over the cap"
+    )
+    assert _stored(conn, "s-batch")[1] is None, "nothing written"
+
+
+def test_a_retry_goes_message_by_message(conn: Conn) -> None:
     with conn.transaction():
         conn.execute("set local track_functions = 'pl'")
         before = _appends_called(conn)
