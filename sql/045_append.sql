@@ -436,10 +436,12 @@ begin
     select _append_plain_batch.tenant, _append_plain_batch.session, v_seq - v_n + m.i, m.role,
            m.content, memory._search_vector(m.content, false),
            coalesce(m.tokens, memory.estimate_tokens(m.content)), m.tokens is null,
-           coalesce(m.metadata, '{}'::jsonb), m.embedding, _append_plain_batch.call_keys[m.i],
-           v_now, false, 0
-      from unnest(_append_plain_batch.messages) with ordinality
-           as m (role, content, tokens, metadata, embedding, idempotency_key, parts, name, i);
+           coalesce(m.metadata, '{}'::jsonb), m.embedding, m.call_key, v_now, false, 0
+      -- The keys side by side with the messages (a subscript would walk the
+      -- keys from the first for each message).
+      from unnest(_append_plain_batch.messages, _append_plain_batch.call_keys) with ordinality
+           as m (role, content, tokens, metadata, embedding, idempotency_key, parts, name,
+                 call_key, i);
     if v_cap_msgs is not null or v_cap_toks is not null then
         -- Trimmed once to the caps, to what trimming after each message
         -- leaves; a message over the token cap alone fails the batch (the
