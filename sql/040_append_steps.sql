@@ -237,7 +237,7 @@ comment on function memory._bind_user(text, text, text, text) is
 $$Under the session row lock, for an append that names `user_id` while the
 session's user (`owner`, read under the lock) is another: a session without
 a user takes it (audited), one with another user refuses the append.
-memory.append and memory._append_plain_batch call it only then. Errors:
+memory.append and memory._append_batch call it only then. Errors:
 ME012 the session belongs to another user.$$;
 
 -------------------------------------------------------------------------------

@@ -312,8 +312,10 @@ select * from memory.append('acme', 's-1', 'tool', null, parts =>
   '[{"type": "tool_result", "call_id": "call_1", "content": "12 C"}]');$$;
 
 -------------------------------------------------------------------------------
--- _append_plain_batch: a batch of plain messages, counted in and stored at once.
-create or replace function memory._append_plain_batch(
+-- _append_batch: a batch of messages, counted in and stored at once.
+drop function if exists memory._append_plain_batch(text, text, memory.turn_input[], text, text,
+                                                   text[]);
+create or replace function memory._append_batch(
     tenant        text,
     session       text,
     messages      memory.turn_input[],
@@ -328,9 +330,17 @@ set search_path = pg_catalog, pg_temp
 as $fn$
 declare
     v_now       timestamptz := now();
-    v_n         integer := cardinality(_append_plain_batch.messages);
+    v_n         integer := cardinality(_append_batch.messages);
     v_tenant    record;   -- the tenant's settings (memory.tenants)
-    v_plain     boolean;  -- every message is plain and passes memory.append's checks
+    v_policy    jsonb;    -- its personal data policy, if any
+    -- What memory.append would store of each message, in batch order.
+    v_ok        boolean;  -- every message passes memory.append's checks
+    v_texts     text[];
+    v_counts    integer[];
+    v_estimated boolean[];
+    v_metas     jsonb[];
+    v_structured boolean[];
+    v_tool_parts smallint[];
     v_total     bigint;   -- the batch's tokens
     v_seq       bigint;   -- the session's last seq, the batch included
     v_first     bigint;   -- the session's first kept seq
@@ -347,44 +357,88 @@ declare
     v_summarize boolean;
     v_count_terms boolean;
 begin
-    -- Only a batch memory.append would store as it came, with no personal
-    -- data policy or data key to apply, and whose every message passes
-    -- memory.append's checks. Otherwise null, before anything is written:
-    -- memory.append_many then goes message by message (and raises
-    -- memory.append's error for the first bad message).
+    -- Null, before anything is written, for memory.append_many to go
+    -- message by message: a tenant that seals its turns (or a first
+    -- append of the tenant), an idempotency key, or any message
+    -- memory.append would refuse. Message by message, memory.append then
+    -- raises the error of the first bad message, in batch order.
     select t.encryption, t.pii_policy, t.max_messages, t.max_tokens, t.summary_every_tokens,
            t.embed_messages
       into v_tenant
       from memory.tenants as t
-     where t.tenant_id = _append_plain_batch.tenant;
+     where t.tenant_id = _append_batch.tenant;
     if not found
        or coalesce(v_tenant.encryption, 'none') <> 'none'
-       or coalesce(v_tenant.pii_policy, '{}'::jsonb) <> '{}'::jsonb
-       or not (memory._ident_ok(_append_plain_batch.tenant)
-               and memory._ident_ok(_append_plain_batch.session)
-               and (_append_plain_batch.user_id is null
-                    or memory._ident_ok(_append_plain_batch.user_id)))
-       or exists (select from unnest(_append_plain_batch.call_keys) as k
+       or not (memory._ident_ok(_append_batch.tenant)
+               and memory._ident_ok(_append_batch.session)
+               and (_append_batch.user_id is null or memory._ident_ok(_append_batch.user_id)))
+       or exists (select from unnest(_append_batch.call_keys) as k
                    where k is not null and not memory._ident_ok(k)) then
         return null;
     end if;
-    select bool_and(coalesce(
-               m.idempotency_key is null and m.parts is null and m.name is null
-               and m.role in ('system', 'developer', 'user', 'assistant', 'tool')
-               and m.content is not null
-               and octet_length(m.content) <= 4194304
-               and (m.tokens is null or m.tokens >= 0)
-               and (m.metadata is null
-                    or (jsonb_typeof(m.metadata) = 'object'
-                        and pg_column_size(m.metadata) <= 262144))
-               and (m.embedding is null
-                    or public.vector_dims(m.embedding)
-                       = (select s.embedding_dim from memory.settings as s)),
-               false)),
-           sum(coalesce(m.tokens, memory.estimate_tokens(m.content)))
-      into v_plain, v_total
-      from unnest(_append_plain_batch.messages) as m;
-    if not v_plain then
+    v_policy := nullif(v_tenant.pii_policy, '{}'::jsonb);
+    begin
+        -- Each message as memory.append takes it before the session lock:
+        -- its parts checked into a document (memory._check_parts), its
+        -- checks, its token count, the personal data policy applied.
+        select bool_and(coalesce(
+                   x.idempotency_key is null
+                   and x.role in ('system', 'developer', 'user', 'assistant', 'tool')
+                   and x.content is not null
+                   and octet_length(x.content) <= 4194304
+                   and (x.tokens is null or x.tokens >= 0)
+                   and (x.metadata is null
+                        or (jsonb_typeof(x.metadata) = 'object'
+                            and pg_column_size(x.metadata) <= 262144))
+                   and (x.embedding is null
+                        or public.vector_dims(x.embedding)
+                           = (select s.embedding_dim from memory.settings as s)),
+                   false)),
+               array_agg(coalesce(q.stored_content, x.content) order by x.i),
+               array_agg(coalesce(q.stored_tokens, x.count) order by x.i),
+               -- An estimate: no count given (for a structured message, none
+               -- by the caller).
+               array_agg(x.tokens is null or (x.structured and x.given_tokens is null)
+                         order by x.i),
+               array_agg(coalesce(q.stored_metadata, x.metadata, '{}'::jsonb) order by x.i),
+               array_agg(x.structured order by x.i),
+               array_agg(x.tool_parts order by x.i),
+               sum(coalesce(q.stored_tokens, x.count))
+          into v_ok, v_texts, v_counts, v_estimated, v_metas, v_structured, v_tool_parts,
+               v_total
+          from (select m.i, m.role, m.idempotency_key, m.metadata, m.embedding,
+                       m.tokens as given_tokens,
+                       p.document is not null as structured,
+                       coalesce(p.tool_parts, 0::smallint) as tool_parts,
+                       case when p.shaped then coalesce(p.document::text, p.plain)
+                            else m.content end as content,
+                       case when p.shaped then coalesce(m.tokens, p.estimate)
+                            else m.tokens end as tokens,
+                       coalesce(case when p.shaped then coalesce(m.tokens, p.estimate)
+                                     else m.tokens end,
+                                memory.estimate_tokens(case when p.shaped
+                                                            then coalesce(p.document::text, p.plain)
+                                                            else m.content end)) as count
+                  from unnest(_append_batch.messages) with ordinality
+                       as m (role, content, tokens, metadata, embedding, idempotency_key, parts,
+                             name, i)
+                  left join lateral (
+                         select c.document, c.plain, c.tool_parts, c.estimate, true as shaped
+                           from memory._check_parts(m.role, m.content, m.parts, m.name) as c
+                          where m.parts is not null or m.name is not null
+                         offset 0) as p on true  -- called only for such messages
+                offset 0) as x
+          left join lateral (
+                 select a.stored_content, a.stored_tokens, a.stored_metadata
+                   from memory._apply_pii_policy(v_policy, x.content, x.count,
+                                                 coalesce(x.metadata, '{}'::jsonb),
+                                                 x.structured) as a
+                  where v_policy is not null and x.content is not null
+                 offset 0) as q on true;  -- called only under a policy
+    exception when others then
+        return null;  -- message by message, memory.append raises it in order
+    end;
+    if not v_ok then
         return null;
     end if;
     -- The session row lock, counting the whole batch in: its seqs are
@@ -393,7 +447,7 @@ begin
     insert into memory.sessions as s
            (tenant_id, session_id, user_id, last_seq, message_count, token_count,
             unsummarized_tokens, created_at, updated_at)
-    values (_append_plain_batch.tenant, _append_plain_batch.session, _append_plain_batch.user_id,
+    values (_append_batch.tenant, _append_batch.session, _append_batch.user_id,
             v_n, v_n, v_total, v_total, v_now, v_now)
     on conflict (tenant_id, session_id) do update
        set last_seq = s.last_seq + v_n,
@@ -414,17 +468,15 @@ begin
               v_every, v_embed;
     if not found then
         -- Deleted or expired: _live_session raises the matching error.
-        perform memory._live_session(_append_plain_batch.tenant, _append_plain_batch.session);
+        perform memory._live_session(_append_batch.tenant, _append_batch.session);
         return null;
     end if;
-    if _append_plain_batch.user_id is not null
-       and v_owner is distinct from _append_plain_batch.user_id then
-        perform memory._bind_user(_append_plain_batch.tenant, _append_plain_batch.session,
-                                  _append_plain_batch.user_id, v_owner);
+    if _append_batch.user_id is not null and v_owner is distinct from _append_batch.user_id then
+        perform memory._bind_user(_append_batch.tenant, _append_batch.session,
+                                  _append_batch.user_id, v_owner);
     end if;
     if v_is_new then
-        v_new := memory._new_session(_append_plain_batch.tenant, _append_plain_batch.session,
-                                     v_now);
+        v_new := memory._new_session(_append_batch.tenant, _append_batch.session, v_now);
         v_cap_msgs := v_new.max_messages;
         v_cap_toks := v_new.max_tokens;
         v_every := v_new.summary_every;
@@ -433,25 +485,26 @@ begin
     insert into memory.messages
            (tenant_id, session_id, seq, role, content, search, tokens, tokens_estimated,
             metadata, embedding, idempotency_key, created_at, structured, tool_parts)
-    select _append_plain_batch.tenant, _append_plain_batch.session, v_seq - v_n + m.i, m.role,
-           m.content, memory._search_vector(m.content, false),
-           coalesce(m.tokens, memory.estimate_tokens(m.content)), m.tokens is null,
-           coalesce(m.metadata, '{}'::jsonb), m.embedding, m.call_key, v_now, false, 0
-      -- The keys side by side with the messages (a subscript would walk the
-      -- keys from the first for each message).
-      from unnest(_append_plain_batch.messages, _append_plain_batch.call_keys) with ordinality
-           as m (role, content, tokens, metadata, embedding, idempotency_key, parts, name,
-                 call_key, i);
+    select _append_batch.tenant, _append_batch.session, v_seq - v_n + m.i, m.role, m.content,
+           memory._search_vector(m.content, m.structured), m.count, m.estimated, m.metadata,
+           m.embedding, m.call_key, v_now, m.structured, m.tool_parts
+      -- Side by side (a subscript would walk an array from its start for
+      -- each message).
+      from unnest(_append_batch.messages, _append_batch.call_keys, v_texts, v_counts,
+                  v_estimated, v_metas, v_structured, v_tool_parts) with ordinality
+           as m (role, given_content, given_tokens, given_metadata, embedding, idempotency_key,
+                 parts, name, call_key, content, count, estimated, metadata, structured,
+                 tool_parts, i);
     if v_cap_msgs is not null or v_cap_toks is not null then
         -- Trimmed once to the caps, to what trimming after each message
         -- leaves; a message over the token cap alone fails the batch (the
         -- first such, as message by message).
         perform memory._trim_to_caps(
-            _append_plain_batch.tenant, _append_plain_batch.session, v_seq, v_first, v_held,
-            coalesce((select coalesce(m.tokens, memory.estimate_tokens(m.content))
-                        from unnest(_append_plain_batch.messages) with ordinality as m
-                       where coalesce(m.tokens, memory.estimate_tokens(m.content)) > v_cap_toks
-                       order by m.ordinality
+            _append_batch.tenant, _append_batch.session, v_seq, v_first, v_held,
+            coalesce((select c.count
+                        from unnest(v_counts) with ordinality as c (count, i)
+                       where c.count > v_cap_toks
+                       order by c.i
                        limit 1), 0),
             v_cap_msgs, v_cap_toks);
     end if;
@@ -461,32 +514,35 @@ begin
     -- statistics when a seq from 750 on is a multiple of 250 in a session
     -- without caps.
     v_summarize := v_every is not null and v_unsumm / v_every > (v_unsumm - v_total) / v_every;
-    v_embed := v_embed and exists (select from unnest(_append_plain_batch.messages) as m
+    v_embed := v_embed and exists (select from unnest(_append_batch.messages) as m
                                     where m.embedding is null);
     v_mark := v_seq - v_seq % 250;
     v_count_terms := v_mark >= 750 and v_mark > v_seq - v_n and v_cap_msgs is null
                      and v_cap_toks is null;
     if v_summarize or v_embed or v_count_terms then
-        perform memory._queue_background_work(_append_plain_batch.tenant,
-                                              _append_plain_batch.session, v_summarize, v_embed,
-                                              v_count_terms, _append_plain_batch.trace_context);
+        perform memory._queue_background_work(_append_batch.tenant, _append_batch.session,
+                                              v_summarize, v_embed, v_count_terms,
+                                              _append_batch.trace_context);
     end if;
     return v_seq;
 end;
 $fn$;
 
-comment on function memory._append_plain_batch(text, text, memory.turn_input[], text, text, text[]) is
+comment on function memory._append_batch(text, text, memory.turn_input[], text, text, text[]) is
 $$Store a batch of memory.append_many in one insert under one session row
-lock, when that is what memory.append would do message by message: plain
-messages (no idempotency key, parts or sender name) that pass its checks, a
-tenant without a personal data policy or encryption, a session without
-sealed turns. Over the session's or tenant's caps it trims once
-(memory._trim_to_caps) to what trimming after each message leaves. Returns the session's last seq (the batch holds the
-`cardinality(messages)` seqs up to it), or null, having written nothing,
-for memory.append_many to store the batch message by message. The same
-session counters, user binding, new-session set-up and background work as
-that many appends; the errors of a deleted or expired session, another
-user's, or a message over the token cap (ME003, ME020, ME012, ME008).$$;
+lock, with what memory.append would store message by message: parts checked
+into documents (memory._check_parts), token counts and estimates, the
+tenant's personal data policy applied, the session's user bound, a new
+session set up, and, over the session's or tenant's caps, one trim
+(memory._trim_to_caps) to what trimming after each message leaves; the
+background work those appends would ask for, asked once. Returns the
+session's last seq (the batch holds the `cardinality(messages)` seqs up to
+it), or null, having written nothing, for memory.append_many to go message
+by message: a tenant that encrypts (or appends for the first time), an
+idempotency key, a session with sealed turns, or a message memory.append
+would refuse, which it then refuses with its own error, in batch order.
+Errors after the lock as memory.append's: ME003/ME020 session deleted or
+expired, ME012 another user's, ME008 the first message over the token cap.$$;
 
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
@@ -528,9 +584,9 @@ begin
             using errcode = 'ME002', hint = 'give one call key per message (null where none)';
     end if;
     if not append_many.call_retried then
-        v_last := memory._append_plain_batch(append_many.tenant, append_many.session,
-                                             append_many.messages, append_many.user_id,
-                                             append_many.trace_context, append_many.call_keys);
+        v_last := memory._append_batch(append_many.tenant, append_many.session,
+                                       append_many.messages, append_many.user_id,
+                                       append_many.trace_context, append_many.call_keys);
         if v_last is not null then
             return query
                 select v_last - cardinality(append_many.messages) + i, now(), false
@@ -556,11 +612,11 @@ $$Store a batch of messages in array order, all or nothing, and return one
 (seq, created_at, duplicate) row per message. Same rules and errors as
 memory.append, plus ME002 for an empty batch, one over 10000 messages, or
 `call_keys` (memory.append's call_key, one per message) of another length.
-A batch of plain messages (no idempotency key, parts or name; not a retry)
-for a tenant without a personal data policy or encryption is stored in one
-insert under one session lock, and trimmed to the caps once
-(memory._append_plain_batch), several times cheaper per message; any other
-batch goes through memory.append message by message.
+A batch without idempotency keys (not a retry) for a tenant that does not
+encrypt is stored in one insert under one session lock, and trimmed to the
+caps once (memory._append_batch), several times cheaper per message; any
+other batch, and one holding a message memory.append refuses, goes through
+memory.append message by message.
 memory.turn_input is memory.message_input with memory.append's `parts` and
 `name` last.
 Example: select * from memory.append_many('acme', 's-1', array[

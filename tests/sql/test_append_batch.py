@@ -1,8 +1,9 @@
-"""memory.append_many stores a batch of plain messages in one insert under one
-session lock (memory._append_plain_batch): the same rows, counters, user
-binding, TTL, trimming and background jobs as memory.append called message by
-message, and message by message whenever a message asks for more
-(idempotency keys, parts, a retry) or is bad."""
+"""memory.append_many stores a batch in one insert under one session lock
+(memory._append_batch): the same rows (parts, estimates, the personal data
+policy applied), counters, user binding, TTL, trimming and background jobs
+as memory.append called message by message, and message by message whenever
+a message asks for more (an idempotency key, a retry) or is bad, so that the
+first error in batch order is raised."""
 
 from __future__ import annotations
 
@@ -50,26 +51,30 @@ def _batch(conn: Conn, start: int, count: int) -> list[tuple[Any, ...]]:
 def _append_many(
     conn: Conn, session: str, batch: list[tuple[Any, ...]], **extra: Any
 ) -> list[tuple[Any, ...]]:
-    keys = extra.pop("call_keys", None)
+    """memory.append_many of (role, content, tokens, metadata, embedding,
+    idempotency_key[, parts, name]) messages, as memory.turn_input."""
+    full = [(*m, None, None)[:8] for m in batch]
     return conn.execute(
         "select seq, duplicate from memory.append_many('acme', %(session)s, array("
         "  select row(m.role, m.content, m.tokens, m.metadata::jsonb, m.embedding::public.vector,"
-        "             m.key)::memory.message_input"
+        "             m.key, m.parts::jsonb, m.name)::memory.turn_input"
         "    from unnest(%(roles)s::text[], %(contents)s::text[], %(tokens)s::integer[],"
-        "                %(metas)s::text[], %(embeddings)s::text[], %(keys)s::text[])"
-        "         with ordinality as m (role, content, tokens, metadata, embedding, key, i)"
+        "                %(metas)s::text[], %(embeddings)s::text[], %(keys)s::text[],"
+        "                %(parts)s::text[], %(names)s::text[])"
+        "         with ordinality as m (role, content, tokens, metadata, embedding, key, parts,"
+        "                               name, i)"
         "   order by m.i),"
         " user_id => %(user_id)s, call_keys => %(call_keys)s)",
         {
             "session": session,
-            "roles": [m[0] for m in batch],
-            "contents": [m[1] for m in batch],
-            "tokens": [m[2] for m in batch],
-            "metas": [m[3] for m in batch],
-            "embeddings": [m[4] for m in batch],
-            "keys": [m[5] for m in batch],
+            **{
+                name: [m[i] for m in full]
+                for i, name in enumerate(
+                    ("roles", "contents", "tokens", "metas", "embeddings", "keys", "parts", "names")
+                )
+            },
             "user_id": extra.pop("user_id", None),
-            "call_keys": keys,
+            "call_keys": extra.pop("call_keys", None),
         },
     ).fetchall()
 
@@ -81,11 +86,12 @@ def _append_each(
     return [
         conn.execute(
             "select seq, duplicate from memory.append('acme', %s, %s, %s, %s, %s::jsonb,"
-            " %s::public.vector, %s, %s, call_key => %s)",
-            (session, *m[:5], m[5], user_id, call_keys[i] if call_keys else None),
+            " %s::public.vector, %s, %s, call_key => %s, parts => %s::jsonb, name => %s)",
+            (session, *m[:6], user_id, call_keys[i] if call_keys else None,
+             *(*m, None, None)[6:8]),
         ).fetchone()
         for i, m in enumerate(batch)
-    ]
+    ]  # fmt: skip
 
 
 def _stored(conn: Conn, session: str) -> tuple[list[Any], Any, list[Any]]:
@@ -261,6 +267,71 @@ def test_a_retry_goes_message_by_message(conn: Conn) -> None:
         assert _appends_called(conn) == before + 1, (
             "a retry looks for its first attempt per message"
         )
+
+
+# An agent's step: a named user turn, a tool call, its result, the answer
+# as one text part (stored as plain text), and plain text.
+STEP = [
+    ("user", "Weather in Oslo? Mail ana@example.com", None, None, None, None, None, "ana"),
+    ("assistant", None, None, '{"step": 1}', None, None,
+     '[{"type": "tool_call", "id": "call_1", "name": "get_weather",'
+     ' "arguments": {"city": "Oslo", "notify": "ana@example.com"}}]', None),
+    ("tool", None, 4, None, None, None,
+     '[{"type": "tool_result", "call_id": "call_1", "content": "12 C, call +47 22 33 44 55"}]',
+     None),
+    ("assistant", None, 9, None, None, None, '[{"type": "text", "text": "It is 12 C."}]', None),
+    ("assistant", "Anything else? Write to ana@example.com", None, None, None, None, None, None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("policy", [None, '{"email": "redact", "phone": "tag"}'])
+def test_an_agent_step_is_stored_at_once_as_message_by_message(
+    conn: Conn, policy: str | None
+) -> None:
+    if policy:
+        conn.execute("select memory.configure_pii('acme', %s::jsonb)", (policy,))
+    with conn.transaction():
+        conn.execute("set local track_functions = 'pl'")
+        before = _appends_called(conn)
+        batched = _append_many(conn, "s-batch", STEP)
+        assert _appends_called(conn) == before, "stored at once"
+        each = _append_each(conn, "s-each", STEP)
+        got, want = _stored(conn, "s-batch"), _stored(conn, "s-each")
+    assert batched == each
+    assert got == want, "documents, counts, estimates, tool parts, policy applied"
+    structured = [row[12] for row in got[0]]
+    assert structured == [True, True, True, False, False]
+    if policy:
+        assert "ana@example.com" not in str(got[0]), "redacted in text and tool arguments"
+
+
+def test_blocked_personal_data_fails_the_batch_as_it_fails_alone(conn: Conn) -> None:
+    conn.execute("select memory.configure_pii('acme', '{\"card\": \"block\"}'::jsonb)")
+    batch = _batch(conn, 0, 4)
+    batch[2] = ("user", "my card is 4111 1111 1111 1111", None, None, None, None)
+    with pytest.raises(psycopg.Error) as alone:
+        _append_each(conn, "s-each", batch)
+    with pytest.raises(psycopg.Error) as batched:
+        _append_many(conn, "s-batch", batch)
+    assert batched.value.sqlstate == alone.value.sqlstate == "ME019"
+    assert batched.value.diag.message_primary == alone.value.diag.message_primary
+    assert _stored(conn, "s-batch")[1] is None, "nothing written"
+
+
+def test_the_first_error_in_batch_order_is_raised(conn: Conn) -> None:
+    """A bad part in the second message of a deleted session's batch: message
+    by message the first message already fails on the session (ME003)."""
+    for session in ("s-batch", "s-each"):
+        _append_each(conn, session, _batch(conn, 0, 1))
+        conn.execute("select memory.delete_session('acme', %s)", (session,))
+    batch = [*_batch(conn, 1, 1), ("user", None, 1, None, None, None, '[{"type": "nope"}]', None)]
+    errors = []
+    for append in (_append_each, _append_many):
+        with pytest.raises(psycopg.Error) as caught:
+            append(conn, "s-each" if append is _append_each else "s-batch", batch)
+        errors.append((caught.value.sqlstate, caught.value.diag.message_primary))
+    assert errors[0][0] == "ME003"
+    assert errors[1] == (errors[0][0], errors[0][1].replace("s-each", "s-batch"))
 
 
 def test_a_deleted_session_refuses_the_batch(conn: Conn) -> None:
