@@ -7,6 +7,7 @@ first error in batch order is raised."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -340,3 +341,44 @@ def test_a_deleted_session_refuses_the_batch(conn: Conn) -> None:
     with pytest.raises(psycopg.Error) as caught:
         _append_many(conn, "s-1", _batch(conn, 2, 2))
     assert caught.value.sqlstate == "ME003"
+
+
+def test_concurrent_batches_and_appends_on_one_session_interleave_whole(dsn: str) -> None:
+    """Eight writers on one session, batches of five and single appends mixed:
+    every seq once, gap-free, and each batch's messages contiguous in order."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.append('acme', 'busy', 'user', 'start', 1)")
+
+    def write(writer: int) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for round_ in range(15):
+                if (writer + round_) % 3:
+                    batch = [
+                        ("user", f"w{writer} r{round_} m{m}", 2, None, None, None) for m in range(5)
+                    ]
+                    got = _append_many(conn, "busy", batch)
+                    assert [seq for seq, _ in got] == list(range(got[0][0], got[0][0] + 5))
+                else:
+                    conn.execute(
+                        "select memory.append('acme', 'busy', 'user', %s, 2)",
+                        (f"w{writer} r{round_} single",),
+                    )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(8)))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "select seq, content from memory.messages"
+            " where tenant_id = 'acme' and session_id = 'busy' order by seq"
+        ).fetchall()
+        counters = _stored(conn, "busy")[1]
+    batches = sum(1 for w in range(8) for r in range(15) if (w + r) % 3)
+    total = 1 + batches * 5 + (8 * 15 - batches)
+    assert [seq for seq, _ in rows] == list(range(1, total + 1)), "every seq once, gap-free"
+    assert counters[1:3] == (total, total)
+    by_content = {content: seq for seq, content in rows}
+    for w in range(8):
+        for r in range(15):
+            if (w + r) % 3:
+                seqs = [by_content[f"w{w} r{r} m{m}"] for m in range(5)]
+                assert seqs == list(range(seqs[0], seqs[0] + 5)), "a batch stays whole"
