@@ -342,6 +342,7 @@ declare
     v_structured boolean[];
     v_tool_parts smallint[];
     v_total     bigint;   -- the batch's tokens
+    v_unembedded boolean; -- a message came without an embedding
     v_seq       bigint;   -- the session's last seq, the batch included
     v_first     bigint;   -- the session's first kept seq
     v_held      bigint;   -- the session's tokens, the batch included
@@ -403,31 +404,30 @@ begin
                array_agg(coalesce(q.stored_metadata, x.metadata, '{}'::jsonb) order by x.i),
                array_agg(x.structured order by x.i),
                array_agg(x.tool_parts order by x.i),
-               sum(coalesce(q.stored_tokens, x.count))
+               sum(coalesce(q.stored_tokens, x.count)),
+               bool_or(x.embedding is null)
           into v_ok, v_texts, v_counts, v_estimated, v_metas, v_structured, v_tool_parts,
-               v_total
-          from (select m.i, m.role, m.idempotency_key, m.metadata, m.embedding,
-                       m.tokens as given_tokens,
-                       p.document is not null as structured,
-                       coalesce(p.tool_parts, 0::smallint) as tool_parts,
-                       case when p.shaped then coalesce(p.document::text, p.plain)
-                            else m.content end as content,
-                       case when p.shaped then coalesce(m.tokens, p.estimate)
-                            else m.tokens end as tokens,
-                       coalesce(case when p.shaped then coalesce(m.tokens, p.estimate)
-                                     else m.tokens end,
-                                memory.estimate_tokens(case when p.shaped
-                                                            then coalesce(p.document::text, p.plain)
-                                                            else m.content end)) as count
-                  from unnest(_append_batch.messages) with ordinality
-                       as m (role, content, tokens, metadata, embedding, idempotency_key, parts,
-                             name, i)
-                  left join lateral (
-                         select c.document, c.plain, c.tool_parts, c.estimate, true as shaped
-                           from memory._check_parts(m.role, m.content, m.parts, m.name) as c
-                          where m.parts is not null or m.name is not null
-                         offset 0) as p on true  -- called only for such messages
-                offset 0) as x
+               v_total, v_unembedded
+          from (select y.*, coalesce(y.tokens, memory.estimate_tokens(y.content)) as count
+                  from (select m.i, m.role, m.idempotency_key, m.metadata, m.embedding,
+                               m.tokens as given_tokens,
+                               p.document is not null as structured,
+                               coalesce(p.tool_parts, 0::smallint) as tool_parts,
+                               case when p.shaped then coalesce(p.document::text, p.plain)
+                                    else m.content end as content,
+                               case when p.shaped then coalesce(m.tokens, p.estimate)
+                                    else m.tokens end as tokens
+                          from unnest(_append_batch.messages) with ordinality
+                               as m (role, content, tokens, metadata, embedding, idempotency_key,
+                                     parts, name, i)
+                          left join lateral (
+                                 select c.document, c.plain, c.tool_parts, c.estimate,
+                                        true as shaped
+                                   from memory._check_parts(m.role, m.content, m.parts, m.name)
+                                        as c
+                                  where m.parts is not null or m.name is not null
+                                 offset 0) as p on true) as y  -- called only for such messages
+                offset 0) as x  -- each count estimated once, however often used
           left join lateral (
                  select a.stored_content, a.stored_tokens, a.stored_metadata
                    from memory._apply_pii_policy(v_policy, x.content, x.count,
@@ -514,8 +514,7 @@ begin
     -- statistics when a seq from 750 on is a multiple of 250 in a session
     -- without caps.
     v_summarize := v_every is not null and v_unsumm / v_every > (v_unsumm - v_total) / v_every;
-    v_embed := v_embed and exists (select from unnest(_append_batch.messages) as m
-                                    where m.embedding is null);
+    v_embed := v_embed and v_unembedded;
     v_mark := v_seq - v_seq % 250;
     v_count_terms := v_mark >= 750 and v_mark > v_seq - v_n and v_cap_msgs is null
                      and v_cap_toks is null;
