@@ -215,7 +215,7 @@ create or replace function memory._request_hash(
 )
 returns text
 language sql
-immutable security invoker
+stable security invoker  -- stable like convert_to: so that it inlines into its callers
 return case when key_version is null then md5(role || ':' || content)
             else 'k' || key_version || ':'
                  || encode(public.hmac(convert_to(role || ':' || content, 'UTF8'),
@@ -234,7 +234,7 @@ create or replace function memory._request_matches(
 )
 returns boolean
 language sql
-immutable security invoker
+stable security invoker  -- stable: it inlines, memory._request_hash with it
 return coalesce(stored = memory._request_hash(
                     role, content, substring(stored from '^k([0-9]+):')::integer, keys), false);
 
