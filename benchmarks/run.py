@@ -40,6 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         chat = mem.session("bench-client", tenant="t")
         client = summary(timed(lambda i: chat.append("user", TEXT), n))
         keyed = summary(timed(lambda i: chat.append("user", TEXT, idempotency_key=f"k{i}"), n))
-    raw_batch, batched = batch_append(dsn, max(10, n // 10))
+    raw_batch, batched, batched_keyed = batch_append(dsn, max(10, n // 10))
     lc = langchain_append(dsn, n)
     print(line("raw prepared INSERT (psycopg)", raw))
     print(line("pymem backend.append (tokens given)", direct, raw))
@@ -173,6 +174,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         print(line("langchain-postgres add_messages (1 message)", lc, raw))
     print(line(f"raw INSERT of {BATCH} rows (one statement)", raw_batch))
     print(line(f"pymem backend.append_many, {BATCH} messages", batched, raw_batch))
+    print(line(f"  the same with {BATCH} idempotency keys", batched_keyed, raw_batch))
     print(
         f"  per message: raw {raw_batch['p50_ms'] * 1000 / BATCH:.0f} us, "
         f"pymem {batched['p50_ms'] * 1000 / BATCH:.0f} us "
@@ -182,6 +184,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
         "raw_insert": raw,
         "raw_insert_batch": raw_batch,
         "pymem_append_many_batch": batched,
+        "pymem_append_many_batch_keyed": batched_keyed,
         "batch_size": BATCH,
         "pymem_backend": direct,
         "pymem_session": client,
@@ -193,9 +196,11 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
     }
 
 
-def batch_append(dsn: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
+def batch_append(dsn: str, n: int) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
     """Batches of BATCH plain messages: one raw prepared INSERT of the rows
-    beside backend.append_many (stored in one insert under one session lock)."""
+    beside backend.append_many (stored in one insert under one session lock),
+    and the same batches with an idempotency key per message (as the
+    LangGraph integration sends them), the two taken in turn."""
     roles = ["user" if i % 2 else "assistant" for i in range(BATCH)]
     contents = [f"{TEXT} ({i})" for i in range(BATCH)]
     with psycopg.connect(dsn, autocommit=True) as conn:
@@ -211,10 +216,21 @@ def batch_append(dsn: str, n: int) -> tuple[dict[str, float], dict[str, float]]:
             )
         )
     messages = [NewMessage(r, c, tokens=14) for r, c in zip(roles, contents, strict=True)]
+    # Fresh keys for every call (made before the clock starts).
+    keyed = {
+        i: [replace(m, idempotency_key=f"lc:{i}:{k}") for k, m in enumerate(messages)]
+        for i in range(-50, n)
+    }
     backend = PostgresBackend(dsn, max_size=1).open()
-    batched = summary(timed(lambda i: backend.append_many("t", "bench-batch", messages), n))
+    batched, with_keys = timed_in_turn(
+        [
+            lambda i: backend.append_many("t", "bench-batch", messages),
+            lambda i: backend.append_many("t", "bench-batch-keyed", keyed[i]),
+        ],
+        n,
+    )
     backend.close()
-    return raw, batched
+    return raw, summary(batched), summary(with_keys)
 
 
 def langchain_append(dsn: str, n: int) -> dict[str, float] | None:

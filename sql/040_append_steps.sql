@@ -154,6 +154,40 @@ $$(seq, created_at, true) of the committed append with this idempotency key
 and the same role and content; all null when there is none.$$;
 
 -------------------------------------------------------------------------------
+-- _holds_stored_key: does a batch repeat an idempotency key of its session?
+create or replace function memory._holds_stored_key(
+    tenant   text,
+    session  text,
+    messages memory.turn_input[]
+)
+returns boolean
+language plpgsql  -- its plan is kept for the session (a SQL function's is made per call)
+stable security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    -- One probe of the primary key per key of the batch, driven by the
+    -- batch (as a filter over the session's keys, = any would read them all).
+    return exists (
+        select
+          from unnest(_holds_stored_key.messages) as u
+               cross join lateral (
+                   select
+                     from memory.idempotency_keys as k
+                    where k.tenant_id = _holds_stored_key.tenant
+                      and k.session_id = _holds_stored_key.session
+                      and k.idempotency_key = u.idempotency_key
+                    limit 1) as stored
+         where u.idempotency_key is not null);
+end;
+$fn$;
+
+comment on function memory._holds_stored_key(text, text, memory.turn_input[]) is
+$$True when the session has stored one of the idempotency keys of `messages`
+(memory.idempotency_keys): a batch of memory._append_batch that repeats one
+goes message by message, where memory.append answers each retry.$$;
+
+-------------------------------------------------------------------------------
 -- The session row lock itself is a statement of memory.append (045_append.sql):
 -- as a function returning its eleven values, it cost an eighth of an append.
 drop function if exists memory._lock_session(text, text, text, integer, integer, timestamptz);
@@ -284,11 +318,13 @@ again because the session's key mark (read under its lock) differs from the
 key chosen before it (see memory.reencrypt).$$;
 
 -------------------------------------------------------------------------------
--- _give_back: undo what memory.append counted for an append that stores nothing.
+-- _give_back: undo what an append counted for messages it does not store.
+drop function if exists memory._give_back(text, text, integer);
 create or replace function memory._give_back(
-    tenant  text,
-    session text,
-    tokens  integer
+    tenant   text,
+    session  text,
+    tokens   bigint,
+    messages integer default 1
 )
 returns void
 language sql
@@ -296,18 +332,20 @@ volatile security invoker
 set search_path = pg_catalog, pg_temp
 begin atomic
     update memory.sessions as s
-       set last_seq = s.last_seq - 1,
-           message_count = s.message_count - 1,
+       set last_seq = s.last_seq - _give_back.messages,
+           message_count = s.message_count - _give_back.messages,
            token_count = s.token_count - _give_back.tokens,
            unsummarized_tokens = s.unsummarized_tokens - _give_back.tokens
      where s.tenant_id = _give_back.tenant
        and s.session_id = _give_back.session;
 end;
 
-comment on function memory._give_back(text, text, integer) is
-$$Give back the seq and every counter memory.append's session lock moved for an
-append that turned out to repeat a stored one (under the session lock:
-nobody else can have seen them).$$;
+comment on function memory._give_back(text, text, bigint, integer) is
+$$Give back the seqs and every counter a session lock moved for `messages`
+messages of `tokens` tokens in all that are not stored after all: an append
+that turned out to repeat a stored one, or a batch of memory._append_batch
+that holds a stored idempotency key and goes message by message (under the
+session lock: nobody else can have seen them).$$;
 
 -------------------------------------------------------------------------------
 -- _find_call: a retried call's first attempt, if it committed.

@@ -342,6 +342,8 @@ declare
     v_structured boolean[];
     v_tool_parts smallint[];
     v_total     bigint;   -- the batch's tokens
+    v_keys      integer;  -- messages with an idempotency key
+    v_claimed   integer;  -- keys claimed for the batch
     v_unembedded boolean; -- a message came without an embedding
     v_seq       bigint;   -- the session's last seq, the batch included
     v_first     bigint;   -- the session's first kept seq
@@ -360,9 +362,11 @@ declare
 begin
     -- Null, before anything is written, for memory.append_many to go
     -- message by message: a tenant that seals its turns (or a first
-    -- append of the tenant), an idempotency key, or any message
-    -- memory.append would refuse. Message by message, memory.append then
-    -- raises the error of the first bad message, in batch order.
+    -- append of the tenant), any message memory.append would refuse, an
+    -- idempotency key given twice or already stored (a retry, which
+    -- memory.append answers before the session lock). Message by message,
+    -- memory.append then raises the error of the first bad message, in
+    -- batch order.
     select t.encryption, t.pii_policy, t.max_messages, t.max_tokens, t.summary_every_tokens,
            t.embed_messages
       into v_tenant
@@ -372,9 +376,7 @@ begin
        or coalesce(v_tenant.encryption, 'none') <> 'none'
        or not (memory._ident_ok(_append_batch.tenant)
                and memory._ident_ok(_append_batch.session)
-               and (_append_batch.user_id is null or memory._ident_ok(_append_batch.user_id)))
-       or exists (select from unnest(_append_batch.call_keys) as k
-                   where k is not null and not memory._ident_ok(k)) then
+               and (_append_batch.user_id is null or memory._ident_ok(_append_batch.user_id))) then
         return null;
     end if;
     v_policy := nullif(v_tenant.pii_policy, '{}'::jsonb);
@@ -383,7 +385,10 @@ begin
         -- its parts checked into a document (memory._check_parts), its
         -- checks, its token count, the personal data policy applied.
         select bool_and(coalesce(
-                   x.idempotency_key is null
+                   (x.idempotency_key is null or memory._ident_ok(x.idempotency_key))
+                   -- A call key is for messages without an idempotency key.
+                   and (x.call_key is null
+                        or (x.idempotency_key is null and memory._ident_ok(x.call_key)))
                    and x.role in ('system', 'developer', 'user', 'assistant', 'tool')
                    and x.content is not null
                    and octet_length(x.content) <= 4194304
@@ -394,7 +399,9 @@ begin
                    and (x.embedding is null
                         or public.vector_dims(x.embedding)
                            = (select s.embedding_dim from memory.settings as s)),
-                   false)),
+                   false))
+                   and count(x.idempotency_key) = count(distinct x.idempotency_key),
+               count(x.idempotency_key),
                array_agg(coalesce(q.stored_content, x.content) order by x.i),
                array_agg(coalesce(q.stored_tokens, x.count) order by x.i),
                -- An estimate: no count given (for a structured message, none
@@ -406,10 +413,11 @@ begin
                array_agg(x.tool_parts order by x.i),
                sum(coalesce(q.stored_tokens, x.count)),
                bool_or(x.embedding is null)
-          into v_ok, v_texts, v_counts, v_estimated, v_metas, v_structured, v_tool_parts,
+          into v_ok, v_keys, v_texts, v_counts, v_estimated, v_metas, v_structured, v_tool_parts,
                v_total, v_unembedded
           from (select y.*, coalesce(y.tokens, memory.estimate_tokens(y.content)) as count
-                  from (select m.i, m.role, m.idempotency_key, m.metadata, m.embedding,
+                  from (select m.i, m.role, m.idempotency_key, m.call_key, m.metadata,
+                               m.embedding,
                                m.tokens as given_tokens,
                                p.document is not null as structured,
                                coalesce(p.tool_parts, 0::smallint) as tool_parts,
@@ -417,9 +425,10 @@ begin
                                     else m.content end as content,
                                case when p.shaped then coalesce(m.tokens, p.estimate)
                                     else m.tokens end as tokens
-                          from unnest(_append_batch.messages) with ordinality
+                          from unnest(_append_batch.messages, _append_batch.call_keys)
+                               with ordinality
                                as m (role, content, tokens, metadata, embedding, idempotency_key,
-                                     parts, name, i)
+                                     parts, name, call_key, i)
                           left join lateral (
                                  select c.document, c.plain, c.tool_parts, c.estimate,
                                         true as shaped
@@ -439,6 +448,10 @@ begin
         return null;  -- message by message, memory.append raises it in order
     end;
     if not v_ok then
+        return null;
+    end if;
+    if v_keys > 0 and memory._holds_stored_key(_append_batch.tenant, _append_batch.session,
+                                               _append_batch.messages) then
         return null;
     end if;
     -- The session row lock, counting the whole batch in: its seqs are
@@ -471,6 +484,33 @@ begin
         perform memory._live_session(_append_batch.tenant, _append_batch.session);
         return null;
     end if;
+    if v_keys > 0 then
+        -- Each key remembers its message, as memory._claim_idempotency does.
+        -- Under the session lock only a twin that committed before it was
+        -- taken can hold one: then nothing of the batch stays claimed or
+        -- counted, and message by message memory.append finds the twin.
+        insert into memory.idempotency_keys
+               (tenant_id, session_id, idempotency_key, seq, request_hash, created_at)
+        select _append_batch.tenant, _append_batch.session, m.idempotency_key,
+               v_seq - v_n + m.i, memory._request_hash(m.role, m.content, null, null), v_now
+          from unnest(_append_batch.messages, v_texts) with ordinality
+               as m (role, given_content, tokens, metadata, embedding, idempotency_key, parts,
+                     name, content, i)
+         where m.idempotency_key is not null
+        on conflict do nothing;
+        get diagnostics v_claimed = row_count;
+        if v_claimed < v_keys then
+            delete from memory.idempotency_keys as k
+             where k.tenant_id = _append_batch.tenant
+               and k.session_id = _append_batch.session
+               and k.seq > v_seq - v_n;  -- the twin's seq is older
+            if v_is_new then  -- (not in practice: a twin would have made the session)
+                perform memory._new_session(_append_batch.tenant, _append_batch.session, v_now);
+            end if;
+            perform memory._give_back(_append_batch.tenant, _append_batch.session, v_total, v_n);
+            return null;
+        end if;
+    end if;
     if _append_batch.user_id is not null and v_owner is distinct from _append_batch.user_id then
         perform memory._bind_user(_append_batch.tenant, _append_batch.session,
                                   _append_batch.user_id, v_owner);
@@ -487,7 +527,8 @@ begin
             metadata, embedding, idempotency_key, created_at, structured, tool_parts)
     select _append_batch.tenant, _append_batch.session, v_seq - v_n + m.i, m.role, m.content,
            memory._search_vector(m.content, m.structured), m.count, m.estimated, m.metadata,
-           m.embedding, m.call_key, v_now, m.structured, m.tool_parts
+           m.embedding, coalesce(m.idempotency_key, m.call_key), v_now, m.structured,
+           m.tool_parts
       -- Side by side (a subscript would walk an array from its start for
       -- each message).
       from unnest(_append_batch.messages, _append_batch.call_keys, v_texts, v_counts,
@@ -531,17 +572,22 @@ comment on function memory._append_batch(text, text, memory.turn_input[], text, 
 $$Store a batch of memory.append_many in one insert under one session row
 lock, with what memory.append would store message by message: parts checked
 into documents (memory._check_parts), token counts and estimates, the
-tenant's personal data policy applied, the session's user bound, a new
-session set up, and, over the session's or tenant's caps, one trim
-(memory._trim_to_caps) to what trimming after each message leaves; the
-background work those appends would ask for, asked once. Returns the
-session's last seq (the batch holds the `cardinality(messages)` seqs up to
-it), or null, having written nothing, for memory.append_many to go message
-by message: a tenant that encrypts (or appends for the first time), an
-idempotency key, a session with sealed turns, or a message memory.append
-would refuse, which it then refuses with its own error, in batch order.
-Errors after the lock as memory.append's: ME003/ME020 session deleted or
-expired, ME012 another user's, ME008 the first message over the token cap.$$;
+tenant's personal data policy applied, idempotency keys remembered with
+their request hashes, the session's user bound, a new session set up, and,
+over the session's or tenant's caps, one trim (memory._trim_to_caps) to what
+trimming after each message leaves; the background work those appends would
+ask for, asked once. Returns the session's last seq (the batch holds the
+`cardinality(messages)` seqs up to it), or null, having written nothing, for
+memory.append_many to go message by message: a tenant that encrypts (or
+appends for the first time), a session with sealed turns, a message
+memory.append would refuse (which it then refuses with its own error, in
+batch order), an idempotency key given twice in the batch or already stored
+for the session (memory._holds_stored_key: a retry, which memory.append
+answers with the stored seq), also when a twin stores it while the batch
+waits for the session lock (what the lock counted is given back,
+memory._give_back). Errors after the lock as memory.append's: ME003/ME020
+session deleted or expired, ME012 another user's, ME008 the first message
+over the token cap.$$;
 
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
@@ -611,11 +657,12 @@ $$Store a batch of messages in array order, all or nothing, and return one
 (seq, created_at, duplicate) row per message. Same rules and errors as
 memory.append, plus ME002 for an empty batch, one over 10000 messages, or
 `call_keys` (memory.append's call_key, one per message) of another length.
-A batch without idempotency keys (not a retry) for a tenant that does not
-encrypt is stored in one insert under one session lock, and trimmed to the
-caps once (memory._append_batch), several times cheaper per message; any
-other batch, and one holding a message memory.append refuses, goes through
-memory.append message by message.
+A batch (not a retry) for a tenant that does not encrypt is stored in one
+insert under one session lock, and trimmed to the caps once
+(memory._append_batch), several times cheaper per message, idempotency keys
+included; a batch that repeats a stored idempotency key, a retry, one
+holding a message memory.append refuses, and any batch of an encrypting
+tenant go through memory.append message by message.
 memory.turn_input is memory.message_input with memory.append's `parts` and
 `name` last.
 Example: select * from memory.append_many('acme', 's-1', array[

@@ -1,12 +1,14 @@
 """memory.append_many stores a batch in one insert under one session lock
 (memory._append_batch): the same rows (parts, estimates, the personal data
-policy applied), counters, user binding, TTL, trimming and background jobs
-as memory.append called message by message, and message by message whenever
-a message asks for more (an idempotency key, a retry) or is bad, so that the
-first error in batch order is raised."""
+policy applied, idempotency keys remembered), counters, user binding, TTL,
+trimming and background jobs as memory.append called message by message, and
+message by message whenever the batch repeats a stored key, is a retry or
+holds a bad message, so that each retry finds its stored seq and the first
+error in batch order is raised."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -178,7 +180,7 @@ def test_a_session_without_a_user_takes_the_batch_s_and_another_user_is_refused(
 @pytest.mark.parametrize(
     ("second", "expected"),
     [
-        (("user", "x", 1, None, None, "idem-1"), "message by message"),
+        (("user", "x", 1, None, None, "turn-1"), "message by message"),  # a key given twice
         (("robot", "x", 1, None, None, None), "ME010"),
         (("user", None, 1, None, None, None), "ME002"),
         (("user", "x", -1, None, None, None), "ME002"),
@@ -191,6 +193,8 @@ def test_a_batch_asking_for_more_or_holding_a_bad_message_goes_message_by_messag
 ) -> None:
     batch = _batch(conn, 1, 4)
     batch[1] = second
+    if second[5]:
+        batch[3] = second  # the same message twice: the second is its retry
     with conn.transaction():
         conn.execute("set local track_functions = 'pl'")
         before = _appends_called(conn)
@@ -382,3 +386,168 @@ def test_concurrent_batches_and_appends_on_one_session_interleave_whole(dsn: str
             if (w + r) % 3:
                 seqs = [by_content[f"w{w} r{r} m{m}"] for m in range(5)]
                 assert seqs == list(range(seqs[0], seqs[0] + 5)), "a batch stays whole"
+
+
+def _keys(conn: Conn, session: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "select idempotency_key, seq, request_hash, created_at from memory.idempotency_keys"
+        " where tenant_id = 'acme' and session_id = %s order by seq",
+        (session,),
+    ).fetchall()
+
+
+def _keyed(batch: list[tuple[Any, ...]], prefix: str = "lc:") -> list[tuple[Any, ...]]:
+    """The batch with an idempotency key for every message but every third."""
+    return [(*m[:5], None if i % 3 == 2 else f"{prefix}{i}", *m[6:]) for i, m in enumerate(batch)]
+
+
+@pytest.mark.parametrize("policy", [None, '{"email": "redact"}'])
+def test_a_batch_with_idempotency_keys_is_stored_at_once_as_message_by_message(
+    conn: Conn, policy: str | None
+) -> None:
+    if policy:
+        conn.execute("select memory.configure_pii('acme', %s::jsonb)", (policy,))
+    batch = _keyed([*_batch(conn, 0, 6), *STEP])
+    with conn.transaction():  # one now(): the same created_at
+        conn.execute("set local track_functions = 'pl'")
+        before = _appends_called(conn)
+        batched = _append_many(conn, "s-batch", batch, user_id="ana")
+        assert _appends_called(conn) == before, "stored at once"
+        each = _append_each(conn, "s-each", batch, "ana")
+        got, want = _stored(conn, "s-batch"), _stored(conn, "s-each")
+        keys, keys_each = _keys(conn, "s-batch"), _keys(conn, "s-each")
+    assert batched == each == [(seq, False) for seq in range(1, 12)]
+    assert got == want, "rows, counters, jobs"
+    assert keys == keys_each, "each key with its seq, request hash (of the stored text), time"
+    assert len(keys) == 8
+
+
+def test_a_retried_batch_finds_its_stored_seqs_message_by_message(conn: Conn) -> None:
+    """A batch sent again with one more message: the stored ones answer with
+    their seqs (duplicate), only the new one is stored, nothing counted twice."""
+    first, again = _keyed(_batch(conn, 0, 4)), _keyed(_batch(conn, 0, 4) + _batch(conn, 9, 1))
+    with conn.transaction():
+        conn.execute("set local track_functions = 'pl'")
+        results = []
+        for append, session in ((_append_many, "s-batch"), (_append_each, "s-each")):
+            append(conn, session, first)
+            before = _appends_called(conn)
+            results.append(append(conn, session, again))
+            if append is _append_many:
+                assert _appends_called(conn) == before + 5, "message by message"
+        got, want = _stored(conn, "s-batch"), _stored(conn, "s-each")
+        keys, keys_each = _keys(conn, "s-batch"), _keys(conn, "s-each")
+    assert results[0] == results[1]
+    # The third message has no key: message by message it is stored again.
+    assert results[0] == [(1, True), (2, True), (5, False), (4, True), (6, False)]
+    assert got == want and keys == keys_each
+    assert got[1][1:3] == (6, 6), "last_seq, message_count"
+
+
+def test_a_key_reused_for_another_message_fails_the_batch(conn: Conn) -> None:
+    _append_many(conn, "s-1", _keyed(_batch(conn, 0, 2)))
+    batch = _keyed(_batch(conn, 2, 3))
+    batch[1] = ("user", "something else", 3, None, None, "lc:0")  # the first message's
+    with pytest.raises(psycopg.Error) as caught:
+        _append_many(conn, "s-1", batch)
+    assert caught.value.sqlstate == "ME011"
+    assert _stored(conn, "s-1")[1][1] == 2 and len(_keys(conn, "s-1")) == 2, "nothing written"
+
+
+def test_an_idempotency_key_with_a_call_key_is_refused(conn: Conn) -> None:
+    batch = _keyed(_batch(conn, 0, 2))
+    with pytest.raises(psycopg.Error) as caught:
+        _append_many(conn, "s-1", batch, call_keys=["pymem:c1", "pymem:c2"])
+    assert caught.value.sqlstate == "ME002"
+    assert _stored(conn, "s-1")[1] is None, "nothing written"
+
+
+def test_a_twin_that_stores_a_key_while_the_batch_waits_is_found(dsn: str, conn: Conn) -> None:
+    """The batch checks its keys, then waits for the session lock a twin holds;
+    the twin commits one of the keys. Under the lock the batch finds it, gives
+    back what it counted and goes message by message: the twin's seq answers."""
+    _append_many(conn, "s-1", _batch(conn, 0, 2))
+    batch = _keyed(_batch(conn, 2, 2))  # both keyed
+    with psycopg.connect(dsn) as twin:
+        twin.execute(
+            "select memory.append('acme', 's-1', %s, %s, %s, idempotency_key => %s)",
+            (batch[0][0], batch[0][1], batch[0][2], batch[0][5]),
+        )  # holds the session row lock until commit
+
+        def send() -> tuple[list[tuple[Any, ...]], int]:
+            with psycopg.connect(dsn) as other:
+                other.execute("set local track_functions = 'pl'")
+                got = _append_many(other, "s-1", batch)
+                return got, _appends_called(other)
+
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(send)
+            for _ in range(100):  # until the batch waits for the lock
+                row = conn.execute(
+                    "select count(*) from pg_stat_activity"
+                    " where wait_event_type = 'Lock' and query like '%%append_many%%'"
+                ).fetchone()
+                if row and row[0]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the batch never waited for the session lock")
+            twin.commit()
+            got, appends = waiting.result(timeout=30)
+    assert got == [(3, True), (4, False)], "the twin's seq, then the next"
+    assert appends == 2, "message by message after the twin was found"
+    rows, counters, _ = _stored(conn, "s-1")
+    assert [r[0] for r in rows] == [1, 2, 3, 4], "gap-free"
+    assert counters[1:3] == (4, 4), "counted once"
+    assert [(k, seq) for k, seq, _, _ in _keys(conn, "s-1")] == [
+        (batch[0][5], 3), (batch[1][5], 4)
+    ]  # fmt: skip
+
+
+def test_concurrent_batches_sharing_keys_store_each_key_once(dsn: str) -> None:
+    """Eight writers send overlapping keyed batches (every batch is also sent
+    by another writer): each message stored once, gap-free, counters exact."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("select memory.append('acme', 'busy', 'user', 'start', 1)")
+
+    def write(writer: int) -> list[tuple[str, int, bool]]:
+        seen = []
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for round_ in range(12):
+                shared = (writer // 2) * 100 + round_  # writers 2k and 2k+1 send the same
+                batch = [
+                    ("user", f"b{shared} m{m}", 2, None, None, f"k{shared}-{m}") for m in range(4)
+                ]
+                got = _append_many(conn, "busy", batch)
+                seen += [(m[5], seq, dup) for m, (seq, dup) in zip(batch, got, strict=True)]
+        return seen
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = [a for writer in pool.map(write, range(8)) for a in writer]
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            "select seq, idempotency_key from memory.messages"
+            " where tenant_id = 'acme' and session_id = 'busy' order by seq"
+        ).fetchall()
+        counters = _stored(conn, "busy")[1]
+    total = 1 + 4 * 12 * 4
+    assert [seq for seq, _ in rows] == list(range(1, total + 1)), "every seq once, gap-free"
+    assert counters[1:3] == (total, total)
+    stored = {key: seq for seq, key in rows}
+    assert len(stored) == total, "each key once"
+    assert all(stored[key] == seq for key, seq, _ in answers), "both senders told the same seq"
+    assert sum(1 for _, _, dup in answers if dup) == 4 * 12 * 4, "one of each pair a duplicate"
+
+
+def test_a_retried_batch_on_a_deleted_session_finds_its_seqs_as_message_by_message(
+    conn: Conn,
+) -> None:
+    """memory.append answers a retry before the session lock, so even a deleted
+    session returns the stored seqs; a batch that repeats a stored key does too."""
+    batch = _keyed(_batch(conn, 0, 2))  # both keyed
+    results = []
+    for append, session in ((_append_many, "s-batch"), (_append_each, "s-each")):
+        append(conn, session, batch)
+        conn.execute("select memory.delete_session('acme', %s)", (session,))
+        results.append(append(conn, session, batch))
+    assert results[0] == results[1] == [(1, True), (2, True)]
