@@ -71,7 +71,7 @@ create or replace function memory._key_fingerprint(
 )
 returns text
 language sql
-immutable security invoker
+stable security invoker  -- stable like convert_to: so that it inlines into its callers
 return encode(substr(public.digest(convert_to('pymem master key ' || master_key, 'UTF8'), 'sha256'),
                      1, 8), 'hex');
 
