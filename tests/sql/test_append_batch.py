@@ -276,6 +276,19 @@ def test_a_retry_goes_message_by_message(conn: Conn) -> None:
         )
 
 
+def _keys(conn: Conn, session: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "select idempotency_key, seq, request_hash, created_at from memory.idempotency_keys"
+        " where tenant_id = 'acme' and session_id = %s order by seq",
+        (session,),
+    ).fetchall()
+
+
+def _keyed(batch: list[tuple[Any, ...]], prefix: str = "lc:") -> list[tuple[Any, ...]]:
+    """The batch with an idempotency key for every message but every third."""
+    return [(*m[:5], None if i % 3 == 2 else f"{prefix}{i}", *m[6:]) for i, m in enumerate(batch)]
+
+
 # An agent's step: a named user turn, a tool call, its result, the answer
 # as one text part (stored as plain text), and plain text.
 STEP = [
@@ -291,25 +304,45 @@ STEP = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("policy", [None, '{"email": "redact", "phone": "tag"}'])
-def test_an_agent_step_is_stored_at_once_as_message_by_message(
-    conn: Conn, policy: str | None
-) -> None:
-    if policy:
-        conn.execute("select memory.configure_pii('acme', %s::jsonb)", (policy,))
+def _at_once_and_each(
+    conn: Conn, batch: list[tuple[Any, ...]], user_id: str | None = None, rows: Any = None
+) -> tuple[Any, ...]:
+    """The batch through memory.append_many into s-batch (asserted to be
+    stored at once) and through memory.append into s-each, in one
+    transaction (one now()): both results, both sessions' rows (`rows`, by
+    default _stored: rows, counters, jobs) and both sessions' stored keys."""
+    read = rows or _stored
     with conn.transaction():
         conn.execute("set local track_functions = 'pl'")
         before = _appends_called(conn)
-        batched = _append_many(conn, "s-batch", STEP)
+        batched = _append_many(conn, "s-batch", batch, user_id=user_id)
         assert _appends_called(conn) == before, "stored at once"
-        each = _append_each(conn, "s-each", STEP)
-        got, want = _stored(conn, "s-batch"), _stored(conn, "s-each")
-    assert batched == each
-    assert got == want, "documents, counts, estimates, tool parts, policy applied"
-    structured = [row[12] for row in got[0]]
+        each = _append_each(conn, "s-each", batch, user_id)
+        return (batched, each, read(conn, "s-batch"), read(conn, "s-each"),
+                _keys(conn, "s-batch"), _keys(conn, "s-each"))  # fmt: skip
+
+
+@pytest.mark.parametrize("keyed", [False, True])
+@pytest.mark.parametrize("policy", [None, '{"email": "redact", "phone": "tag"}'])
+def test_an_agent_step_is_stored_at_once_as_message_by_message(
+    conn: Conn, policy: str | None, keyed: bool
+) -> None:
+    """With `keyed`, behind six plain turns, with idempotency keys (as the
+    LangGraph node sends them) and a user."""
+    if policy:
+        conn.execute("select memory.configure_pii('acme', %s::jsonb)", (policy,))
+    batch = _keyed([*_batch(conn, 0, 6), *STEP]) if keyed else STEP
+    batched, each, got, want, keys, keys_each = _at_once_and_each(
+        conn, batch, "ana" if keyed else None
+    )
+    assert batched == each == [(seq, False) for seq in range(1, len(batch) + 1)]
+    assert got == want, "documents, counts, estimates, tool parts, policy applied, jobs"
+    structured = [row[12] for row in got[0]][-5:]
     assert structured == [True, True, True, False, False]
     if policy:
         assert "ana@example.com" not in str(got[0]), "redacted in text and tool arguments"
+    # Each key with its seq, its request hash (of the text as stored), its time.
+    assert keys == keys_each and len(keys) == (8 if keyed else 0)
 
 
 def test_blocked_personal_data_fails_the_batch_as_it_fails_alone(conn: Conn) -> None:
@@ -349,6 +382,16 @@ def test_a_deleted_session_refuses_the_batch(conn: Conn) -> None:
     assert caught.value.sqlstate == "ME003"
 
 
+def _busy(dsn: str, column: str) -> tuple[list[tuple[Any, ...]], Any]:
+    """(seq, `column`) of every turn of session busy, and its counters."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute(
+            f"select seq, {column} from memory.messages"
+            " where tenant_id = 'acme' and session_id = 'busy' order by seq"
+        ).fetchall()
+        return rows, _stored(conn, "busy")[1]
+
+
 def test_concurrent_batches_and_appends_on_one_session_interleave_whole(dsn: str) -> None:
     """Eight writers on one session, batches of five and single appends mixed:
     every seq once, gap-free, and each batch's messages contiguous in order."""
@@ -372,12 +415,7 @@ def test_concurrent_batches_and_appends_on_one_session_interleave_whole(dsn: str
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(write, range(8)))
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "select seq, content from memory.messages"
-            " where tenant_id = 'acme' and session_id = 'busy' order by seq"
-        ).fetchall()
-        counters = _stored(conn, "busy")[1]
+    rows, counters = _busy(dsn, "content")
     batches = sum(1 for w in range(8) for r in range(15) if (w + r) % 3)
     total = 1 + batches * 5 + (8 * 15 - batches)
     assert [seq for seq, _ in rows] == list(range(1, total + 1)), "every seq once, gap-free"
@@ -388,40 +426,6 @@ def test_concurrent_batches_and_appends_on_one_session_interleave_whole(dsn: str
             if (w + r) % 3:
                 seqs = [by_content[f"w{w} r{r} m{m}"] for m in range(5)]
                 assert seqs == list(range(seqs[0], seqs[0] + 5)), "a batch stays whole"
-
-
-def _keys(conn: Conn, session: str) -> list[tuple[Any, ...]]:
-    return conn.execute(
-        "select idempotency_key, seq, request_hash, created_at from memory.idempotency_keys"
-        " where tenant_id = 'acme' and session_id = %s order by seq",
-        (session,),
-    ).fetchall()
-
-
-def _keyed(batch: list[tuple[Any, ...]], prefix: str = "lc:") -> list[tuple[Any, ...]]:
-    """The batch with an idempotency key for every message but every third."""
-    return [(*m[:5], None if i % 3 == 2 else f"{prefix}{i}", *m[6:]) for i, m in enumerate(batch)]
-
-
-@pytest.mark.parametrize("policy", [None, '{"email": "redact"}'])
-def test_a_batch_with_idempotency_keys_is_stored_at_once_as_message_by_message(
-    conn: Conn, policy: str | None
-) -> None:
-    if policy:
-        conn.execute("select memory.configure_pii('acme', %s::jsonb)", (policy,))
-    batch = _keyed([*_batch(conn, 0, 6), *STEP])
-    with conn.transaction():  # one now(): the same created_at
-        conn.execute("set local track_functions = 'pl'")
-        before = _appends_called(conn)
-        batched = _append_many(conn, "s-batch", batch, user_id="ana")
-        assert _appends_called(conn) == before, "stored at once"
-        each = _append_each(conn, "s-each", batch, "ana")
-        got, want = _stored(conn, "s-batch"), _stored(conn, "s-each")
-        keys, keys_each = _keys(conn, "s-batch"), _keys(conn, "s-each")
-    assert batched == each == [(seq, False) for seq in range(1, 12)]
-    assert got == want, "rows, counters, jobs"
-    assert keys == keys_each, "each key with its seq, request hash (of the stored text), time"
-    assert len(keys) == 8
 
 
 def test_a_retried_batch_finds_its_stored_seqs_message_by_message(conn: Conn) -> None:
@@ -526,12 +530,7 @@ def test_concurrent_batches_sharing_keys_store_each_key_once(dsn: str) -> None:
 
     with ThreadPoolExecutor(8) as pool:
         answers = [a for writer in pool.map(write, range(8)) for a in writer]
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        rows = conn.execute(
-            "select seq, idempotency_key from memory.messages"
-            " where tenant_id = 'acme' and session_id = 'busy' order by seq"
-        ).fetchall()
-        counters = _stored(conn, "busy")[1]
+    rows, counters = _busy(dsn, "idempotency_key")
     total = 1 + 4 * 12 * 4
     assert [seq for seq, _ in rows] == list(range(1, total + 1)), "every seq once, gap-free"
     assert counters[1:3] == (total, total)
@@ -586,17 +585,9 @@ def test_a_sealed_batch_is_stored_at_once_as_message_by_message(sealed: Conn, mo
     each idempotency key remembers an HMAC under that key."""
     sealed.execute("select memory.configure_encryption('acme', %s)", (mode,))
     batch = _keyed([*_batch(sealed, 0, 6), *STEP])
-    with sealed.transaction():
-        sealed.execute("set local track_functions = 'pl'")
-        before = _appends_called(sealed)
-        batched = _append_many(sealed, "s-batch", batch, user_id="ana")
-        assert _appends_called(sealed) == before, "stored at once"
-        each = _append_each(sealed, "s-each", batch, "ana")
-        got, want = _revealed(sealed, "s-batch"), _revealed(sealed, "s-each")
-        counters = _stored(sealed, "s-batch")[1:], _stored(sealed, "s-each")[1:]
-        keys, keys_each = _keys(sealed, "s-batch"), _keys(sealed, "s-each")
+    batched, each, got, want, keys, keys_each = _at_once_and_each(sealed, batch, "ana", _revealed)
     assert batched == each
-    assert got == want and counters[0] == counters[1]
+    assert got == want and _stored(sealed, "s-batch")[1] == _stored(sealed, "s-each")[1]
     assert all(row[3] and row[4] for row in got), "sealed, no text in clear"
     assert all((row[6] is None) == (mode == "content") for row in got), "search as the mode says"
     assert keys == keys_each and all(k[2].startswith("k1:") for k in keys), "HMAC under key 1"
