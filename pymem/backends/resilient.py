@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -124,7 +124,7 @@ def call_keys(messages: Sequence[NewMessage]) -> list[str | None]:
     """A key for each message the caller gave none (memory.append's call_key):
     the call's own retries then cannot store it twice."""
     return [
-        None if m.idempotency_key is not None else GENERATED_KEY_PREFIX + uuid.uuid4().hex
+        None if m.idempotency_key is not None else GENERATED_KEY_PREFIX + os.urandom(16).hex()
         for m in messages
     ]
 

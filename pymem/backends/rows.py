@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from typing import Any, Protocol, TypeVar, cast
 
@@ -20,6 +21,15 @@ class _Tuple(Protocol[R]):
     def _make(self, values: Iterable[Any]) -> R: ...
 
 
+def _names(cursor: Any) -> tuple[str, ...]:
+    """The result's column names, read from the result itself (building
+    ``cursor.description`` looks up each column's type as well)."""
+    result = cursor.pgresult
+    if result is None:
+        return ()
+    return tuple([result.fname(i).decode() for i in range(result.nfields)])
+
+
 def tuple_row(cls: type[R]) -> RowFactory[R]:
     """Rows as ``cls`` (a NamedTuple), matched to the result columns by name.
 
@@ -29,7 +39,7 @@ def tuple_row(cls: type[R]) -> RowFactory[R]:
     maker = cast(_Tuple[R], cls)
 
     def factory(cursor: Any) -> RowMaker[R]:
-        names = tuple(c.name for c in cursor.description or ())
+        names = _names(cursor)
         if names != maker._fields:
             raise TypeError(f"{cls.__name__} expects columns {maker._fields}, got {names}")
         return maker._make
@@ -37,9 +47,31 @@ def tuple_row(cls: type[R]) -> RowFactory[R]:
     return factory
 
 
+def dataclass_row(cls: type[R]) -> RowFactory[R]:
+    """Rows as ``cls`` (a dataclass), built from the values in column order when
+    the result's columns are its fields in order (checked once per result),
+    else by name (psycopg's class_row)."""
+    fields = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    by_name = class_row(cls)
+
+    def factory(cursor: Any) -> RowMaker[R]:
+        if _names(cursor) == fields:
+            return lambda values: cls(*values)
+        return by_name(cursor)
+
+    return factory
+
+
+_FACTORIES: dict[type[Any], Any] = {}
+
+
 def row_factory(row: type[T]) -> Any:
-    """The row factory for ``row``; it serves sync and async cursors alike."""
-    return tuple_row(row) if hasattr(row, "_make") else class_row(row)
+    """The row factory for ``row`` (made once per type); it serves sync and
+    async cursors alike."""
+    found = _FACTORIES.get(row)
+    if found is None:
+        found = _FACTORIES[row] = tuple_row(row) if hasattr(row, "_make") else dataclass_row(row)
+    return found
 
 
 def window(items: list[ContextItem], request: ContextRequest) -> ContextWindow:

@@ -55,6 +55,12 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """May the caller use the dependency now?"""
+        seen = self._state
+        if seen == "closed":
+            # The common case, read without the lock (one attribute read is
+            # atomic): a call that races a breaker opening is let through, as
+            # it would have been a moment earlier.
+            return True
         with self._lock:
             if self._state == "closed":
                 return True
@@ -68,6 +74,9 @@ class CircuitBreaker:
             return True
 
     def success(self) -> None:
+        seen = self._state
+        if seen == "closed" and not self._failures and not self._probing:
+            return  # nothing to reset (as if it happened before a racing failure)
         with self._lock:
             self._failures = 0
             self._probing = False
