@@ -187,7 +187,11 @@ class AsyncPostgresBackend:
                 # breaker hears whether the server can be reached at all.
                 left = call.remaining()
                 wait_for = 1.0 if left is None else min(left, 1.0)
-                async with self._pool.connection(timeout=wait_for) as conn:
+                # getconn / putconn rather than the pool's connection(): the
+                # connections are in autocommit, so its commit or rollback at
+                # the end has nothing to do (putconn still drops a broken one).
+                conn = await self._pool.getconn(timeout=wait_for)
+                try:
                     # Past the deadline, a connection that cannot be heard is abandoned.
                     watch = WATCHDOG.arm(conn, call.remaining())
                     try:
@@ -205,6 +209,8 @@ class AsyncPostgresBackend:
                             rows: list[Any] = await cur.fetchall()
                     finally:
                         WATCHDOG.disarm(watch)
+                finally:
+                    await self._pool.putconn(conn)
             except (psycopg.Error, PoolTimeout) as exc:
                 last = exc
                 failure = classify(exc, sent=sent)
