@@ -51,8 +51,11 @@ def dataclass_row(cls: type[R]) -> RowFactory[R]:
     """Rows as ``cls`` (a dataclass), built from the values in column order when
     the result's columns are its fields in order (checked once per result),
     else by name (psycopg's class_row)."""
-    fields = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    every = dataclasses.fields(cls)  # type: ignore[arg-type]
     by_name = class_row(cls)
+    if not all(f.init and not f.kw_only for f in every):
+        return by_name  # some field cannot be given by position
+    fields = tuple(f.name for f in every)
 
     def factory(cursor: Any) -> RowMaker[R]:
         if _names(cursor) == fields:
