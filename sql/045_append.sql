@@ -157,34 +157,54 @@ begin
             return v_result;
         end if;
     end if;
-    -- Create the session or lock its row and count the message in: the seq
-    -- is ours alone until commit (gap-free).
-    insert into memory.sessions as s
-           (tenant_id, session_id, user_id, last_seq, message_count, token_count,
-            unsummarized_tokens, key_version, created_at, updated_at)
-    values (append.tenant, append.session, append.user_id, 1, 1, v_count, v_count, v_version,
-            v_now, v_now)
-    on conflict (tenant_id, session_id) do update
-       set last_seq = s.last_seq + 1,
-           message_count = s.message_count + 1,
-           token_count = s.token_count + excluded.token_count,
-           unsummarized_tokens = s.unsummarized_tokens + excluded.unsummarized_tokens,
-           updated_at = excluded.updated_at
-     where s.deleted_at is null
-       and (s.expires_at is null or s.expires_at > v_now)
-    returning s.last_seq, s.first_seq, (s.xmax = 0), s.token_count, s.user_id,
-              s.unsummarized_tokens,
-              coalesce(s.max_messages, v_tenant.max_messages),
-              coalesce(s.max_tokens, v_tenant.max_tokens),
-              coalesce(s.summary_every_tokens, v_tenant.summary_every_tokens),
-              coalesce(v_tenant.embed_messages, false),
-              s.key_version
-         into v_seq, v_first, v_is_new, v_held, v_owner, v_unsumm, v_cap_msgs, v_cap_toks,
-              v_every, v_embed, v_mark;
-    if not found then
-        -- Deleted or expired: _live_session raises the matching error.
+    -- Lock the session's row and count the message in: the seq is ours
+    -- alone until commit (gap-free). An update, not an insert that finds
+    -- the row (ON CONFLICT DO UPDATE), which locks the row with a WAL record
+    -- of its own before updating it (about 120 of an append's 1,000 bytes of
+    -- WAL, and 10 us).
+    loop
+        update memory.sessions as s
+           set last_seq = s.last_seq + 1,
+               message_count = s.message_count + 1,
+               token_count = s.token_count + v_count,
+               unsummarized_tokens = s.unsummarized_tokens + v_count,
+               updated_at = v_now
+         where s.tenant_id = append.tenant
+           and s.session_id = append.session
+           and s.deleted_at is null
+           and (s.expires_at is null or s.expires_at > v_now)
+        returning s.last_seq, s.first_seq, false, s.token_count, s.user_id,
+                  s.unsummarized_tokens,
+                  coalesce(s.max_messages, v_tenant.max_messages),
+                  coalesce(s.max_tokens, v_tenant.max_tokens),
+                  coalesce(s.summary_every_tokens, v_tenant.summary_every_tokens),
+                  coalesce(v_tenant.embed_messages, false),
+                  s.key_version
+             into v_seq, v_first, v_is_new, v_held, v_owner, v_unsumm, v_cap_msgs, v_cap_toks,
+                  v_every, v_embed, v_mark;
+        exit when found;
+        -- No live row: the session's first append creates it...
+        insert into memory.sessions as s
+               (tenant_id, session_id, user_id, last_seq, message_count, token_count,
+                unsummarized_tokens, key_version, created_at, updated_at)
+        values (append.tenant, append.session, append.user_id, 1, 1, v_count, v_count,
+                v_version, v_now, v_now)
+        on conflict (tenant_id, session_id) do nothing;
+        if found then
+            v_seq := 1;
+            v_first := 1;
+            v_is_new := true;  -- (memory._new_session sets the caps below)
+            v_held := v_count;
+            v_unsumm := v_count;
+            v_owner := append.user_id;
+            v_mark := v_version;
+            exit;
+        end if;
+        -- ...else the row is deleted or expired (memory._live_session raises
+        -- the matching error), or a twin created it since the update looked:
+        -- the update counts this message into it.
         perform memory._live_session(append.tenant, append.session);
-    end if;
+    end loop;
     if append.user_id is not null and v_owner is distinct from append.user_id then
         perform memory._bind_user(append.tenant, append.session, append.user_id, v_owner);
     end if;
