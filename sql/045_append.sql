@@ -470,8 +470,13 @@ begin
                                                  x.structured) as a
                   where v_policy is not null and x.content is not null
                  offset 0) as q on true;  -- called only under a policy
-        if v_mode <> 'none' then
-            -- The data keys are unwrapped once for the whole batch.
+        if v_ok and v_keyed > 0 then
+            v_ok := not memory._holds_stored_key(_append_batch.tenant, _append_batch.session,
+                                                 _append_batch.messages);
+        end if;
+        if v_ok and v_mode <> 'none' then
+            -- The data keys are unwrapped once for the whole batch (and not
+            -- for a batch that goes message by message anyway).
             v_key := memory._choose_data_key(_append_batch.tenant, v_mode);
             v_version := v_key.key_version;
             v_keys := v_key.data_keys;
@@ -480,10 +485,6 @@ begin
         return null;  -- message by message, memory.append raises it in order
     end;
     if not v_ok then
-        return null;
-    end if;
-    if v_keyed > 0 and memory._holds_stored_key(_append_batch.tenant, _append_batch.session,
-                                               _append_batch.messages) then
         return null;
     end if;
     -- The session row lock, counting the whole batch in: its seqs are
@@ -614,22 +615,23 @@ $$Store a batch of memory.append_many in one insert under one session row
 lock, with what memory.append would store message by message: parts checked
 into documents (memory._check_parts), token counts and estimates, the
 tenant's personal data policy applied, the texts sealed under the tenant's
-data key (unwrapped once for the batch) when it encrypts, idempotency keys remembered with
-their request hashes, the session's user bound, a new session set up, and,
-over the session's or tenant's caps, one trim (memory._trim_to_caps) to what
-trimming after each message leaves; the background work those appends would
-ask for, asked once. Returns the session's last seq (the batch holds the
-`cardinality(messages)` seqs up to it), or null, having written nothing, for
-memory.append_many to go message by message: a tenant's first append, a
-session whose turns are under another data key than the tenant's active one
-(a rotation or re-encryption under way), a message memory.append would
-refuse (which it then refuses with its own error, in batch order), an idempotency key given twice in the batch or already stored
-for the session (memory._holds_stored_key: a retry, which memory.append
-answers with the stored seq), also when a twin stores it while the batch
-waits for the session lock (what the lock counted is given back,
-memory._give_back). Errors after the lock as memory.append's: ME003/ME020
-session deleted or expired, ME012 another user's, ME008 the first message
-over the token cap.$$;
+data key (unwrapped once for the batch) when it encrypts, idempotency keys
+remembered with their request hashes, the session's user bound, a new
+session set up, and, over the session's or tenant's caps, one trim
+(memory._trim_to_caps) to what trimming after each message leaves; the
+background work those appends would ask for, asked once. Returns the
+session's last seq (the batch holds the `cardinality(messages)` seqs up to
+it), or null, having written nothing, for memory.append_many to go message
+by message: a tenant's first append, a session whose turns are under
+another data key than the tenant's active one (a rotation or re-encryption
+under way), a message memory.append would refuse (which it then refuses
+with its own error, in batch order), an idempotency key given twice in the
+batch or already stored for the session (memory._holds_stored_key: a retry,
+which memory.append answers with the stored seq), also when a twin stores it
+while the batch waits for the session lock (what the lock counted is given
+back, memory._give_back). Errors after the lock as memory.append's:
+ME003/ME020 session deleted or expired, ME012 another user's, ME008 the first
+message over the token cap.$$;
 
 -------------------------------------------------------------------------------
 -- append_many: store a batch of messages in order, in one transaction.
