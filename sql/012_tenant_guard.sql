@@ -102,10 +102,38 @@ return memory._tenant_setting() is not distinct from tenant
 
 comment on function memory._acting_for(text) is
 $$True when this transaction already acts for `tenant` (the test
-memory._tenant_guard passes without a word). Inlined: the API functions on
-hot paths run `if not memory._acting_for(t) then perform
-memory._tenant_guard(t); end if;`, which costs two cheap tests instead of a
-function call when it holds.$$;
+memory._tenant_guard passes without a word). Inlined into memory._act_for
+and memory._tenant_guard.$$;
+
+-------------------------------------------------------------------------------
+-- _act_for: the guard's two passing cases, as an expression hot paths inline.
+-- Volatile (it may set pymem.tenant) and not pinned: a body in SQL-standard
+-- form is bound to its functions when created, not by the caller's
+-- search_path, and a pinned setting would stop inlining.
+create or replace function memory._act_for(
+    tenant text
+)
+returns boolean
+language sql
+volatile security invoker
+return case
+           when memory._acting_for(tenant) then true
+           -- A privileged login acts for the tenant it names, as the guard
+           -- lets it: the setting is taken for the transaction.
+           when memory._privileged()
+               then pg_catalog.set_config('pymem.tenant', tenant, true) is not null
+           else false
+       end;
+
+comment on function memory._act_for(text) is
+$$True when this transaction acts for `tenant`: it already did
+(memory._acting_for), or the login is privileged (memory._privileged) and
+pymem.tenant is set to `tenant` for the transaction, as memory._tenant_guard
+would set it. False otherwise, with nothing changed: the caller then runs the
+guard, which raises ME017 or lets a granted login through. Inlined: the API
+functions on hot paths run `if not memory._act_for(t) then perform
+memory._tenant_guard(t); end if;`, which costs a few cheap tests instead of a
+function call, for owners that name the tenant without setting it too.$$;
 
 -------------------------------------------------------------------------------
 -- _tenant_guard: the first statement of every function that takes a tenant.

@@ -64,7 +64,7 @@ declare
     v_tool_parts smallint := 0;
     v_parts    record;   -- document, plain, tool_parts, estimate (memory._check_parts)
 begin
-    if not memory._acting_for(append.tenant) then
+    if not memory._act_for(append.tenant) then
         perform memory._tenant_guard(append.tenant);
     end if;
     if append.parts is not null or append.name is not null then
@@ -656,7 +656,7 @@ declare
     v_at      integer := 0;
     v_last    bigint;  -- the batch's last seq, when stored at once
 begin
-    if not memory._acting_for(append_many.tenant) then
+    if not memory._act_for(append_many.tenant) then
         perform memory._tenant_guard(append_many.tenant);
     end if;
     if messages is null or cardinality(messages) = 0 then

@@ -27,7 +27,7 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
 begin
-    if not memory._acting_for(history.tenant) then
+    if not memory._act_for(history.tenant) then
         perform memory._tenant_guard(history.tenant);
     end if;
     if after_seq is null or after_seq < 0 then
@@ -96,7 +96,7 @@ set search_path = pg_catalog, pg_temp
 set plan_cache_mode = force_generic_plan
 as $fn$
 begin
-    if not memory._acting_for(last_messages.tenant) then
+    if not memory._act_for(last_messages.tenant) then
         perform memory._tenant_guard(last_messages.tenant);
     end if;
     if last_messages.count is null or last_messages.count < 1 or last_messages.count > 10000 then

@@ -89,7 +89,7 @@ declare
                                         'consid', 'say', 'said', 'kind', 'type', 'thing',
                                         'someth', 'probabl', 'possibl'];
 begin
-    if not memory._acting_for(recall.tenant) then
+    if not memory._act_for(recall.tenant) then
         perform memory._tenant_guard(recall.tenant);
     end if;
     if max_rows is null or max_rows < 1 or max_rows > 10000 then

@@ -529,7 +529,7 @@ declare
     v_digests  record;  -- summary_ids, used
     v_recalled record;  -- seqs, roles, contents, token_counts, scores, part_lists, names, used
 begin
-    if not memory._acting_for(context.tenant) then
+    if not memory._act_for(context.tenant) then
         perform memory._tenant_guard(context.tenant);
     end if;
     select *

@@ -507,6 +507,44 @@ def test_control_a_missing_guard_is_caught(
     assert any("history(b) acting for a" in v for v in function_violations(world, dsn))
 
 
+def test_control_an_open_fast_path_is_caught(
+    world: dict[str, str], dsn: str, admin: psycopg.Connection[Any]
+) -> None:
+    # The hot paths skip the guard when memory._act_for holds: were it to
+    # hold for anyone, the matrix must see b reached.
+    admin.execute(
+        "create or replace function memory._act_for(tenant text) returns boolean "
+        "language sql volatile security invoker return true"
+    )
+    assert any("history(b) acting for a" in v for v in function_violations(world, dsn))
+
+
+def test_an_owner_acts_for_the_tenant_it_names(
+    world: dict[str, str], admin: psycopg.Connection[Any]
+) -> None:
+    # Privileged logins need not set pymem.tenant: a hot path (memory._act_for)
+    # sets it for the transaction as the guard would, also over another one.
+    with admin.transaction():
+        admin.execute("select memory.append('a', 'a-own', 'user', 'mine', 1)")
+        assert admin.execute("select memory.current_tenant()").fetchone() == ("a",)
+        admin.execute("select * from memory.history('b', 'b-s')").fetchall()
+        assert admin.execute("select memory.current_tenant()").fetchone() == ("b",)
+    assert admin.execute("select memory.current_tenant()").fetchone() == (None,)
+    # Any other login is refused, its setting untouched.
+    with psycopg.connect(world["iso_app"]) as conn:
+        conn.execute("select set_config('pymem.tenant', 'a', true)")
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute("select * from memory.append('b', 'b-s', 'user', 'x', 1)")
+        assert refused.value.sqlstate == "ME017"
+        conn.rollback()
+        conn.execute("select set_config('pymem.tenant', 'a', true)")
+        conn.execute("savepoint s")
+        with pytest.raises(psycopg.Error):
+            conn.execute("select * from memory.history('b', 'b-s')")
+        conn.execute("rollback to savepoint s")
+        assert conn.execute("select memory.current_tenant()").fetchone() == ("a",)
+
+
 def test_control_privilege_slips_are_caught(admin: psycopg.Connection[Any]) -> None:
     admin.execute(
         "alter function memory.append_many(text, text, memory.turn_input[], text, text, "

@@ -133,16 +133,20 @@ def test_every_function_is_documented_and_pins_search_path(dsn: str) -> None:
             "and obj_description(p.oid, 'pg_proc') is null"
         ).fetchall()
         # Inlinable SQL helpers (language sql, immutable or stable, invoker)
-        # may not pin it: a pinned setting stops inlining. Procedures that
-        # commit may not either; they must be security invoker instead.
-        # Everything else does.
+        # may not pin it: a pinned setting stops inlining. Nor may a volatile
+        # invoker helper whose body is in SQL-standard form (`return ...`),
+        # which is bound to its functions and operators when created, so the
+        # caller's search_path cannot redirect it. Procedures that commit may
+        # not either; they must be security invoker instead. Everything else
+        # does.
         unpinned = conn.execute(
             "select p.oid::regprocedure::text from pg_proc as p "
             "join pg_language as l on l.oid = p.prolang "
             "where p.pronamespace = 'memory'::regnamespace "
             "and not coalesce(p.proconfig::text like '%search_path=%', false) "
             "and p.prokind <> 'p' "
-            "and (p.prosecdef or l.lanname <> 'sql' or p.provolatile = 'v')"
+            "and (p.prosecdef or l.lanname <> 'sql' "
+            "     or (p.provolatile = 'v' and p.prosqlbody is null))"
         ).fetchall()
         definer_procedures = conn.execute(
             "select p.oid::regprocedure::text from pg_proc as p "
