@@ -129,20 +129,26 @@ def line(name: str, stats: dict[str, float], base: dict[str, float] | None = Non
 
 def bench_append(dsn: str, n: int) -> dict[str, Any]:
     print(f"\n[1] append latency, {n} sequential appends on one connection")
+    backend = PostgresBackend(dsn, max_size=1).open()
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(RAW_TABLE)
-        raw = summary(
-            timed(
+        conn.execute(MIN_APPEND)
+        # The raw INSERT, the least a function-based append can do (the
+        # pgbench section's minimal PL/pgSQL append) and pymem's append,
+        # taken in turn call by call.
+        raw_times, minimal_times, direct_times = timed_in_turn(
+            [
                 lambda i: conn.execute(
                     RAW_INSERT, ("t", "raw", i + 100, "user", TEXT, 14), prepare=True
                 ),
-                n,
-            )
+                lambda i: conn.execute(
+                    "select bench_min_append('t', 'bench-minimal', %s)", (TEXT,), prepare=True
+                ),
+                lambda i: backend.append("t", "bench-direct", NewMessage("user", TEXT, tokens=14)),
+            ],
+            n,
         )
-    backend = PostgresBackend(dsn, max_size=1).open()
-    direct = summary(
-        timed(lambda i: backend.append("t", "bench-direct", NewMessage("user", TEXT, tokens=14)), n)
-    )
+        raw, minimal, direct = summary(raw_times), summary(minimal_times), summary(direct_times)
     vector = [random.Random(7).uniform(-1, 1) for _ in range(1536)]
     embedded = summary(
         timed(
@@ -162,6 +168,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
     raw_batch, batched, batched_keyed = batch_append(dsn, max(10, n // 10))
     lc = langchain_append(dsn, n)
     print(line("raw prepared INSERT (psycopg)", raw))
+    print(line("minimal PL/pgSQL append (psycopg, no pymem)", minimal, raw))
     print(line("pymem backend.append (tokens given)", direct, raw))
     print(line("pymem Session.append (tiktoken + append)", client, raw))
     print(line("pymem Session.append with idempotency key", keyed, raw))
@@ -182,6 +189,7 @@ def bench_append(dsn: str, n: int) -> dict[str, Any]:
     )
     return {
         "raw_insert": raw,
+        "minimal_plpgsql_append": minimal,
         "raw_insert_batch": raw_batch,
         "pymem_append_many_batch": batched,
         "pymem_append_many_batch_keyed": batched_keyed,
@@ -477,12 +485,33 @@ def bench_sessions(
             for s, k in chunk:
                 conn.execute(RAW_INSERT, ("many", f"s{s}", k, "user", TEXT, 5), prepare=True)
 
+    def minimal_worker(chunk: list[tuple[int, int]]) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for s, _ in chunk:
+                conn.execute(
+                    "select bench_min_append('many-minimal', %s, %s)",
+                    (f"s{s}", TEXT),
+                    prepare=True,
+                )
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(raw_worker, chunks))
     raw_s = time.perf_counter() - t0
-    pymem_rate, raw_rate = total / pymem_s, total / raw_s
+    # The least a function-based append can do, through the same threads
+    # and connections without pymem's client: the floor of the ratio.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(MIN_APPEND)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(minimal_worker, chunks))
+    minimal_s = time.perf_counter() - t0
+    pymem_rate, raw_rate, minimal_rate = total / pymem_s, total / raw_s, total / minimal_s
     print(f"  raw INSERT                 {raw_rate:8.0f} appends/s  (base)")
+    print(
+        f"  minimal PL/pgSQL append    {minimal_rate:8.0f} appends/s  "
+        f"{minimal_rate / raw_rate:5.2f}x   (psycopg, no pymem: the floor)"
+    )
     print(
         f"  pymem append               {pymem_rate:8.0f} appends/s  "
         f"{pymem_rate / raw_rate:5.2f}x   lost {lost}, duplicated {duplicated}, "
@@ -500,6 +529,7 @@ def bench_sessions(
         "threads": threads,
         "pymem_per_s": pymem_rate,
         "raw_insert_per_s": raw_rate,
+        "minimal_plpgsql_append_per_s": minimal_rate,
         "lost": lost,
         "duplicated": duplicated,
         "sessions_with_gaps": gaps,
