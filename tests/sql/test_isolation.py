@@ -539,8 +539,9 @@ def test_an_owner_acts_for_the_tenant_it_names(
         conn.rollback()
         conn.execute("select set_config('pymem.tenant', 'a', true)")
         conn.execute("savepoint s")
-        with pytest.raises(psycopg.Error):
+        with pytest.raises(psycopg.Error) as refused_again:
             conn.execute("select * from memory.history('b', 'b-s')")
+        assert refused_again.value.sqlstate == "ME017"
         conn.execute("rollback to savepoint s")
         assert conn.execute("select memory.current_tenant()").fetchone() == ("a",)
 
