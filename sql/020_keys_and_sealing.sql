@@ -148,6 +148,9 @@ stores plaintext.$$;
 
 -------------------------------------------------------------------------------
 -- _seal / _reveal: one value in, one value out.
+-- No `set search_path`, so that it inlines into the inserts that seal (pinned,
+-- it was a SQL function call of its own for every sealed message): the body
+-- names its schemas and is bound when it was created.
 create or replace function memory._seal(
     content text,
     data_key bytea
@@ -155,8 +158,7 @@ create or replace function memory._seal(
 returns bytea
 language sql
 volatile security invoker
-set search_path = pg_catalog, pg_temp
-return public.pgp_sym_encrypt(content, encode(data_key, 'hex'),
+return public.pgp_sym_encrypt(content, pg_catalog.encode(data_key, 'hex'),
                               'cipher-algo=aes256, s2k-mode=1, compress-algo=0');
 
 comment on function memory._seal(text, bytea) is

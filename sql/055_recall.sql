@@ -5,14 +5,17 @@
 
 -------------------------------------------------------------------------------
 -- _lexeme_query: a tsquery matching exactly one lexeme.
+-- No `set search_path`, so that it inlines into recall's counts (pinned, it
+-- was a function call of its own for each term): the body uses pg_catalog
+-- only, bound when it was created.
 create or replace function memory._lexeme_query(
     lexeme text
 )
 returns tsquery
 language sql
 immutable strict parallel safe security invoker
-set search_path = pg_catalog, pg_temp
-return ('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''')::tsquery;
+return ('''' || pg_catalog.replace(pg_catalog.replace(lexeme, '\', '\\'), '''', '''''')
+        || '''')::tsquery;
 
 comment on function memory._lexeme_query(text) is
 $$A tsquery that matches the lexeme `lexeme` exactly (quoted in tsquery
