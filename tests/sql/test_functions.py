@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
+
+from pymem.validation import estimate_tokens
 
 
 def _psql(dsn: str, sql: str) -> str:
@@ -44,6 +47,24 @@ def test_psql_client_appends_and_reads_context(dsn: str) -> None:
         _psql(dsn, "select tokens_estimated from memory.history('acme', 's-1') where seq = 2")
         == "t"
     )
+
+
+def test_the_sql_estimate_is_the_python_clients(dsn: str) -> None:
+    # A row written without a count is counted alike from SQL and Python:
+    # whitespace of every kind the estimate splits on, and of kinds it does not.
+    rng = random.Random(11)
+    alphabet = [" ", "\t", "\n", "\r", "\f", "\v", "\u00a0", "\u2003", "a", "é", "字", ".", "😀"]
+    texts = ["", " ", " \t\n", "a", " a ", "a  b", "hello there, world", "x\n", "\u00a0"]
+    texts += ["".join(rng.choices(alphabet, k=rng.randint(0, 40))) for _ in range(400)]
+    texts += [" ".join(["word"] * n) for n in range(1, 30)]
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "select array_agg(memory.estimate_tokens(u.t) order by u.i) "
+            "from unnest(%s::text[]) with ordinality as u (t, i)",
+            (texts,),
+        ).fetchone()
+    assert row is not None
+    assert row[0] == [estimate_tokens(t) for t in texts]
 
 
 def test_psql_client_sees_typed_errors(dsn: str) -> None:
