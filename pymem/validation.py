@@ -270,7 +270,7 @@ _FRAMING: Final = {"tool_call": 7, "tool_result": 4, "image": 85}
 
 
 def estimate_parts_tokens(parts: Sequence[Mapping[str, Any]], name: str | None) -> int:
-    """The estimate ``memory._check_parts`` stores for parts given no count."""
+    """The estimate ``memory._parts_estimate`` stores for parts given no count."""
     framing = sum(_FRAMING.get(str(p.get("type")), 0) for p in parts)
     named = 0 if name is None else 1 + estimate_tokens(name)
     return estimate_tokens(parts_text(parts, searchable=True)) + framing + named

@@ -16,32 +16,39 @@
 
 -------------------------------------------------------------------------------
 -- _parts_text: the text of a part list, to read or to search.
--- No `set search_path`: an inlinable helper (see memory._ident_ok).
+-- PL/pgSQL, not SQL: with its subqueries PostgreSQL cannot inline it, and a
+-- SQL function called from PL/pgSQL is planned again in every transaction
+-- (a structured append paid that twice).
 create or replace function memory._parts_text(
     parts      jsonb,
     searchable boolean default false
 )
 returns text
-language sql
+language plpgsql
 immutable parallel safe security invoker
-return (
-    select coalesce(string_agg(
-               case p.value ->> 'type'
-                   when 'text' then p.value ->> 'text'
-                   when 'refusal' then p.value ->> 'text'
-                   when 'tool_result' then p.value ->> 'content'
-                   when 'tool_call' then
-                       case when searchable
-                            then concat_ws(' ', p.value ->> 'name',
-                                           (select string_agg(v #>> '{}', ' ')
-                                              from jsonb_path_query(p.value -> 'arguments',
-                                                                    'strict $.**') as v
-                                             where jsonb_typeof(v) in ('string', 'number')))
-                       end
-               end,
-               case when searchable then ' ' else '' end order by p.ordinality), '')
-      from jsonb_array_elements(parts) with ordinality as p
-);
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    return (
+        select coalesce(string_agg(
+                   case p.value ->> 'type'
+                       when 'text' then p.value ->> 'text'
+                       when 'refusal' then p.value ->> 'text'
+                       when 'tool_result' then p.value ->> 'content'
+                       when 'tool_call' then
+                           case when searchable
+                                then concat_ws(' ', p.value ->> 'name',
+                                               (select string_agg(v #>> '{}', ' ')
+                                                  from jsonb_path_query(p.value -> 'arguments',
+                                                                        'strict $.**') as v
+                                                 where jsonb_typeof(v) in ('string', 'number')))
+                           end
+                   end,
+                   case when searchable then ' ' else '' end order by p.ordinality), '')
+          from jsonb_array_elements(parts) with ordinality as p
+    );
+end;
+$fn$;
 
 comment on function memory._parts_text(jsonb, boolean) is
 $$The text of a part list: its text and refusal parts and its tool results'
@@ -200,6 +207,7 @@ false when missing). Errors: ME022 bad part, ME008 over a size limit.$$;
 
 -------------------------------------------------------------------------------
 -- _check_parts: a structured message, checked, as the document to store.
+drop function if exists memory._check_parts(text, text, jsonb, text);
 create or replace function memory._check_parts(
     role           text,
     content        text,
@@ -207,8 +215,7 @@ create or replace function memory._check_parts(
     name           text,
     out document   jsonb,
     out plain      text,
-    out tool_parts smallint,
-    out estimate   integer
+    out tool_parts smallint
 )
 language plpgsql
 immutable security invoker
@@ -255,25 +262,47 @@ begin
     if name is not null then
         document := document || jsonb_build_object('name', name);
     end if;
-    -- A documented estimate (the client sends exact counts): the text and the
-    -- framing of OpenAI's accounting (pymem.transcript.tokens).
-    estimate := memory.estimate_tokens(memory._parts_text(parts, true))
-                + (select coalesce(sum(case p ->> 'type' when 'tool_call' then 7
-                                                        when 'tool_result' then 4
-                                                        when 'image' then 85 else 0 end), 0)
-                     from jsonb_array_elements(parts) as p)::integer
-                + case when name is null then 0 else 1 + memory.estimate_tokens(name) end;
 end;
 $fn$;
 
 comment on function memory._check_parts(text, text, jsonb, text) is
 $$Check a message given as `parts` (or as `content` with a `name`) and return
 the `document` to store ({"parts": [...], "name": ...}) with its tool part
-count and a token estimate, or `plain` text when the parts are one text part
-without a name. Errors: ME002 content and parts both given; ME008 a part
+count (memory._parts_estimate estimates its tokens when no count is given),
+or `plain` text when the parts are one text part without a name. Errors: ME002 content and parts both given; ME008 a part
 over its size limit; ME010 unknown role; ME022 a bad part (unknown type or
 field, a tool result without a call id, arguments that are not an object, a
 part the role may not hold, a data: URL).$$;
+
+-------------------------------------------------------------------------------
+-- _parts_estimate: the token estimate of a structured message.
+create or replace function memory._parts_estimate(
+    document jsonb
+)
+returns integer
+language plpgsql
+immutable strict parallel safe security invoker
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+    -- A documented estimate (the client sends exact counts): the text and the
+    -- framing of OpenAI's accounting (pymem.transcript.tokens).
+    return memory.estimate_tokens(memory._parts_text(document -> 'parts', true))
+           + (select coalesce(sum(case p ->> 'type' when 'tool_call' then 7
+                                                   when 'tool_result' then 4
+                                                   when 'image' then 85 else 0 end), 0)
+                from jsonb_array_elements(document -> 'parts') as p)::integer
+           + case when document ? 'name'
+                  then 1 + memory.estimate_tokens(document ->> 'name') else 0 end;
+end;
+$fn$;
+
+comment on function memory._parts_estimate(jsonb) is
+$$The token estimate stored for a structured message given no count: its
+searchable text (memory._parts_text) by memory.estimate_tokens, plus 7 per
+tool call, 4 per tool result and 85 per image, plus 1 and the name's
+estimate when it has a name (the framing pymem.transcript.tokens counts).
+Called only when no count is given; null for a null document.$$;
 
 -------------------------------------------------------------------------------
 -- _pii_json: a personal data policy applied to every string of a JSON value.

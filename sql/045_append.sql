@@ -62,7 +62,7 @@ declare
     v_tokens   integer := append.tokens;
     v_structured boolean := false;
     v_tool_parts smallint := 0;
-    v_parts    record;   -- document, plain, tool_parts, estimate (memory._check_parts)
+    v_parts    record;   -- document, plain, tool_parts (memory._check_parts)
 begin
     if not memory._act_for(append.tenant) then
         perform memory._tenant_guard(append.tenant);
@@ -72,7 +72,7 @@ begin
         v_structured := v_parts.document is not null;
         v_content := coalesce(v_parts.document::text, v_parts.plain);
         v_tool_parts := v_parts.tool_parts;
-        v_tokens := coalesce(append.tokens, v_parts.estimate);
+        v_tokens := coalesce(append.tokens, memory._parts_estimate(v_parts.document));
     end if;
     if append.call_key is not null and append.idempotency_key is not null then
         raise exception 'memory: give an idempotency_key or a call_key, not both'
@@ -449,15 +449,15 @@ begin
                                coalesce(p.tool_parts, 0::smallint) as tool_parts,
                                case when p.shaped then coalesce(p.document::text, p.plain)
                                     else m.content end as content,
-                               case when p.shaped then coalesce(m.tokens, p.estimate)
+                               case when p.shaped
+                                    then coalesce(m.tokens, memory._parts_estimate(p.document))
                                     else m.tokens end as tokens
                           from unnest(_append_batch.messages, _append_batch.call_keys)
                                with ordinality
                                as m (role, content, tokens, metadata, embedding, idempotency_key,
                                      parts, name, call_key, i)
                           left join lateral (
-                                 select c.document, c.plain, c.tool_parts, c.estimate,
-                                        true as shaped
+                                 select c.document, c.plain, c.tool_parts, true as shaped
                                    from memory._check_parts(m.role, m.content, m.parts, m.name)
                                         as c
                                   where m.parts is not null or m.name is not null
