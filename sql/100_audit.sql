@@ -3,6 +3,10 @@
 
 -------------------------------------------------------------------------------
 -- _audit_hash: the SHA-256 that links an audit row to the previous one.
+-- Stable, as the functions it calls (convert_to, to_char), and not pinned:
+-- so PostgreSQL inlines it (declared immutable or pinned, it was a SQL
+-- function call planned again in every transaction). The body names its
+-- schemas and is bound when it was created.
 create or replace function memory._audit_hash(
     prev_hash  bytea,
     tenant_id  text,
@@ -16,12 +20,14 @@ create or replace function memory._audit_hash(
 )
 returns bytea
 language sql
-immutable parallel safe security invoker
-set search_path = pg_catalog, pg_temp
+stable parallel safe security invoker
 return public.digest(
-    prev_hash || convert_to(concat_ws(chr(31), tenant_id, audit_id::text,
-                                      to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'),
-                                      actor, action, object, object_key, details::text), 'UTF8'),
+    prev_hash || pg_catalog.convert_to(
+                     pg_catalog.concat_ws(pg_catalog.chr(31), tenant_id, audit_id::text,
+                                          pg_catalog.to_char(at at time zone 'UTC',
+                                                             'YYYY-MM-DD"T"HH24:MI:SS.US'),
+                                          actor, action, object, object_key, details::text),
+                     'UTF8'),
     'sha256');
 
 comment on function memory._audit_hash(bytea, text, bigint, timestamptz, text, text, text, text, jsonb) is
@@ -49,9 +55,15 @@ declare
     v_actor text := coalesce(nullif(current_setting('pymem.actor', true), ''), session_user);
     v_hash  bytea;
 begin
-    insert into memory.audit_heads as h (tenant_id) values (_audit.tenant) on conflict do nothing;
     -- The head's row lock puts concurrent writers of one tenant in one line.
     select h.* into v_head from memory.audit_heads as h where h.tenant_id = _audit.tenant for update;
+    if not found then
+        -- The tenant's first audit row (a twin may create the head meanwhile).
+        insert into memory.audit_heads as h (tenant_id) values (_audit.tenant)
+        on conflict do nothing;
+        select h.* into v_head from memory.audit_heads as h
+         where h.tenant_id = _audit.tenant for update;
+    end if;
     v_hash := memory._audit_hash(v_head.last_hash, _audit.tenant, v_head.last_id + 1, v_at,
                                  v_actor, _audit.action, _audit.object, _audit.object_key,
                                  coalesce(_audit.details, '{}'::jsonb));
