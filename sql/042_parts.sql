@@ -269,10 +269,11 @@ comment on function memory._check_parts(text, text, jsonb, text) is
 $$Check a message given as `parts` (or as `content` with a `name`) and return
 the `document` to store ({"parts": [...], "name": ...}) with its tool part
 count (memory._parts_estimate estimates its tokens when no count is given),
-or `plain` text when the parts are one text part without a name. Errors: ME002 content and parts both given; ME008 a part
-over its size limit; ME010 unknown role; ME022 a bad part (unknown type or
-field, a tool result without a call id, arguments that are not an object, a
-part the role may not hold, a data: URL).$$;
+or `plain` text when the parts are one text part without a name. Errors:
+ME002 content and parts both given; ME008 a part over its size limit; ME010
+unknown role; ME022 a bad part (unknown type or field, a tool result without
+a call id, arguments that are not an object, a part the role may not hold, a
+data: URL).$$;
 
 -------------------------------------------------------------------------------
 -- _parts_estimate: the token estimate of a structured message.

@@ -56,14 +56,14 @@ declare
     v_hash  bytea;
 begin
     -- The head's row lock puts concurrent writers of one tenant in one line.
-    select h.* into v_head from memory.audit_heads as h where h.tenant_id = _audit.tenant for update;
-    if not found then
+    loop
+        select h.* into v_head from memory.audit_heads as h
+         where h.tenant_id = _audit.tenant for update;
+        exit when found;
         -- The tenant's first audit row (a twin may create the head meanwhile).
         insert into memory.audit_heads as h (tenant_id) values (_audit.tenant)
         on conflict do nothing;
-        select h.* into v_head from memory.audit_heads as h
-         where h.tenant_id = _audit.tenant for update;
-    end if;
+    end loop;
     v_hash := memory._audit_hash(v_head.last_hash, _audit.tenant, v_head.last_id + 1, v_at,
                                  v_actor, _audit.action, _audit.object, _audit.object_key,
                                  coalesce(_audit.details, '{}'::jsonb));
